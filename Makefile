@@ -1,0 +1,35 @@
+# raikit: two entry points that do all set-up on a fresh machine.
+#   make demo   create .venv, install everything, run the embedded default audit
+#   make test   create .venv if needed, install, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.raikit-installed
+
+.PHONY: demo test install clean bench
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first, pinned, so pip takes the CPU build from local disk; pyproject declares a range it satisfies.
+$(STAMP): $(PY) pyproject.toml requirements-offline.txt
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps -r requirements-offline.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/raikit audit --offline --out out
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m bench
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

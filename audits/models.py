@@ -1,0 +1,703 @@
+"""Model adapters: one loader, one adapter per model kind, batched primitives.
+
+Every capability reads models through these adapters, never through transformers directly, so that
+batching, padding, device placement, dtype and safety rules live in one place.
+
+>>> adapter = load_model(ModelSpec(id="builtin:minilm-l6"))      # doctest: +SKIP
+>>> adapter.embed(["a nurse", "a doctor"]).shape                  # doctest: +SKIP
+(2, 384)
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, get_args
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from raikit.audits.errors import RaikitInputError
+
+__all__ = [
+    "ModelKind",
+    "ModelSpec",
+    "ModelAdapter",
+    "EncoderAdapter",
+    "MaskedLMAdapter",
+    "CausalLMAdapter",
+    "ClassifierAdapter",
+    "AttentionMaps",
+    "load_model",
+    "wrap_model",
+    "resolve_device",
+    "detect_kind",
+]
+
+ModelKind = Literal["masked_lm", "causal_lm", "encoder", "classifier"]
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load one model.
+
+    Parameters
+    ----------
+    id : str
+        A HuggingFace hub id, a local folder, or a built-in alias such as ``builtin:minilm-l6``.
+    kind : {"masked_lm", "causal_lm", "encoder", "classifier"}, optional
+        The adapter to build; detected from the model config's architecture when omitted.
+    dtype : {"auto", "float32", "float16", "bfloat16"}
+        "auto" is float32 on CPU and bfloat16 on CUDA.
+    batch_size : int
+        Sequences per forward pass.
+    max_length : int
+        Longer inputs are truncated to this many tokens.
+    allow_pickle : bool
+        Load pickle ``.bin`` weights; off by default (safetensors only).
+    trust_remote_code : bool
+        Run model code shipped with the checkpoint; off by default.
+    revision : str, optional
+        Hub revision (branch, tag or commit) for hub ids.
+    """
+
+    id: str
+    kind: ModelKind | None = None
+    dtype: DType = "auto"
+    batch_size: int = 32
+    max_length: int = 512
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` into a :class:`torch.device`.
+
+    Raises
+    ------
+    RaikitInputError
+        If CUDA is asked for but not available, or the name is not a device.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RaikitInputError(f"device {device!r} was asked for but CUDA is not available")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise RaikitInputError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+
+
+def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise RaikitInputError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(_DTYPES)}") from None
+
+
+def detect_kind(config: Any) -> ModelKind:
+    """Guess the adapter kind from a transformers config's ``architectures`` list."""
+    for arch in getattr(config, "architectures", None) or []:
+        if arch.endswith("ForMaskedLM"):
+            return "masked_lm"
+        if arch.endswith(("ForCausalLM", "LMHeadModel")):
+            return "causal_lm"
+        if arch.endswith("ForSequenceClassification"):
+            return "classifier"
+    return "encoder"
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """Attention weights of one text.
+
+    Attributes
+    ----------
+    tokens : list of str
+        The tokens, special tokens included.
+    offsets : list of tuple of int
+        Character span of each token in the text ((0, 0) for special tokens).
+    attentions : ndarray, shape (layers, heads, tokens, tokens)
+        Row ``i`` is where token ``i`` attends to.
+    """
+
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    attentions: np.ndarray = field(repr=False)
+
+
+class ModelAdapter:
+    """Base adapter: a model, its tokenizer, batching and the shared primitives.
+
+    Use :func:`load_model` or :func:`wrap_model` rather than building one directly.
+    """
+
+    kind: ClassVar[ModelKind] = "encoder"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        device: torch.device,
+        batch_size: int = 32,
+        max_length: int = 512,
+        progress: bool = True,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.max_length = int(min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length))
+        self.progress = progress
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._sha256: str | None = None
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 over every parameter and buffer (sorted by name, raw bytes); computed once."""
+        if self._sha256 is None:
+            digest = hashlib.sha256()
+            for key, tensor in sorted(self.model.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(str(tensor.dtype).encode())
+                data = tensor.detach().to("cpu").contiguous()
+                digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+            self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the model for provenance: id, kind, weights hash, size, dtype, device."""
+        n_params = sum(p.numel() for p in self.model.parameters())
+        dtype = next(self.model.parameters()).dtype
+        return {
+            "id": self.name,
+            "kind": self.kind,
+            "weights_sha256": self.weights_sha256,
+            "n_parameters": int(n_params),
+            "dtype": str(dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "architecture": type(self.model).__name__,
+            **({"metadata": self.metadata} if self.metadata else {}),
+        }
+
+    # -- batching helpers --------------------------------------------------------------------
+    def _batches(self, n: int, *, desc: str, batch_size: int | None = None) -> Iterator[slice]:
+        size = batch_size or self.batch_size
+        starts = range(0, n, size)
+        bar = tqdm(starts, desc=f"{self.name}: {desc}", unit="batch", leave=False,
+                   disable=not self.progress or len(starts) < 3)
+        for start in bar:
+            yield slice(start, min(start + size, n))
+
+    def _pad(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad token id lists into ``input_ids`` and ``attention_mask`` on the device."""
+        length = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(sequences), length), pad, dtype=torch.long)
+        mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _length_order(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Indices sorting sequences longest first, so each batch pads little."""
+        return np.argsort([-len(s) for s in sequences], kind="stable")
+
+    def encode(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
+        """Token ids of each text, truncated to ``max_length``."""
+        _check_texts(texts)
+        out = self.tokenizer(list(texts), add_special_tokens=add_special_tokens, truncation=True,
+                             max_length=self.max_length)
+        return [list(ids) for ids in out["input_ids"]]
+
+    # -- shared primitives -------------------------------------------------------------------
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], *, layer: int = -1) -> np.ndarray:
+        """Sentence embeddings: mean of the hidden states over the attention mask.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        layer : int
+            Which hidden layer to pool (-1 is the last).
+
+        Returns
+        -------
+        ndarray, shape (n_texts, hidden_size), float32
+        """
+        encoded = self.encode(texts)
+        order = self._length_order(encoded)
+        out: list[np.ndarray | None] = [None] * len(encoded)
+        base = getattr(self.model, "base_model", self.model)
+        for sl in self._batches(len(order), desc="embedding"):
+            idx = order[sl]
+            ids, mask = self._pad([encoded[i] for i in idx])
+            hidden = base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            for row, i in enumerate(idx):
+                out[i] = pooled[row].float().cpu().numpy()
+        return np.stack(out) if out else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+
+    @torch.inference_mode()
+    def attention_maps(self, texts: Sequence[str]) -> list[AttentionMaps]:
+        """Attention weights of every layer and head for each text (eager attention)."""
+        _check_texts(texts)
+        previous = getattr(self.model.config, "_attn_implementation", None)
+        if previous != "eager" and hasattr(self.model, "set_attn_implementation"):
+            self.model.set_attn_implementation("eager")
+        try:
+            results = []
+            for text in texts:
+                enc = self.tokenizer(text, return_offsets_mapping=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt")
+                offsets = [tuple(int(x) for x in pair) for pair in enc.pop("offset_mapping")[0].tolist()]
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                out = self.model(**enc, output_attentions=True)
+                att = torch.stack([a[0] for a in out.attentions]).float().cpu().numpy()
+                tokens = self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+                results.append(AttentionMaps(tokens=tokens, offsets=offsets, attentions=att))
+            return results
+        finally:
+            if previous not in (None, "eager") and hasattr(self.model, "set_attn_implementation"):
+                self.model.set_attn_implementation(previous)
+
+
+class EncoderAdapter(ModelAdapter):
+    """A plain encoder (no task head): sentence embeddings and attention maps."""
+
+    kind: ClassVar[ModelKind] = "encoder"
+
+
+class MaskedLMAdapter(ModelAdapter):
+    """A masked language model: masked-token log-probabilities, pseudo-log-likelihood, fill-mask."""
+
+    kind: ClassVar[ModelKind] = "masked_lm"
+
+    def __init__(self, model: Any, tokenizer: Any, **kwargs: Any) -> None:
+        super().__init__(model, tokenizer, **kwargs)
+        if tokenizer.mask_token_id is None:
+            raise RaikitInputError(f"model {self.name!r}: the tokenizer has no mask token, so it is not a masked LM")
+        self.mask_token: str = tokenizer.mask_token
+        self.mask_token_id: int = int(tokenizer.mask_token_id)
+        self._special = set(tokenizer.all_special_ids)
+
+    def content_positions(self, token_ids: Sequence[int]) -> list[int]:
+        """Positions of the non-special tokens of one encoded sentence."""
+        return [i for i, t in enumerate(token_ids) if t not in self._special]
+
+    @torch.inference_mode()
+    def masked_token_log_probs(
+        self, token_ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], *, desc: str = "masked scoring"
+    ) -> list[np.ndarray]:
+        """Log-probability of each original token when that single position is masked.
+
+        All masked variants of all sentences go through the model in shared, length-sorted batches.
+
+        Parameters
+        ----------
+        token_ids : sequence of sequence of int
+            Encoded sentences (special tokens included).
+        positions : sequence of sequence of int
+            For each sentence, the positions to mask one at a time.
+
+        Returns
+        -------
+        list of ndarray
+            ``result[i][j]`` is ``log p(token_ids[i][positions[i][j]] | sentence i with that position masked)``.
+        """
+        if len(token_ids) != len(positions):
+            raise ValueError("token_ids and positions must have the same length")
+        variants: list[tuple[int, int, int]] = [(i, j, p) for i, pos in enumerate(positions) for j, p in enumerate(pos)]
+        out = [np.zeros(len(pos), dtype=np.float64) for pos in positions]
+        lengths = np.array([len(token_ids[i]) for i, _, _ in variants])
+        order = np.argsort(-lengths, kind="stable")
+        for sl in self._batches(len(order), desc=desc):
+            batch = [variants[k] for k in order[sl]]
+            seqs = []
+            for i, _, p in batch:
+                seq = list(token_ids[i])
+                seq[p] = self.mask_token_id
+                seqs.append(seq)
+            ids, mask = self._pad(seqs)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            rows = torch.arange(len(batch), device=self.device)
+            cols = torch.as_tensor([p for _, _, p in batch], device=self.device)
+            logp = torch.log_softmax(logits[rows, cols].float(), dim=-1)
+            targets = torch.as_tensor([token_ids[i][p] for i, _, p in batch], device=self.device)
+            values = logp[rows, targets].cpu().numpy()
+            for (i, j, _), v in zip(batch, values):
+                out[i][j] = v
+        return out
+
+    def pseudo_log_likelihood(self, texts: Sequence[str]) -> np.ndarray:
+        """Pseudo-log-likelihood (Salazar et al. 2020): sum over tokens of log p(token | rest), masking each once."""
+        encoded = self.encode(texts)
+        scores = self.masked_token_log_probs(encoded, [self.content_positions(e) for e in encoded], desc="PLL")
+        return np.array([s.sum() for s in scores])
+
+    @torch.inference_mode()
+    def unmasked_token_log_probs(self, token_ids: Sequence[Sequence[int]], *, with_attentions: bool = False
+                                 ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Log p of every token given the whole unmasked sentence (AUL), optionally with attention.
+
+        Returns
+        -------
+        list of (ndarray, ndarray or None)
+            Per sentence: log-probabilities of all tokens (special tokens included) and, when asked,
+            the attention weights averaged over layers and heads, shape (tokens, tokens).
+        """
+        if with_attentions and hasattr(self.model, "set_attn_implementation"):
+            self.model.set_attn_implementation("eager")
+        order = self._length_order(token_ids)
+        out: list[Any] = [None] * len(token_ids)
+        for sl in self._batches(len(order), desc="AUL"):
+            idx = order[sl]
+            ids, mask = self._pad([token_ids[i] for i in idx])
+            res = self.model(input_ids=ids, attention_mask=mask, output_attentions=with_attentions)
+            logp = torch.log_softmax(res.logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+            att = torch.stack(res.attentions).float().mean(dim=(0, 2)) if with_attentions else None
+            for row, i in enumerate(idx):
+                n = len(token_ids[i])
+                out[i] = (logp[row, :n].cpu().numpy().astype(np.float64),
+                          None if att is None else att[row, :n, :n].cpu().numpy())
+        return out
+
+    def _mask_positions(self, ids: Sequence[int]) -> list[int]:
+        return [i for i, t in enumerate(ids) if t == self.mask_token_id]
+
+    def candidate_ids(self, candidates: Sequence[str]) -> list[list[int]]:
+        """Token ids of each candidate as it would appear after a space."""
+        return [list(self.tokenizer(" " + c.strip(), add_special_tokens=False)["input_ids"]) for c in candidates]
+
+    @torch.inference_mode()
+    def _mask_logprobs(self, texts: Sequence[str], mask_index: Sequence[int]) -> torch.Tensor:
+        """Log-softmax over the vocabulary at the chosen mask of each text, shape (n, vocab)."""
+        encoded = self.encode(texts)
+        positions = []
+        for text, ids, k in zip(texts, encoded, mask_index):
+            masks = self._mask_positions(ids)
+            if len(masks) <= k:
+                raise RaikitInputError(f"text {text!r} has {len(masks)} mask token(s) {self.mask_token!r}; "
+                                       f"mask number {k + 1} was asked for")
+            positions.append(masks[k])
+        order = self._length_order(encoded)
+        out = torch.empty((len(encoded), self.model.config.vocab_size), dtype=torch.float32)
+        for sl in self._batches(len(order), desc="fill-mask"):
+            idx = order[sl]
+            ids, mask = self._pad([encoded[i] for i in idx])
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            rows = torch.arange(len(idx), device=self.device)
+            cols = torch.as_tensor([positions[i] for i in idx], device=self.device)
+            out[torch.as_tensor(idx)] = torch.log_softmax(logits[rows, cols].float(), dim=-1).cpu()
+        return out
+
+    def fill_mask(self, texts: Sequence[str], candidates: Sequence[str], *,
+                  mask_index: int | Sequence[int] = 0) -> np.ndarray:
+        """Log-probability of each single-token candidate at a mask of each text.
+
+        Parameters
+        ----------
+        texts : sequence of str
+            Texts containing the tokenizer's mask token (``adapter.mask_token``).
+        candidates : sequence of str
+            Words to score; each must be one token in this vocabulary.
+        mask_index : int or sequence of int
+            Which mask of each text to score (0 = first), for texts with several masks.
+
+        Returns
+        -------
+        ndarray, shape (n_texts, n_candidates)
+        """
+        ids = self.candidate_ids(candidates)
+        multi = [c for c, i in zip(candidates, ids) if len(i) != 1]
+        if multi:
+            raise RaikitInputError(f"model {self.name!r}: fill-mask candidates must be single tokens; "
+                                   f"these are not: {', '.join(multi[:5])}")
+        k = [mask_index] * len(texts) if isinstance(mask_index, int) else list(mask_index)
+        logp = self._mask_logprobs(texts, k)
+        return logp[:, [i[0] for i in ids]].numpy().astype(np.float64)
+
+    def top_k(self, texts: Sequence[str], *, k: int = 10, mask_index: int = 0) -> list[list[tuple[str, float]]]:
+        """The ``k`` most likely tokens at a mask of each text, with log-probabilities."""
+        logp = self._mask_logprobs(texts, [mask_index] * len(texts))
+        values, indices = logp.topk(k, dim=-1)
+        return [[(self.tokenizer.decode([int(i)]).strip(), float(v)) for v, i in zip(vs, ix)]
+                for vs, ix in zip(values.tolist(), indices.tolist())]
+
+
+class CausalLMAdapter(ModelAdapter):
+    """A causal (decoder-only) language model: sentence log-likelihood, candidate scoring, generation."""
+
+    kind: ClassVar[ModelKind] = "causal_lm"
+
+    def __init__(self, model: Any, tokenizer: Any, **kwargs: Any) -> None:
+        super().__init__(model, tokenizer, **kwargs)
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if prefix is None:
+            raise RaikitInputError(f"model {self.name!r}: the tokenizer has neither a BOS nor an EOS token")
+        self.prefix_id: int = int(prefix)
+
+    @torch.inference_mode()
+    def _continuation_log_probs(self, prefixes: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+                                desc: str) -> list[np.ndarray]:
+        seqs = [list(p) + list(c) for p, c in zip(prefixes, continuations)]
+        order = self._length_order(seqs)
+        out: list[Any] = [None] * len(seqs)
+        for sl in self._batches(len(order), desc=desc):
+            idx = order[sl]
+            ids, mask = self._pad([seqs[i] for i in idx])
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            for row, i in enumerate(idx):
+                start, end = len(prefixes[i]) - 1, len(seqs[i]) - 1
+                out[i] = logp[row, start:end].cpu().numpy().astype(np.float64)
+        return out
+
+    def token_log_probs(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per-token log p of each text, conditioned on the BOS (or EOS) token as prefix."""
+        encoded = self.encode(texts, add_special_tokens=False)
+        return self._continuation_log_probs([[self.prefix_id]] * len(encoded), encoded, "log-likelihood")
+
+    def sentence_log_likelihood(self, texts: Sequence[str]) -> np.ndarray:
+        """Sum over all tokens of log p(token | BOS, previous tokens)."""
+        return np.array([lp.sum() for lp in self.token_log_probs(texts)])
+
+    def continuation_log_likelihood(self, contexts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
+        """Sum of log p over the continuation's tokens given BOS + context.
+
+        The continuation is tokenized on its own (join with a leading space where words are separate).
+        """
+        if len(contexts) != len(continuations):
+            raise ValueError("contexts and continuations must have the same length")
+        ctx = [[self.prefix_id] + ids for ids in self.encode(contexts, add_special_tokens=False)]
+        cont = self.encode(continuations, add_special_tokens=False)
+        return np.array([lp.sum() for lp in self._continuation_log_probs(ctx, cont, "continuations")])
+
+    @torch.inference_mode()
+    def next_token_top_k(self, prompts: Sequence[str], *, k: int = 10) -> list[list[tuple[str, float]]]:
+        """The ``k`` most likely next tokens after each prompt, with log-probabilities."""
+        encoded = [[self.prefix_id] + ids for ids in self.encode(prompts, add_special_tokens=False)]
+        order = self._length_order(encoded)
+        out: list[Any] = [None] * len(encoded)
+        for sl in self._batches(len(order), desc="next token"):
+            idx = order[sl]
+            ids, mask = self._pad([encoded[i] for i in idx])
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            last = torch.as_tensor([len(encoded[i]) - 1 for i in idx], device=self.device)
+            logp = torch.log_softmax(logits[torch.arange(len(idx), device=self.device), last].float(), -1)
+            values, indices = logp.topk(k, dim=-1)
+            for row, i in enumerate(idx):
+                out[i] = [(self.tokenizer.decode([int(t)]), float(v))
+                          for v, t in zip(values[row].tolist(), indices[row].tolist())]
+        return out
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 20, num_return_sequences: int = 1,
+                 do_sample: bool = False, seed: int = 0, temperature: float = 1.0) -> list[list[str]]:
+        """Continuations of each prompt (the new text only), batched with left padding.
+
+        Returns
+        -------
+        list of list of str
+            ``num_return_sequences`` continuations per prompt.
+        """
+        _check_texts(prompts)
+        torch.manual_seed(seed)
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            results: list[list[str]] = []
+            for sl in self._batches(len(prompts), desc="generating"):
+                batch = [self.tokenizer.decode([self.prefix_id]) + p for p in prompts[sl]]
+                enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+                gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                          num_return_sequences=num_return_sequences,
+                                          temperature=temperature if do_sample else None,
+                                          top_p=None, top_k=None,
+                                          pad_token_id=self.tokenizer.pad_token_id)
+                texts = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                for j in range(0, len(texts), num_return_sequences):
+                    results.append(texts[j: j + num_return_sequences])
+            return results
+        finally:
+            self.tokenizer.padding_side = side
+
+
+class ClassifierAdapter(ModelAdapter):
+    """A sequence classifier: probabilities of every class, cached per text."""
+
+    kind: ClassVar[ModelKind] = "classifier"
+
+    def __init__(self, model: Any, tokenizer: Any, *, cache_size: int = 200_000, **kwargs: Any) -> None:
+        super().__init__(model, tokenizer, **kwargs)
+        id2label = getattr(model.config, "id2label", None) or {}
+        n = int(model.config.num_labels)
+        self.labels: list[str] = [str(id2label.get(i, f"LABEL_{i}")) for i in range(n)]
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities (softmax over all classes) for each text.
+
+        Repeated texts, within a call or across calls, go to the model once.
+
+        Returns
+        -------
+        ndarray, shape (n_texts, n_classes), float64
+        """
+        texts = [str(t) for t in texts]
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            encoded = self.encode(missing)
+            order = self._length_order(encoded)
+            for sl in self._batches(len(order), desc="classifying"):
+                idx = order[sl]
+                ids, mask = self._pad([encoded[i] for i in idx])
+                probs = torch.softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), -1).cpu().numpy()
+                for row, i in enumerate(idx):
+                    self._cache[missing[i]] = probs[row].astype(np.float64)
+        result = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, len(self.labels)))
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return result
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Index of the most probable class for each text."""
+        return self.predict_proba(texts).argmax(axis=1)
+
+
+_ADAPTERS: dict[str, type[ModelAdapter]] = {
+    "encoder": EncoderAdapter,
+    "masked_lm": MaskedLMAdapter,
+    "causal_lm": CausalLMAdapter,
+    "classifier": ClassifierAdapter,
+}
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise TypeError("pass a sequence of texts, not a single string")
+
+
+def wrap_model(model: Any, tokenizer: Any, *, kind: ModelKind | None = None, name: str = "in-memory",
+               device: str | torch.device = "auto", batch_size: int = 32, max_length: int = 512,
+               progress: bool = True, metadata: dict[str, Any] | None = None) -> ModelAdapter:
+    """Wrap an already loaded transformers model and tokenizer in the adapter for its kind.
+
+    Parameters
+    ----------
+    model, tokenizer
+        A ``PreTrainedModel`` and its tokenizer.
+    kind : str, optional
+        Detected from ``model.config.architectures`` (or the class name) when omitted.
+    """
+    if kind is None:
+        arch = getattr(model.config, "architectures", None) or [type(model).__name__]
+        kind = detect_kind(type("Cfg", (), {"architectures": arch}))
+    if kind not in _ADAPTERS:
+        raise RaikitInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
+    dev = resolve_device(device)
+    model = model.to(dev)
+    return _ADAPTERS[kind](model, tokenizer, name=name, device=dev, batch_size=batch_size,
+                           max_length=max_length, progress=progress, metadata=metadata)
+
+
+_AUTO_CLASSES = {
+    "masked_lm": "AutoModelForMaskedLM",
+    "causal_lm": "AutoModelForCausalLM",
+    "classifier": "AutoModelForSequenceClassification",
+    "encoder": "AutoModel",
+}
+
+
+def _has_only_pickle_weights(path: Path) -> bool:
+    files = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    has_safe = any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in files)
+    has_bin = any(f.endswith(".bin") or f.endswith(".bin.index.json") for f in files)
+    return has_bin and not has_safe
+
+
+def load_model(spec: ModelSpec | str, *, device: str | torch.device = "auto", offline: bool | None = None,
+               progress: bool = True) -> ModelAdapter:
+    """Load a model by hub id, local folder or built-in alias and return its adapter.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        What to load; a plain string is ``ModelSpec(id=spec)``.
+    device : str
+        "auto" (CUDA when present), "cpu" or "cuda".
+    offline : bool, optional
+        Never touch the network. Defaults to true when ``HF_HUB_OFFLINE=1``.
+    progress : bool
+        Show progress bars on long work.
+
+    Raises
+    ------
+    RaikitInputError
+        If the model cannot be found or loaded, is pickle-only without ``allow_pickle``, or its kind
+        does not fit.
+    """
+    import transformers
+
+    if isinstance(spec, str):
+        spec = ModelSpec(id=spec)
+    if offline is None:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    dev = resolve_device(device)
+    dtype = _resolve_dtype(spec.dtype, dev)
+    metadata: dict[str, Any] = {}
+    source: str = spec.id
+    if spec.id.startswith("builtin:"):
+        from raikit.audits.builtin import prepare_builtin
+
+        path, metadata = prepare_builtin(spec.id, progress=progress)
+        source = str(path)
+    local = Path(source).expanduser()
+    if local.exists():
+        source = str(local)
+        if not spec.allow_pickle and _has_only_pickle_weights(local):
+            raise RaikitInputError(f"model {spec.id!r}: only pickle (.bin) weights found; raikit loads safetensors "
+                                   "only unless the model table sets allow_pickle = true")
+    elif offline and "/" not in spec.id and not spec.id.startswith("builtin:"):
+        raise RaikitInputError(f"model {spec.id!r}: no such folder, and offline mode cannot reach the hub")
+    common: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "local_files_only": offline}
+    if spec.revision:
+        common["revision"] = spec.revision
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, **common)
+        kind = spec.kind or detect_kind(config)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
+        auto = getattr(transformers, _AUTO_CLASSES[kind])
+        model = auto.from_pretrained(source, dtype=dtype, use_safetensors=None if spec.allow_pickle else True,
+                                     **common)
+    except RaikitInputError:
+        raise
+    except (OSError, ValueError, KeyError, EnvironmentError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = "offline, not in the local cache" if offline and not local.exists() else reason
+        raise RaikitInputError(f"model {spec.id!r}: could not be loaded ({where})") from exc
+    return wrap_model(model, tokenizer, kind=kind, name=spec.id, device=dev, batch_size=spec.batch_size,
+                      max_length=spec.max_length, progress=progress, metadata=metadata)

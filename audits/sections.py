@@ -1,0 +1,98 @@
+"""The contract between the runner and the capabilities.
+
+A capability (fairness probe, explainer run, ...) registers a :class:`Section`: a name, a frozen
+options dataclass read from its TOML table, the model kinds it accepts, and a ``run`` function that
+takes one model adapter, the options and a :class:`RunContext`, and returns a
+:class:`~raikit.audits.results.SectionResult` whose metric names are relative to the section
+(``metric_score``); the runner prefixes ``<capability>.<table name>.``.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raikit.audits.errors import RaikitInputError
+from raikit.audits.results import SectionResult
+
+__all__ = ["Section", "RunContext", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """``$RAIKIT_DATA`` if set, else ``../shared/data`` (beside a checkout), else ``./shared/data``."""
+    env = os.environ.get("RAIKIT_DATA")
+    if env:
+        return Path(env).expanduser()
+    for candidate in (Path("../shared/data"), Path("shared/data")):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return Path("../shared/data").resolve()
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every section gets besides its model and options.
+
+    Attributes
+    ----------
+    seed : int
+        Seed for every random choice (subsamples, bootstrap, permutations).
+    base_dir : Path
+        Folder that relative paths in the config are resolved against (the config file's folder).
+    data_dir : Path
+        What ``{data_dir}`` in a path option expands to.
+    progress : bool
+        Show progress bars.
+    """
+
+    seed: int = 0
+    base_dir: Path = field(default_factory=Path.cwd)
+    data_dir: Path = field(default_factory=default_data_dir)
+    progress: bool = True
+
+    def resolve_path(self, value: str | os.PathLike[str]) -> Path:
+        """Expand ``{data_dir}`` and ``~``, and resolve a relative path against ``base_dir``."""
+        text = str(value).replace("{data_dir}", str(self.data_dir))
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    def existing_path(self, value: str | os.PathLike[str], *, where: str) -> Path:
+        """:meth:`resolve_path`, raising a one-line input error if nothing is there."""
+        path = self.resolve_path(value)
+        if not path.exists():
+            raise RaikitInputError(f"file not found: {path}", where=where)
+        return path
+
+
+RunFunction = Callable[[Any, Any, RunContext], SectionResult]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A registered, configurable piece of an audit.
+
+    Parameters
+    ----------
+    name : str
+        Registry key, also the default TOML table name (``[fairness.<name>]``).
+    options : type
+        Frozen dataclass of the table's keys (besides ``model`` and ``probe``); its defaults are the
+        table's defaults. Fields typed ``Path`` are files that must exist.
+    model_kinds : tuple of str
+        Adapter kinds the section accepts; others are a config error.
+    run : callable
+        ``run(adapter, options, ctx) -> SectionResult``.
+    description : str
+        One line for ``raikit`` listings and the report.
+    citation : str
+        The paper behind the numbers, shown by the report.
+    """
+
+    name: str
+    options: type
+    model_kinds: tuple[str, ...]
+    run: RunFunction
+    description: str = ""
+    citation: str = ""
