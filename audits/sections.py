@@ -45,12 +45,16 @@ class RunContext:
         What ``{data_dir}`` in a path option expands to.
     progress : bool
         Show progress bars.
+    flagged_texts : tuple of str
+        Texts another section flagged for a closer look (the runner fills it, e.g. the counterfactual
+        cases whose prediction flipped, for the explain section to explain).
     """
 
     seed: int = 0
     base_dir: Path = field(default_factory=Path.cwd)
     data_dir: Path = field(default_factory=default_data_dir)
     progress: bool = True
+    flagged_texts: tuple[str, ...] = ()
 
     def resolve_path(self, value: str | os.PathLike[str]) -> Path:
         """Expand ``{data_dir}`` and ``~``, and resolve a relative path against ``base_dir``."""
@@ -88,6 +92,9 @@ class Section:
         One line for ``raikit`` listings and the report.
     citation : str
         The paper behind the numbers, shown by the report.
+    metrics : tuple of str
+        The metric names (relative to the section) it can produce; ``*`` stands for a dynamic part
+        (``by_bias_type.*``). Gates are checked against these before anything runs.
     """
 
     name: str
@@ -96,3 +103,4 @@ class Section:
     run: RunFunction
     description: str = ""
     citation: str = ""
+    metrics: tuple[str, ...] = ()
