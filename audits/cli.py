@@ -1,0 +1,186 @@
+"""The ``raikit`` command line.
+
+Commands: ``audit``, ``report``, ``gate``, ``diff``, ``models``. Exit codes: 0 when every gate
+passes, 1 when a gate fails (or ``diff`` finds a regression), 2 on bad input or a failed run.
+Errors are one line each on stderr; ``--debug`` adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from raikit.audits.errors import RaikitError, RaikitInputError
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"raikit: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+@contextlib.contextmanager
+def _clean_errors(debug: bool) -> Iterator[None]:
+    """Turn any failure into one-line messages and exit code 2 (traceback only with --debug)."""
+    try:
+        yield
+    except RaikitInputError as exc:
+        if debug:
+            raise
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"raikit: error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("raikit: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (RaikitError, RuntimeError, OSError, ValueError, ImportError) as exc:
+        if debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"raikit: error: run failed: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``raikit`` command."""
+    parser = _Parser(prog="raikit", description="Responsible-AI audits of HuggingFace models.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    audit = sub.add_parser("audit", help="run an audit (the embedded default when no config is given)")
+    audit.add_argument("config", nargs="?", help="audit TOML file (default: the embedded default audit)")
+    audit.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
+    audit.add_argument("--seed", type=int, help="override [run] seed")
+    audit.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override [run] device")
+    audit.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
+    audit.add_argument("--resume", action="store_true", help="reuse sections finished by the last run of this config")
+    audit.add_argument("--quiet", action="store_true", help="no progress output")
+    audit.add_argument("--print-default", action="store_true", help="print the embedded default config and exit")
+
+    report = sub.add_parser("report", help="re-render every report from a results.json")
+    report.add_argument("results", help="results.json of a run")
+    report.add_argument("--out", help="report.html path (default: beside results.json); other files go beside it")
+    report.add_argument("--formats", default="html,md,junit,model_card", help="comma-separated formats")
+
+    gate = sub.add_parser("gate", help="re-evaluate the gates of a config on existing results (no model runs)")
+    gate.add_argument("results", help="results.json of a run")
+    gate.add_argument("--config", required=True, help="audit TOML whose [gates] to apply")
+
+    diff = sub.add_parser("diff", help="metrics that moved beyond their confidence intervals between two runs")
+    diff.add_argument("old", help="results.json of the earlier run")
+    diff.add_argument("new", help="results.json of the later run")
+
+    sub.add_parser("models", help="list the built-in model aliases, whether each is ready, and its size")
+    return parser
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from raikit.audits.runner import default_config_text, run_audit
+
+    if args.print_default:
+        print(default_config_text(), end="")
+        return 0
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    if args.config is not None and not Path(args.config).is_file():
+        raise RaikitInputError("config file not found", where=args.config)
+    outcome = run_audit(args.config, out_dir=args.out, seed=args.seed, device=args.device,
+                        offline=True if args.offline else None, resume=args.resume, progress=not args.quiet)
+    gates = outcome.results.get("gates", [])
+    failed = [g for g in gates if not g["passed"]]
+    print(f"results: {outcome.out_dir / 'results.json'}")
+    for path in outcome.files[1:]:
+        print(f"report:  {path}")
+    print(f"gates:   {len(gates) - len(failed)} passed, {len(failed)} failed")
+    for g in failed:
+        print(f"  FAILED {g['message']}")
+    return outcome.exit_code
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from raikit.reports import load_results, write_reports
+
+    results = load_results(args.results)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    out_dir = Path(args.out).parent if args.out else Path(args.results).parent
+    files = write_reports(results, out_dir, formats=formats)
+    if args.out and "html" in formats:
+        html = out_dir / "report.html"
+        if html.resolve() != Path(args.out).resolve():
+            os.replace(html, args.out)
+            files = [Path(args.out) if f == html else f for f in files]
+    for path in files:
+        print(f"report: {path}")
+    return 0
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from raikit.audits.gates import evaluate_gates, gates_from_config
+    from raikit.reports import load_results
+
+    results = load_results(args.results)
+    gates = gates_from_config(args.config)
+    outcomes = evaluate_gates(gates, results.get("metrics", {}))
+    for outcome in outcomes:
+        print(f"{'PASS' if outcome.passed else 'FAIL'} {outcome.message}")
+    failed = sum(not o.passed for o in outcomes)
+    print(f"gates: {len(outcomes) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from raikit.reports import diff_results, load_results
+
+    diff = diff_results(load_results(args.old), load_results(args.new))
+    print(diff.to_text())
+    return 1 if diff.regressions else 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from raikit.audits.builtin import builtin_status
+
+    rows = builtin_status()
+    width = max(len(r["alias"]) for r in rows)
+    for r in rows:
+        size = f"{r['size_bytes'] / 1e6:7.1f} MB" if r["ready"] else "        -"
+        state = "ready    " if r["ready"] else "not ready"
+        print(f"{r['alias']:<{width}}  {r['kind']:<10}  {state}  {size}  {r['description']}")
+    return 0
+
+
+_COMMANDS = {"audit": _cmd_audit, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``raikit`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    with _clean_errors(args.debug):
+        if not args.debug:
+            _quiet_libraries()
+        return _COMMANDS[args.command](args)
+    return 2  # pragma: no cover  (the context manager exits)
+
+
+def _quiet_libraries() -> None:
+    """Hide third-party progress bars and advice on loading; raikit shows its own progress."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

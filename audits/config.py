@@ -1,0 +1,352 @@
+"""The audit config: a TOML file validated once, up front, with every problem reported together.
+
+Layout::
+
+    [run]                      # optional: seed, device, data_dir, offline
+    [model]                    # one model: id = "...", kind, dtype, batch_size, ...
+    [models.<key>]             # or several named models (also accepted as [model.<key>])
+    [fairness.<table>]         # one table per fairness probe: probe = "<name>" (default: the table name),
+                               # model = "<key>", then the probe's own options
+    [explain]                  # model = "<key>", then the explainers' options
+    [gates]                    # "metric.name" = { min = ..., max = ..., use = "value" | "ci" }
+    [report]                   # title, formats, organisation, reviewers
+
+This module checks the structure and the generic parts ([run], models, [report]); the section tables
+are checked against the options dataclass of the probe they name by :func:`validate_options`, called
+by the runner, which knows the capability registries.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from raikit.audits.errors import RaikitInputError
+from raikit.audits.models import MODEL_KINDS, ModelSpec
+
+__all__ = [
+    "AuditConfig",
+    "ConfigError",
+    "RunOptions",
+    "ReportOptions",
+    "SectionTable",
+    "parse_config",
+    "read_config",
+    "validate_options",
+    "CAPABILITIES",
+    "REPORT_FORMATS",
+]
+
+CAPABILITIES = ("fairness", "explain", "privacy", "federated")
+REPORT_FORMATS = ("html", "md", "junit", "model_card")
+_TOP_LEVEL = ("run", "model", "models", "gates", "report") + CAPABILITIES
+
+
+class ConfigError(RaikitInputError):
+    """Every problem found in a config, one line each.
+
+    Attributes
+    ----------
+    problems : list of str
+        One line per problem, each naming the file, the table, the key and the bad value.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The ``[run]`` table.
+
+    Parameters
+    ----------
+    seed : int
+        Seed for every random choice.
+    device : {"auto", "cpu", "cuda"}
+        Where models run.
+    data_dir : str, optional
+        What ``{data_dir}`` expands to in path options (default: ``$RAIKIT_DATA`` or ``../shared/data``).
+    offline : bool
+        Never touch the network.
+    """
+
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data_dir: str | None = None
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """The ``[report]`` table: title, output formats and who signs the report off."""
+
+    title: str = "raikit audit"
+    formats: list[str] = field(default_factory=lambda: list(REPORT_FORMATS))
+    organisation: str = ""
+    reviewers: list[str] = field(default_factory=list)
+    intended_use: str = ""
+
+
+@dataclass(frozen=True)
+class SectionTable:
+    """One capability table before its options are validated.
+
+    Attributes
+    ----------
+    capability : str
+        "fairness", "explain", ...
+    name : str
+        The table name (``crows_pairs`` for ``[fairness.crows_pairs]``; the capability for ``[explain]``).
+    probe : str
+        The registered section it runs.
+    model : str
+        The model key it runs on.
+    options : dict
+        The remaining keys, still raw.
+    where : str
+        ``file: [table]`` for error messages.
+    """
+
+    capability: str
+    name: str
+    probe: str
+    model: str
+    options: dict[str, Any]
+    where: str
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of its metric names: ``fairness.<name>`` or ``explain``."""
+        return self.capability if self.name == self.capability else f"{self.capability}.{self.name}"
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """A parsed audit config (structure checked; section options still raw)."""
+
+    source: str
+    raw: Mapping[str, Any]
+    sha256: str
+    run: RunOptions
+    models: Mapping[str, ModelSpec]
+    sections: tuple[SectionTable, ...]
+    gates: Mapping[str, Any]
+    report: ReportOptions
+    base_dir: Path
+
+
+def _type_name(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(hint) if a is not type(None))
+    if origin in (list, tuple):
+        args = get_args(hint)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin in (dict, Mapping):
+        return "table"
+    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "table"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a TOML value fits a type hint (str, int, float, bool, list[...], dict, Optional, Literal)."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple) or hint in (list, tuple):
+        args = get_args(hint)
+        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return isinstance(value, hint) if isinstance(hint, type) else False
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_options(table: Mapping[str, Any], options_type: type, *, where: str) -> tuple[Any, list[str]]:
+    """Build an options dataclass from a TOML table, collecting every problem.
+
+    Parameters
+    ----------
+    table : mapping
+        The raw TOML table.
+    options_type : type
+        A dataclass; its fields are the allowed keys, its type hints the allowed types.
+    where : str
+        ``file: [table]`` prefix for the problems.
+
+    Returns
+    -------
+    (options or None, problems)
+        ``options`` is None when any problem was found.
+    """
+    hints = typing.get_type_hints(options_type)
+    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    problems = []
+    for key, value in table.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(fields) or 'none'}"
+            problems.append(f"{where}: unknown key {key!r}{hint}")
+        elif not _matches(value, hints[key]):
+            problems.append(f"{where}: key {key!r} must be {_type_name(hints[key])}, got {_show(value)}")
+    missing = [name for name, f in fields.items() if name not in table
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    problems += [f"{where}: missing required key {name!r}" for name in missing]
+    if problems:
+        return None, problems
+    values = {k: (float(v) if hints[k] is float and isinstance(v, int) else v) for k, v in table.items()}
+    try:
+        return options_type(**values), []
+    except (ValueError, TypeError) as exc:  # __post_init__ checks of the options class
+        return None, [f"{where}: {exc}"]
+
+
+def read_config(path: str | Path) -> tuple[dict[str, Any], str]:
+    """Read a TOML file; return its table and SHA-256, or raise a one-line input error."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RaikitInputError("config file not found", where=str(path)) from None
+    except OSError as exc:
+        raise RaikitInputError(f"cannot read config ({exc.strerror})", where=str(path)) from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RaikitInputError(f"not valid TOML: {exc}", where=str(path)) from None
+    return raw, hashlib.sha256(data).hexdigest()
+
+
+def _model_tables(raw: Mapping[str, Any], src: str, problems: list[str]) -> dict[str, dict[str, Any]]:
+    tables: dict[str, dict[str, Any]] = {}
+    single = raw.get("model")
+    if single is not None:
+        if not isinstance(single, dict):
+            problems.append(f"{src}: [model] must be a table, got {_show(single)}")
+        elif "id" in single or not all(isinstance(v, dict) for v in single.values()):
+            tables["model"] = single
+        else:
+            tables.update(single)
+    named = raw.get("models")
+    if named is not None:
+        if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
+            problems.append(f"{src}: [models] must hold one table per model, e.g. [models.mine]")
+        else:
+            for key, table in named.items():
+                if key in tables:
+                    problems.append(f"{src}: model {key!r} is defined twice")
+                tables[key] = table
+    if not tables:
+        problems.append(f"{src}: no model: add a [model] table with an id, or [models.<name>] tables")
+    return tables
+
+
+def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: Path) -> AuditConfig:
+    """Check the structure of an audit config.
+
+    Raises
+    ------
+    ConfigError
+        With every structural problem found (section options are checked later).
+    """
+    problems: list[str] = []
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            close = difflib.get_close_matches(key, _TOP_LEVEL, n=1)
+            hint = f" (did you mean [{close[0]}]?)" if close else f"; allowed: {', '.join(_TOP_LEVEL)}"
+            problems.append(f"{source}: unknown table [{key}]{hint}")
+
+    def table(name: str) -> dict[str, Any]:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            problems.append(f"{source}: [{name}] must be a table, got {_show(value)}")
+            return {}
+        return value
+
+    run, run_problems = validate_options(table("run"), RunOptions, where=f"{source}: [run]")
+    problems += run_problems
+    report, report_problems = validate_options(table("report"), ReportOptions, where=f"{source}: [report]")
+    problems += report_problems
+    if report is not None:
+        problems += [f"{source}: [report] formats: unknown format {f!r}; known: {', '.join(REPORT_FORMATS)}"
+                     for f in report.formats if f not in REPORT_FORMATS]
+
+    models: dict[str, ModelSpec] = {}
+    for key, mtable in _model_tables(raw, source, problems).items():
+        where = f"{source}: [model]" if key == "model" and "id" in raw.get("model", {}) else f"{source}: [models.{key}]"
+        spec, spec_problems = validate_options(mtable, ModelSpec, where=where)
+        problems += spec_problems
+        if spec is not None:
+            if spec.kind is not None and spec.kind not in MODEL_KINDS:
+                problems.append(f"{where}: key 'kind' must be one of {', '.join(MODEL_KINDS)}, got {spec.kind!r}")
+            if spec.batch_size < 1 or spec.max_length < 1:
+                problems.append(f"{where}: batch_size and max_length must be positive")
+            models[key] = spec
+
+    sections: list[SectionTable] = []
+    only_model = next(iter(models)) if len(models) == 1 else None
+
+    def add(capability: str, name: str, tbl: Any, where: str) -> None:
+        if not isinstance(tbl, dict):
+            problems.append(f"{where}: must be a table, got {_show(tbl)}")
+            return
+        options = dict(tbl)
+        probe = options.pop("probe", name) if capability == "fairness" else capability
+        model = options.pop("model", only_model)
+        if not isinstance(probe, str):
+            problems.append(f"{where}: key 'probe' must be a string, got {_show(probe)}")
+            return
+        if model is None:
+            problems.append(f"{where}: key 'model' is required when the config has several models "
+                            f"({', '.join(models)})")
+            return
+        if model not in models:
+            problems.append(f"{where}: key 'model' names unknown model {model!r}; defined: {', '.join(models) or 'none'}")
+            return
+        sections.append(SectionTable(capability, name, probe, model, options, where))
+
+    fairness = raw.get("fairness", {})
+    if not isinstance(fairness, dict) or not all(isinstance(v, dict) for v in fairness.values()):
+        problems.append(f"{source}: [fairness] must hold one table per probe, e.g. [fairness.crows_pairs]")
+    else:
+        for name, tbl in fairness.items():
+            add("fairness", name, tbl, f"{source}: [fairness.{name}]")
+    for capability in ("explain", "privacy", "federated"):
+        if capability in raw:
+            add(capability, capability, raw[capability], f"{source}: [{capability}]")
+
+    gates = table("gates")
+    if problems:
+        raise ConfigError(problems)
+    assert run is not None and report is not None  # guaranteed when there are no problems
+    return AuditConfig(source=source, raw=raw, sha256=sha256, run=run, models=models, sections=tuple(sections),
+                       gates=gates, report=report, base_dir=base_dir)

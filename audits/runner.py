@@ -1,0 +1,384 @@
+"""The run orchestrator: config -> models -> sections -> results.json -> reports.
+
+:func:`load_audit` validates everything it can before any model is loaded or any file written;
+:func:`run_audit` loads the models (still writing nothing, so bad models leave no output), runs each
+section, checkpoints each finished section under ``<run dir>/.sections/`` (``--resume`` reuses them),
+evaluates the gates and writes ``results.json`` and the reports atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import importlib.resources
+import json
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from raikit.audits.config import AuditConfig, ConfigError, SectionTable, parse_config, read_config, validate_options
+from raikit.audits.errors import RaikitInputError, RunFailedError
+from raikit.audits.io import write_csv_atomic, write_json_atomic
+from raikit.audits.models import ModelAdapter, load_model, resolve_device
+from raikit.audits.registry import Registry
+from raikit.audits.results import SCHEMA_VERSION, Metric, SectionResult
+from raikit.audits.sections import RunContext, Section, default_data_dir
+
+__all__ = ["Audit", "AuditOutcome", "PlannedSection", "load_audit", "run_audit", "default_config_text",
+           "DEFAULT_CONFIG_NAME"]
+
+DEFAULT_CONFIG_NAME = "default.toml (embedded)"
+_VERSIONED = ("raikit", "torch", "transformers", "tokenizers", "evaluate", "shap", "lime", "fairlearn", "numpy",
+              "pandas", "scipy", "scikit-learn")
+_ORDER = {"fairness": 0, "explain": 1, "privacy": 2, "federated": 3}
+_NOT_RUN = {
+    "fairness": "No fairness probe was run: bias was not examined.",
+    "explain": "No explanations were computed: decisions were not explained.",
+    "privacy": "No differential-privacy retraining or membership-inference audit was run.",
+    "federated": "No federated training was run.",
+}
+
+
+@dataclass(frozen=True)
+class PlannedSection:
+    """A validated config table bound to the registered section it runs."""
+
+    table: SectionTable
+    section: Section
+    options: Any
+
+    @property
+    def key(self) -> str:
+        """``fairness.crows_pairs``, ``explain``, ..."""
+        return self.table.prefix
+
+
+@dataclass(frozen=True)
+class Audit:
+    """A fully validated audit: config, sections to run, gates."""
+
+    config: AuditConfig
+    plan: tuple[PlannedSection, ...]
+    gates: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """What :func:`run_audit` produced."""
+
+    results: dict[str, Any]
+    out_dir: Path
+    exit_code: int
+    files: tuple[Path, ...] = field(default_factory=tuple)
+
+
+def default_config_text() -> str:
+    """The embedded default audit (``examples/default.toml``, shipped as package data)."""
+    return importlib.resources.files("raikit.audits").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def _registry(capability: str, where: str) -> Registry[Section]:
+    if capability == "fairness":
+        from raikit.fairness import SECTIONS
+
+        return SECTIONS
+    if capability == "explain":
+        from raikit.explain import SECTION
+
+        registry: Registry[Section] = Registry("explain section")
+        registry.register(SECTION.name)(SECTION)
+        return registry
+    raise RaikitInputError(f"[{capability}] is not available in this version of raikit", where=where.split(": [")[0])
+
+
+def _builtin_kind(model_id: str) -> str | None:
+    if not model_id.startswith("builtin:"):
+        return None
+    from raikit.audits.builtin import BUILTINS
+
+    item = BUILTINS.get(model_id)
+    return item.kind if item else None
+
+
+def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Audit:
+    """Read and validate an audit config; ``None`` is the embedded default.
+
+    Every problem (structure, unknown keys, wrong types, unknown probes, model kinds that do not fit,
+    unknown gate metrics) is collected and raised together.
+
+    Raises
+    ------
+    ConfigError
+        One line per problem, each naming file, table, key and value.
+    """
+    if path is None:
+        text = default_config_text()
+        import hashlib
+        import tomllib
+
+        raw, sha, source, base = tomllib.loads(text), hashlib.sha256(text.encode()).hexdigest(), DEFAULT_CONFIG_NAME, Path.cwd()
+    else:
+        raw, sha = read_config(path)
+        source, base = str(path), Path(path).resolve().parent
+    config = parse_config(raw, source=source, sha256=sha, base_dir=base)
+    if seed is not None:
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed))
+    problems: list[str] = []
+    plan: list[PlannedSection] = []
+    for table in sorted(config.sections, key=lambda t: _ORDER[t.capability]):
+        try:
+            section = _registry(table.capability, table.where).get(table.probe, where=table.where)
+        except RaikitInputError as exc:
+            problems.append(str(exc))
+            continue
+        options, option_problems = validate_options(table.options, section.options, where=table.where)
+        problems += option_problems
+        spec = config.models[table.model]
+        kind = spec.kind or _builtin_kind(spec.id)
+        if kind is not None and kind not in section.model_kinds:
+            problems.append(f"{table.where}: probe {table.probe!r} needs a {' or '.join(section.model_kinds)} model, "
+                            f"but model {table.model!r} ({spec.id}) is a {kind}")
+        if options is not None:
+            plan.append(PlannedSection(table, section, options))
+    from raikit.audits.gates import parse_gates
+
+    known = [f"{p.key}.{m}" for p in plan for m in (p.section.metrics or ("*",))]
+    gates, gate_problems = parse_gates(config.gates, where=f"{source}: [gates]", known_metrics=known)
+    problems += gate_problems
+    if problems:
+        raise ConfigError(problems)
+    return Audit(config=config, plan=tuple(plan), gates=tuple(gates))
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in _VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(f"raikit: {message}", file=sys.stderr, flush=True)
+
+
+def _find_resumable(out_root: Path, sha: str, seed: int) -> Path | None:
+    if not out_root.is_dir():
+        return None
+    candidates = []
+    for run_file in out_root.glob("*/.sections/_run.json"):
+        try:
+            meta = json.loads(run_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("config_sha256") == sha and meta.get("seed") == seed:
+            candidates.append((run_file.stat().st_mtime, run_file.parent.parent))
+    return max(candidates)[1] if candidates else None
+
+
+def _section_entry(planned: PlannedSection, result: SectionResult, seconds: float, tables: dict[str, str],
+                   model_key: str) -> dict[str, Any]:
+    body = result.to_dict()
+    return {
+        "capability": planned.table.capability,
+        "probe": planned.table.probe,
+        "model": model_key,
+        "description": planned.section.description,
+        "citation": planned.section.citation,
+        "options": dataclasses.asdict(planned.options),
+        "seconds": round(seconds, 3),
+        "notes": body["notes"],
+        "details": body["details"],
+        "tables": tables,
+        "metrics": {f"{planned.key}.{name}": m for name, m in body["metrics"].items()},
+    }
+
+
+def _flagged_texts(sections: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
+    texts: list[str] = []
+    for entry in sections.values():
+        for case in entry.get("details", {}).get("flipped", []) or []:
+            for key in ("original", "counterfactual"):
+                if isinstance(case, Mapping) and isinstance(case.get(key), str):
+                    texts.append(case[key])
+    return tuple(dict.fromkeys(texts))
+
+
+def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "out", seed: int | None = None,
+              device: str | None = None, offline: bool | None = None, resume: bool = False,
+              progress: bool = True) -> AuditOutcome:
+    """Run an audit end to end.
+
+    Parameters
+    ----------
+    config_path : path, optional
+        The audit TOML; None runs the embedded default audit.
+    out_dir : path
+        Parent folder; the run writes ``<out_dir>/<run-id>/``.
+    seed, device, offline
+        Override ``[run]`` values from the config.
+    resume : bool
+        Reuse the sections already completed by the latest run with the same config and seed.
+    progress : bool
+        Progress messages and bars on stderr.
+
+    Returns
+    -------
+    AuditOutcome
+        ``exit_code`` is 0 when every gate passes and 1 when one fails.
+
+    Raises
+    ------
+    RaikitInputError
+        Bad config, model or data; nothing is left behind.
+    RunFailedError
+        A section failed; finished sections stay checkpointed for ``--resume``.
+    """
+    audit = load_audit(config_path, seed=seed)
+    cfg = audit.config
+    run_opts = cfg.run
+    dev = resolve_device(device or run_opts.device)
+    offline = run_opts.offline if offline is None else offline
+    data_dir = Path(run_opts.data_dir.replace("~", str(Path.home()))) if run_opts.data_dir else default_data_dir()
+    if not data_dir.is_absolute():
+        data_dir = (cfg.base_dir / data_dir).resolve()
+    ctx = RunContext(seed=run_opts.seed, base_dir=cfg.base_dir, data_dir=data_dir, progress=progress)
+
+    out_root = Path(out_dir)
+    run_dir = _find_resumable(out_root, cfg.sha256, run_opts.seed) if resume else None
+    done: dict[str, dict[str, Any]] = {}
+    if run_dir is not None:
+        for planned in audit.plan:
+            file = run_dir / ".sections" / f"{planned.key}.json"
+            if file.exists():
+                done[planned.key] = json.loads(file.read_text())
+        _log(progress, f"resuming {run_dir} ({len(done)} of {len(audit.plan)} sections done)")
+
+    # Load every model still needed before writing anything: a bad model leaves no output behind.
+    adapters: dict[str, ModelAdapter] = {}
+    for planned in audit.plan:
+        key = planned.table.model
+        if planned.key in done or key in adapters:
+            continue
+        _log(progress, f"loading model {key!r} ({cfg.models[key].id})")
+        adapter = load_model(cfg.models[key], device=dev, offline=offline, progress=progress)
+        if adapter.kind not in planned.section.model_kinds:
+            raise RaikitInputError(f"probe {planned.table.probe!r} needs a {' or '.join(planned.section.model_kinds)} "
+                                   f"model, but {cfg.models[key].id!r} loaded as a {adapter.kind}",
+                                   where=planned.table.where)
+        adapters[key] = adapter
+
+    started = _now()
+    created = run_dir is None
+    if run_dir is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_dir = out_root / f"{stamp}-{cfg.sha256[:8]}"
+        suffix = 1
+        while run_dir.exists():
+            suffix += 1
+            run_dir = out_root / f"{stamp}-{cfg.sha256[:8]}-{suffix}"
+        (run_dir / ".sections").mkdir(parents=True)
+        write_json_atomic(run_dir / ".sections" / "_run.json",
+                          {"config_sha256": cfg.sha256, "seed": run_opts.seed, "started": started})
+    sections: dict[str, dict[str, Any]] = {}
+    try:
+        for number, planned in enumerate(audit.plan, start=1):
+            if planned.key in done:
+                sections[planned.key] = done[planned.key]
+                _log(progress, f"[{number}/{len(audit.plan)}] {planned.key}: reused from the earlier run")
+                continue
+            adapter = adapters[planned.table.model]
+            _log(progress, f"[{number}/{len(audit.plan)}] {planned.key} on {planned.table.model!r}")
+            section_ctx = ctx
+            if planned.table.capability == "explain":
+                section_ctx = dataclasses.replace(ctx, flagged_texts=_flagged_texts(sections))
+            t0 = time.perf_counter()
+            result = planned.section.run(adapter, planned.options, section_ctx)
+            seconds = time.perf_counter() - t0
+            tables = {}
+            for name, frame in result.tables.items():
+                file = f"{planned.key}.{name}.csv"
+                write_csv_atomic(run_dir / file, frame)
+                tables[name] = file
+            entry = _section_entry(planned, result, seconds, tables, planned.table.model)
+            write_json_atomic(run_dir / ".sections" / f"{planned.key}.json", entry)
+            sections[planned.key] = entry
+            _log(progress, f"    done in {seconds:.1f} s")
+    except RaikitInputError:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    except (RuntimeError, ValueError, KeyError, IndexError, TypeError, OSError, AssertionError) as exc:
+        raise RunFailedError(f"section {planned.key} failed ({type(exc).__name__}: {exc}); finished sections are "
+                             f"kept in {run_dir}, rerun with --resume to continue") from exc
+
+    results = _assemble(audit, sections, adapters, run_dir, started, dev, offline, done)
+    from raikit.audits.gates import evaluate_gates
+
+    outcomes = evaluate_gates(list(audit.gates), results["metrics"])
+    results["gates"] = [o.to_dict() for o in outcomes]
+    files = [write_json_atomic(run_dir / "results.json", results)]
+    from raikit.reports import write_reports
+
+    files += write_reports(results, run_dir, formats=cfg.report.formats)
+    exit_code = 0 if all(o.passed for o in outcomes) else 1
+    _log(progress, f"results: {run_dir / 'results.json'}")
+    return AuditOutcome(results=results, out_dir=run_dir, exit_code=exit_code, files=tuple(files))
+
+
+def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mapping[str, ModelAdapter],
+              run_dir: Path, started: str, dev: Any, offline: bool, done: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = audit.config
+    metrics: dict[str, Any] = {}
+    for entry in sections.values():
+        metrics.update(entry.pop("metrics"))
+    models: dict[str, Any] = {}
+    for key, spec in cfg.models.items():
+        if key in adapters:
+            models[key] = adapters[key].describe()
+        else:
+            models[key] = {"id": spec.id, "kind": spec.kind, "weights_sha256": None, "note": "not loaded in this run"}
+    limitations = [f"{key}: {note}" for key, entry in sections.items() for note in entry.get("notes", [])]
+    ran = {p.table.capability for p in audit.plan}
+    limitations += [text for cap, text in _NOT_RUN.items() if cap not in ran]
+    if done:
+        limitations.append(f"{len(done)} section(s) were reused from an earlier run with the same config and seed "
+                           f"(--resume): {', '.join(done)}")
+    for key, value in metrics.items():  # normalise through Metric so every entry has the same shape
+        metrics[key] = Metric.from_dict(value).to_dict()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "id": run_dir.name,
+            "raikit_version": _versions().get("raikit", "unknown"),
+            "packages": _versions(),
+            "config_path": cfg.source,
+            "config_sha256": cfg.sha256,
+            "seed": cfg.run.seed,
+            "started": started,
+            "finished": _now(),
+            "device": str(dev),
+            "offline": bool(offline),
+            "section_seconds": {k: v.get("seconds") for k, v in sections.items()},
+        },
+        "config": json.loads(json.dumps(dict(cfg.raw), default=str)),
+        "models": models,
+        "sections": sections,
+        "metrics": metrics,
+        "gates": [],
+        "limitations": limitations,
+    }
+
+
+__all__ += ["ConfigError"]
