@@ -9,6 +9,7 @@ batching, padding, device placement, dtype and safety rules live in one place.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import OrderedDict
@@ -163,7 +164,10 @@ class ModelAdapter:
         self.name = name
         self.device = device
         self.batch_size = int(batch_size)
-        self.max_length = int(min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length))
+        limits = [max_length, getattr(tokenizer, "model_max_length", None)]
+        for attr in ("max_position_embeddings", "n_positions"):
+            limits.append(getattr(model.config, attr, None))
+        self.max_length = int(min(x for x in limits if isinstance(x, int) and x > 0))
         self.progress = progress
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._sha256: str | None = None
@@ -263,10 +267,7 @@ class ModelAdapter:
     def attention_maps(self, texts: Sequence[str]) -> list[AttentionMaps]:
         """Attention weights of every layer and head for each text (eager attention)."""
         _check_texts(texts)
-        previous = getattr(self.model.config, "_attn_implementation", None)
-        if previous != "eager" and hasattr(self.model, "set_attn_implementation"):
-            self.model.set_attn_implementation("eager")
-        try:
+        with self._eager_attention(True):
             results = []
             for text in texts:
                 enc = self.tokenizer(text, return_offsets_mapping=True, truncation=True,
@@ -278,8 +279,18 @@ class ModelAdapter:
                 tokens = self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
                 results.append(AttentionMaps(tokens=tokens, offsets=offsets, attentions=att))
             return results
+
+    @contextlib.contextmanager
+    def _eager_attention(self, needed: bool) -> Iterator[None]:
+        """Switch to eager attention (the only kind that returns weights) for the block, then back."""
+        previous = getattr(self.model.config, "_attn_implementation", None)
+        switch = needed and previous != "eager" and hasattr(self.model, "set_attn_implementation")
+        if switch:
+            self.model.set_attn_implementation("eager")
+        try:
+            yield
         finally:
-            if previous not in (None, "eager") and hasattr(self.model, "set_attn_implementation"):
+            if switch and previous is not None:
                 self.model.set_attn_implementation(previous)
 
 
@@ -367,20 +378,19 @@ class MaskedLMAdapter(ModelAdapter):
             Per sentence: log-probabilities of all tokens (special tokens included) and, when asked,
             the attention weights averaged over layers and heads, shape (tokens, tokens).
         """
-        if with_attentions and hasattr(self.model, "set_attn_implementation"):
-            self.model.set_attn_implementation("eager")
         order = self._length_order(token_ids)
         out: list[Any] = [None] * len(token_ids)
-        for sl in self._batches(len(order), desc="AUL"):
-            idx = order[sl]
-            ids, mask = self._pad([token_ids[i] for i in idx])
-            res = self.model(input_ids=ids, attention_mask=mask, output_attentions=with_attentions)
-            logp = torch.log_softmax(res.logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-            att = torch.stack(res.attentions).float().mean(dim=(0, 2)) if with_attentions else None
-            for row, i in enumerate(idx):
-                n = len(token_ids[i])
-                out[i] = (logp[row, :n].cpu().numpy().astype(np.float64),
-                          None if att is None else att[row, :n, :n].cpu().numpy())
+        with self._eager_attention(with_attentions):
+            for sl in self._batches(len(order), desc="AUL"):
+                idx = order[sl]
+                ids, mask = self._pad([token_ids[i] for i in idx])
+                res = self.model(input_ids=ids, attention_mask=mask, output_attentions=with_attentions)
+                logp = torch.log_softmax(res.logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+                att = torch.stack(res.attentions).float().mean(dim=(0, 2)) if with_attentions else None
+                for row, i in enumerate(idx):
+                    n = len(token_ids[i])
+                    out[i] = (logp[row, :n].cpu().numpy().astype(np.float64),
+                              None if att is None else att[row, :n, :n].cpu().numpy())
         return out
 
     def _mask_positions(self, ids: Sequence[int]) -> list[int]:
@@ -582,6 +592,10 @@ class ClassifierAdapter(ModelAdapter):
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return result
+
+    def clear_cache(self) -> None:
+        """Forget cached probabilities (after changing the model's weights, or to time a cold run)."""
+        self._cache.clear()
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Index of the most probable class for each text."""

@@ -57,7 +57,7 @@ def measure(n_texts: int = 16, max_evals: int = 300, batch_size: int = 5) -> dic
     plain_values = plain(texts, max_evals=max_evals, batch_size=batch_size, silent=True)
     plain_s = time.perf_counter() - t0
 
-    adapter._cache.clear()
+    adapter.clear_cache()
     t0 = time.perf_counter()
     ours = shap_token_values(adapter, texts, max_evals=max_evals, batch_size=batch_size)
     ours_s = time.perf_counter() - t0

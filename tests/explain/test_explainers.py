@@ -47,9 +47,9 @@ def test_planted_word_ranks_first(planted_classifier, planted_test_texts):
 
 def test_lockstep_matches_one_by_one(planted_classifier, planted_test_texts):
     texts = planted_test_texts[0][:5]
-    planted_classifier._cache.clear()
+    planted_classifier.clear_cache()
     together = shap_token_values(planted_classifier, texts, max_evals=100, group_size=8)
-    planted_classifier._cache.clear()
+    planted_classifier.clear_cache()
     alone = shap_token_values(planted_classifier, texts, max_evals=100, group_size=1)
     for a, b in zip(together, alone):
         assert a.offsets == b.offsets
