@@ -1,1 +1,392 @@
-"""(being written)"""
+"""Fill-mask association probe: increased log probability (Kurita et al., 2019).
+
+For a template such as ``"{person} works as a {mask}."``, a group word ``g`` ("she", "my father") and a
+target word ``w`` ("nurse") scored at ``{mask}``:
+
+``score(w, g) = log p_target - log p_prior``
+
+* masked LMs: ``p_target = P([MASK] = w | "she works as a [MASK].")`` and
+  ``p_prior = P([MASK]_2 = w | "[MASK] works as a [MASK]_2.")``: the group slot is masked too, so the
+  prior is what the model expects at the target position without knowing the group (Kurita et al.'s
+  increased log probability, with the scored word at ``{mask}`` and the group as the conditioning word);
+* causal LMs cannot look at a later mask, so each candidate sentence is scored whole
+  (``log P(sentence)``) and normalised over the target set: ``p_target = P(w | sentence, w in targets)
+  = softmax_w log P(template filled with g and w)``; the prior replaces the group with a neutral
+  placeholder (``neutral``, default "the person") and is normalised the same way. Same quantity (how
+  much the group word raises the target's probability), different mechanism: the numbers of a masked
+  and a causal model are not on the same scale.
+
+Priors are shared by every group word and computed once per (template, target).
+
+Comparing groups ``A`` and ``B`` (two groups of the group lexicon): per target ``w``,
+``gap(w) = mean score(w, g in A) - mean score(w, g in B)`` (mean over templates and group words).
+When the targets come in two groups ``X`` and ``Y`` (e.g. male- and female-dominated occupations),
+``bias_score = mean_{w in X} gap(w) - mean_{w in Y} gap(w)`` (positive: A is tied to X and B to Y more
+than the other way round), ``effect_size`` is that difference divided by the standard deviation of
+``gap`` over ``X ∪ Y`` (ddof=1; WEAT's Cohen's-d form), and ``p_value`` is the one-sided permutation
+p-value over splits of the targets into X and Y. With ungrouped targets ``bias_score`` is the mean
+gap and there is no effect size. Confidence intervals are bootstrap intervals over targets.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from raikit.audits.errors import RaikitInputError
+from raikit.audits.results import Metric, SectionResult
+from raikit.audits.sections import RunContext, Section
+from raikit.fairness._registry import SECTIONS
+from raikit.fairness._stats import bootstrap_ci, permutation_p_value
+from raikit.fairness.templates import (
+    Lexicon,
+    Template,
+    expand,
+    fill,
+    load_lexicons,
+    load_templates,
+    resolve_data_path,
+)
+
+__all__ = ["FillMaskOptions", "FillMaskResult", "fill_mask_bias", "association_scores", "CITATION"]
+
+CITATION = ("Kurita, K., Vyas, N., Pareek, A., Black, A. W., Tsvetkov, Y. (2019). Measuring Bias in "
+            "Contextualized Word Representations. 1st Workshop on Gender Bias in NLP, ACL.")
+_GROUP_MARK = "\x00G\x00"
+_MASK_MARK = "\x00M\x00"
+
+
+def _two_sample_ci(x: np.ndarray, y: np.ndarray, statistic: Any, *, n_resamples: int,
+                   seed: int) -> tuple[float, float] | None:
+    """Bootstrap CI of ``statistic(x, y)``, resampling x and y independently (within their set)."""
+    if len(x) < 2 or len(y) < 2:
+        return None
+    res = stats.bootstrap((x, y), statistic, n_resamples=n_resamples, method="percentile", paired=False,
+                          vectorized=True, random_state=np.random.default_rng(seed))
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def _diff_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def _cohens_d(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    pooled = np.concatenate([x, y], axis=axis)
+    sd = np.std(pooled, axis=axis, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.mean(x, axis=axis) - np.mean(y, axis=axis)) / sd
+
+
+def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *,
+                       group_slot: str = "person", targets: str | None = None, neutral: str = "the person",
+                       max_instances: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Increased log probability of every target word for every filled template.
+
+    Parameters
+    ----------
+    adapter : MaskedLMAdapter or CausalLMAdapter
+    templates : sequence of Template
+        Each has the group slot and one ``{mask}``.
+    lexicons : mapping of str to Lexicon
+        Must hold the group lexicon and the target lexicon.
+    group_slot : str
+        The slot (and lexicon) of the group words.
+    targets : str, optional
+        The lexicon of the words scored at ``{mask}``; each template's ``targets`` otherwise.
+    neutral : str
+        Causal LMs: the placeholder standing for "no group" in the prior.
+
+    Returns
+    -------
+    DataFrame
+        One row per (instance, target): ``template_id``, ``text`` (the instance with ``{mask}``),
+        ``group``, ``group_word``, ``target``, ``target_group``, ``log_p``, ``log_prior``, ``score``.
+    """
+    kind = getattr(adapter, "kind", None)
+    if kind not in ("masked_lm", "causal_lm"):
+        raise RaikitInputError(f"the fill-mask probe needs a masked_lm or causal_lm model; "
+                               f"{getattr(adapter, 'name', 'model')!r} is {kind!r}")
+    for tpl in templates:
+        if group_slot not in tpl.slots or not tpl.has_mask:
+            raise RaikitInputError(f"template {tpl.id!r} needs the group slot {{{group_slot}}} and a {{mask}} slot")
+    target_name = targets or next((t.targets for t in templates if t.targets), None)
+    if target_name is None or target_name not in lexicons:
+        raise RaikitInputError(f"target lexicon {target_name!r} not found; known: {', '.join(sorted(lexicons))}")
+    target_lex = lexicons[target_name]
+    target_pairs = target_lex.pairs()
+    target_words = [w for w, _ in target_pairs]
+    inst = expand(templates, lexicons, max_instances=max_instances, seed=seed, mask=_MASK_MARK)
+    tpl_by_id = {t.id: t for t in templates}
+    slot_cols = {t.id: t.slots for t in templates}
+    prior_texts = []
+    for row in inst.itertuples(index=False):
+        values = {s: getattr(row, s) for s in slot_cols[row.template_id]}
+        values[group_slot] = _GROUP_MARK
+        prior_texts.append(fill(tpl_by_id[row.template_id].text, values, mask=_MASK_MARK))
+    inst = inst.assign(prior_text=prior_texts)
+    unique_priors = list(dict.fromkeys(prior_texts))
+    n_t = len(target_words)
+    texts = inst["text"].tolist()
+
+    if kind == "masked_lm":
+        mask = adapter.mask_token
+        unique_texts = list(dict.fromkeys(texts))
+        logp_u = adapter.fill_mask([t.replace(_MASK_MARK, mask) for t in unique_texts], target_words)
+        logp = logp_u[[unique_texts.index(t) for t in texts]] if unique_texts else np.zeros((0, n_t))
+        order = [int(p.index(_GROUP_MARK) < p.index(_MASK_MARK)) for p in unique_priors]
+        prior_u = adapter.fill_mask([p.replace(_GROUP_MARK, mask).replace(_MASK_MARK, mask) for p in unique_priors],
+                                    target_words, mask_index=order)
+    else:
+        def normalised(frames: list[str], group_fill: str | None) -> np.ndarray:
+            sentences = []
+            for f in frames:
+                base = f
+                if group_fill is not None:
+                    base = base.replace(_GROUP_MARK, group_fill)
+                    if f.startswith(_GROUP_MARK):
+                        base = base[:1].upper() + base[1:]
+                sentences.extend(base.replace(_MASK_MARK, w) for w in target_words)
+            ll = adapter.sentence_log_likelihood(sentences).reshape(len(frames), n_t) if sentences else np.zeros((0, n_t))
+            return ll - special.logsumexp(ll, axis=1, keepdims=True)
+
+        unique_texts = list(dict.fromkeys(texts))
+        logp_u = normalised(unique_texts, None)
+        logp = logp_u[[unique_texts.index(t) for t in texts]] if unique_texts else np.zeros((0, n_t))
+        prior_u = normalised(unique_priors, neutral)
+    prior = prior_u[[unique_priors.index(p) for p in prior_texts]] if prior_texts else np.zeros((0, n_t))
+
+    n = len(inst)
+    frame = pd.DataFrame({
+        "template_id": np.repeat(inst["template_id"].to_numpy(), n_t),
+        "text": np.repeat(np.array([t.replace(_MASK_MARK, "{mask}") for t in texts], dtype=object), n_t),
+        "group": np.repeat(inst[f"{group_slot}_group"].to_numpy(), n_t),
+        "group_word": np.repeat(inst[group_slot].to_numpy(), n_t),
+        "target": np.tile(np.array(target_words, dtype=object), n),
+        "target_group": np.tile(np.array([g for _, g in target_pairs], dtype=object), n),
+        "log_p": logp.reshape(-1),
+        "log_prior": prior.reshape(-1),
+    })
+    frame["score"] = frame["log_p"] - frame["log_prior"]
+    frame.attrs["n_total"] = inst.attrs.get("n_total", n)
+    return frame
+
+
+@dataclass(frozen=True)
+class FillMaskResult:
+    """Result of :func:`fill_mask_bias`.
+
+    Attributes
+    ----------
+    scores : DataFrame
+        Per (instance, target) scores (see :func:`association_scores`).
+    by_target : DataFrame
+        Per target: ``target``, ``target_group``, mean score of each group, ``gap`` (A minus B).
+    groups : tuple of str
+        The contrasted groups ``(A, B)``.
+    target_groups : tuple of str or None
+        The contrasted target groups ``(X, Y)``, or None for ungrouped targets.
+    bias_score, bias_ci : float, tuple or None
+    effect_size, effect_ci, p_value : float (NaN when targets are ungrouped), tuple or None, float
+    by_group : dict of str to float
+        Mean score of every group of the group lexicon.
+    top_k : DataFrame
+        The model's own top-k words at ``{mask}`` per group word and template.
+    notes : tuple of str
+    """
+
+    scores: pd.DataFrame
+    by_target: pd.DataFrame
+    groups: tuple[str, str]
+    target_groups: tuple[str, str] | None
+    bias_score: float
+    bias_ci: tuple[float, float] | None
+    effect_size: float
+    effect_ci: tuple[float, float] | None
+    p_value: float
+    by_group: dict[str, float]
+    by_group_ci: dict[str, tuple[float, float] | None]
+    top_k: pd.DataFrame
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def n_targets(self) -> int:
+        """Number of target words behind the headline numbers."""
+        return int(len(self.by_target))
+
+    def to_section(self) -> SectionResult:
+        """The section result: ``bias_score``, ``effect_size``, ``p_value``, ``by_group.<g>``."""
+        a, b = self.groups
+        common = {"groups": [a, b], "target_groups": list(self.target_groups or ()), "citation": CITATION}
+        metrics = {"bias_score": Metric(self.bias_score, self.bias_ci, self.n_targets,
+                                        {**common, "p_value": self.p_value})}
+        if self.target_groups is not None:
+            metrics["effect_size"] = Metric(self.effect_size, self.effect_ci, self.n_targets,
+                                            {**common, "p_value": self.p_value})
+            metrics["p_value"] = Metric(self.p_value, None, self.n_targets,
+                                        {**common, "test": "one-sided permutation over target splits"})
+        for g, v in self.by_group.items():
+            metrics[f"by_group.{g}"] = Metric(v, self.by_group_ci.get(g), self.n_targets,
+                                              {"what": "mean increased log probability over templates, "
+                                                       "group words and targets"})
+        top = (self.top_k.groupby(["group", "token"]).size().rename("count").reset_index()
+               .sort_values(["group", "count"], ascending=[True, False]))
+        details = {"top_k_by_group": {g: sub.head(10)[["token", "count"]].to_dict("records")
+                                      for g, sub in top.groupby("group")},
+                   "groups": [a, b], "target_groups": list(self.target_groups or ())}
+        return SectionResult(metrics=metrics, tables={"scores": self.scores, "by_target": self.by_target,
+                                                      "top_k": self.top_k},
+                             details=details, notes=self.notes)
+
+
+def _top_k(adapter: Any, frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    inst = frame.drop_duplicates("text")[["template_id", "text", "group", "group_word"]]
+    texts = inst["text"].tolist()
+    if adapter.kind == "masked_lm":
+        tops = adapter.top_k([t.replace("{mask}", adapter.mask_token) for t in texts], k=k)
+    else:
+        tops = adapter.next_token_top_k([t.split("{mask}")[0].rstrip() for t in texts], k=k)
+    rows = [{"template_id": r.template_id, "group": r.group, "group_word": r.group_word, "rank": j + 1,
+             "token": tok.strip(), "log_prob": lp}
+            for r, top in zip(inst.itertuples(index=False), tops) for j, (tok, lp) in enumerate(top)]
+    return pd.DataFrame(rows, columns=["template_id", "group", "group_word", "rank", "token", "log_prob"])
+
+
+def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Mapping[str, Lexicon],
+                   group_slot: str = "person", targets: str | None = None, groups: Sequence[str] = (),
+                   target_groups: Sequence[str] = (), neutral: str = "the person", top_k: int = 5,
+                   max_instances: int | None = None, seed: int = 0, n_bootstrap: int = 2000,
+                   n_permutations: int = 10000) -> FillMaskResult:
+    """Kurita et al.'s increased-log-probability association, compared between two groups.
+
+    Parameters
+    ----------
+    adapter : MaskedLMAdapter or CausalLMAdapter
+    templates, lexicons
+        See :func:`association_scores`.
+    groups : two str, optional
+        The groups of the group lexicon to contrast (default its first two).
+    target_groups : two str, optional
+        The groups of the target lexicon to contrast (default its first two, if it is grouped).
+    top_k : int
+        How many of the model's own completions to keep per group word and template.
+    seed, n_bootstrap, n_permutations
+        Randomness and sizes of the bootstrap and permutation test.
+
+    Returns
+    -------
+    FillMaskResult
+    """
+    frame = association_scores(adapter, templates, lexicons, group_slot=group_slot, targets=targets,
+                               neutral=neutral, max_instances=max_instances, seed=seed)
+    group_lex = lexicons[group_slot]
+    all_groups = list(group_lex.groups)
+    chosen = tuple(groups) if groups else tuple(all_groups[:2])
+    if len(chosen) != 2 or any(g not in all_groups for g in chosen):
+        raise RaikitInputError(f"groups must be two of the groups of lexicon {group_slot!r} "
+                               f"({', '.join(all_groups)}); got {list(groups)}")
+    target_name = targets or next(t.targets for t in templates if t.targets)
+    target_lex = lexicons[target_name]
+    per_target = frame.pivot_table(index=["target", "target_group"], columns="group", values="score",
+                                   aggfunc="mean", sort=False).reset_index()
+    per_target.columns.name = None
+    per_target["gap"] = per_target[chosen[0]] - per_target[chosen[1]]
+    notes: list[str] = []
+    n_total = frame.attrs.get("n_total", 0)
+    n_inst = frame["text"].nunique()
+    if n_total > n_inst:
+        notes.append(f"fill_mask: a fixed random subsample of {n_inst} of {n_total} template instances was scored "
+                     f"(seed {seed}).")
+    tgroups: tuple[str, str] | None = None
+    gap = per_target["gap"].to_numpy(dtype=float)
+    if target_lex.grouped and len(target_lex.groups) >= 2:
+        tg = tuple(target_groups) if target_groups else tuple(list(target_lex.groups)[:2])
+        if len(tg) != 2 or any(g not in target_lex.groups for g in tg):
+            raise RaikitInputError(f"target_groups must be two of the groups of lexicon {target_name!r} "
+                                   f"({', '.join(target_lex.groups)}); got {list(target_groups)}")
+        tgroups = (tg[0], tg[1])
+        x = gap[per_target["target_group"].to_numpy() == tg[0]]
+        y = gap[per_target["target_group"].to_numpy() == tg[1]]
+        bias = float(x.mean() - y.mean())
+        bias_ci = _two_sample_ci(x, y, _diff_means, n_resamples=n_bootstrap, seed=seed)
+        effect = float(_cohens_d(x, y))
+        effect_ci = _two_sample_ci(x, y, _cohens_d, n_resamples=n_bootstrap, seed=seed)
+        p = permutation_p_value(x, y, lambda a, b: float(np.mean(a) - np.mean(b)),
+                                n_resamples=n_permutations, alternative="greater", seed=seed)
+    else:
+        bias = float(gap.mean())
+        bias_ci = bootstrap_ci(gap, n_resamples=n_bootstrap, seed=seed)
+        effect, effect_ci, p = float("nan"), None, float("nan")
+        notes.append("fill_mask: the target lexicon has no two groups, so there is no effect size or p-value; "
+                     "bias_score is the mean gap over targets.")
+    by_group: dict[str, float] = {}
+    by_group_ci: dict[str, tuple[float, float] | None] = {}
+    for g in all_groups:
+        if g in per_target:
+            vals = per_target[g].to_numpy(dtype=float)
+            by_group[g] = float(vals.mean())
+            by_group_ci[g] = bootstrap_ci(vals, n_resamples=n_bootstrap, seed=seed)
+    return FillMaskResult(scores=frame, by_target=per_target, groups=(chosen[0], chosen[1]), target_groups=tgroups,
+                          bias_score=bias, bias_ci=bias_ci, effect_size=effect, effect_ci=effect_ci, p_value=p,
+                          by_group=by_group, by_group_ci=by_group_ci, top_k=_top_k(adapter, frame, top_k),
+                          notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class FillMaskOptions:
+    """Options of ``[fairness.fill_mask]``.
+
+    Attributes
+    ----------
+    templates : str
+        Template file (TOML/CSV); ``builtin:templates/fill_mask.toml`` is raikit's starter set.
+    lexicons : list of str
+        Lexicon files holding the group lexicon and the target lexicon.
+    group_slot : str
+        Slot/lexicon of the group words.
+    targets : str
+        Lexicon of the words scored at ``{mask}`` ("" = each template's ``targets``).
+    groups, target_groups : list of str
+        The two groups / target groups to contrast ([] = the first two).
+    neutral : str
+        Causal LMs: the "no group" placeholder of the prior.
+    top_k : int
+        Model completions kept per group word and template.
+    max_instances : int
+        Cap on instances per template (a seeded subsample beyond it).
+    n_bootstrap, n_permutations : int
+    """
+
+    templates: str = "builtin:templates/fill_mask.toml"
+    lexicons: list[str] = field(default_factory=lambda: ["builtin:lexicons/gender.toml",
+                                                         "builtin:lexicons/occupations.toml"])
+    group_slot: str = "person"
+    targets: str = ""
+    groups: list[str] = field(default_factory=list)
+    target_groups: list[str] = field(default_factory=list)
+    neutral: str = "the person"
+    top_k: int = 5
+    max_instances: int = 2000
+    n_bootstrap: int = 2000
+    n_permutations: int = 10000
+
+
+def _run(adapter: Any, options: FillMaskOptions, ctx: RunContext) -> SectionResult:
+    templates = load_templates(resolve_data_path(options.templates, ctx, where="fill_mask.templates"))
+    lexicons = load_lexicons([resolve_data_path(p, ctx, where="fill_mask.lexicons") for p in options.lexicons])
+    result = fill_mask_bias(adapter, templates=templates, lexicons=lexicons, group_slot=options.group_slot,
+                            targets=options.targets or None, groups=options.groups,
+                            target_groups=options.target_groups, neutral=options.neutral, top_k=options.top_k,
+                            max_instances=options.max_instances, seed=ctx.seed, n_bootstrap=options.n_bootstrap,
+                            n_permutations=options.n_permutations)
+    return result.to_section()
+
+
+SECTIONS.register("fill_mask")(Section(
+    name="fill_mask", options=FillMaskOptions, model_kinds=("masked_lm", "causal_lm"), run=_run,
+    description="Fill-mask association probe: increased log probability of target words given group words",
+    citation=CITATION, metrics=("bias_score", "effect_size", "p_value", "by_group.*"),
+))

@@ -1,0 +1,80 @@
+"""Fill-mask association probe: formula on random models, planted association, bad input."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _pairs_models as pp  # noqa: E402  (tiny LMs with planted gender-occupation associations)
+
+from raikit.audits.errors import RaikitInputError  # noqa: E402
+from raikit.fairness.fill_mask import association_scores, fill_mask_bias  # noqa: E402
+from raikit.fairness.templates import Lexicon, Template  # noqa: E402
+
+TEMPLATES = [Template(id="is_a", text="{person} is a {mask}.", targets="occupation"),
+             Template(id="works_as", text="{person} works as a {mask}.", targets="occupation")]
+LEXICONS = {"person": Lexicon("person", {"male": tuple(pp.MALE), "female": tuple(pp.FEMALE)}),
+            "occupation": Lexicon("occupation", {"male_typed": tuple(pp.MALE_JOBS),
+                                                 "female_typed": tuple(pp.FEMALE_JOBS)})}
+SMALL = {"person": Lexicon("person", {"male": ("he",), "female": ("she",)}),
+         "occupation": Lexicon("occupation", {"a": ("nurse", "doctor"), "b": ("teacher", "pilot")})}
+
+
+def _mask_logp(adapter, text, word, which):
+    enc = adapter.tokenizer(text, return_tensors="pt")
+    pos = (enc["input_ids"][0] == adapter.mask_token_id).nonzero()[which].item()
+    with torch.no_grad():
+        logits = adapter.model(**enc).logits[0, pos]
+    return torch.log_softmax(logits, -1)[adapter.tokenizer.convert_tokens_to_ids(word)].item()
+
+
+def test_masked_formula_matches_kurita(random_mlm):
+    frame = association_scores(random_mlm, TEMPLATES[:1], SMALL)
+    row = frame[(frame["group_word"] == "she") & (frame["target"] == "pilot")].iloc[0]
+    m = random_mlm.mask_token
+    p_target = _mask_logp(random_mlm, f"She is a {m}.", "pilot", 0)
+    p_prior = _mask_logp(random_mlm, f"{m} is a {m}.", "pilot", 1)
+    assert row["score"] == pytest.approx(p_target - p_prior, abs=1e-4)
+
+
+def test_causal_formula_normalises_over_targets(random_causal):
+    frame = association_scores(random_causal, TEMPLATES[:1], SMALL, neutral="the person")
+    targets = ["nurse", "doctor", "teacher", "pilot"]
+    ll = random_causal.sentence_log_likelihood([f"He is a {t}." for t in targets])
+    prior = random_causal.sentence_log_likelihood([f"The person is a {t}." for t in targets])
+    expected = (ll - logsumexp(ll)) - (prior - logsumexp(prior))
+    got = frame[frame["group_word"] == "he"].set_index("target").loc[targets, "score"].to_numpy()
+    assert np.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("builder", [pp.trained_mlm, pp.trained_causal])
+def test_planted_association_is_recovered_and_balanced_is_not(builder):
+    planted = fill_mask_bias(builder("planted"), templates=TEMPLATES, lexicons=LEXICONS, neutral="the king",
+                             n_bootstrap=500, n_permutations=2000)
+    assert planted.bias_score > 0 and planted.bias_ci[0] > 0
+    assert planted.effect_size > 1.0 and planted.p_value < 0.05
+    by_target = planted.by_target.set_index("target")["gap"]
+    assert by_target[list(pp.MALE_JOBS)].min() > by_target[list(pp.FEMALE_JOBS)].max()  # ranking recovered
+    section = planted.to_section()
+    assert {"bias_score", "effect_size", "p_value", "by_group.male"} <= set(section.metrics)
+    assert section.metrics["bias_score"].n == len(pp.MALE_JOBS) + len(pp.FEMALE_JOBS)
+    assert len(section.tables["top_k"]) > 0
+    balanced = fill_mask_bias(builder("balanced"), templates=TEMPLATES, lexicons=LEXICONS, neutral="the king",
+                              n_bootstrap=500, n_permutations=2000)
+    # training noise leaves a small, target-specific residue in the balanced model (its CI over targets
+    # need not cover 0), but it is far smaller than the planted association
+    assert abs(balanced.bias_score) < planted.bias_score / 20
+
+
+def test_bad_input(random_encoder, random_mlm):
+    with pytest.raises(RaikitInputError, match="masked_lm or causal_lm"):
+        association_scores(random_encoder, TEMPLATES, SMALL)
+    with pytest.raises(RaikitInputError, match=r"needs the group slot \{person\}"):
+        association_scores(random_mlm, [Template(id="t", text="a {mask}.", targets="occupation")], SMALL)
+    with pytest.raises(RaikitInputError, match="groups must be two"):
+        fill_mask_bias(random_mlm, templates=TEMPLATES[:1], lexicons=SMALL, groups=["male", "other"])
