@@ -22,8 +22,10 @@ $(STAMP): $(PY) pyproject.toml requirements-offline.txt
 
 install: $(STAMP)
 
+# A failing gate (exit 1) is a finding, not a failed demo: the run and its reports are complete.
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/raikit audit --offline --out out
+	@HF_HUB_OFFLINE=1 $(VENV)/bin/raikit audit --offline --out out; rc=$$?; \
+	if [ $$rc -eq 1 ]; then echo "demo: finished; at least one gate failed (see the report)"; exit 0; fi; exit $$rc
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)

@@ -143,6 +143,7 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
             problems.append(f"{table.where}: probe {table.probe!r} needs a {' or '.join(section.model_kinds)} model, "
                             f"but model {table.model!r} ({spec.id}) is a {kind}")
         if options is not None:
+            problems += _missing_files(options, config, table.where)
             plan.append(PlannedSection(table, section, options))
     from raikit.audits.gates import parse_gates
 
@@ -152,6 +153,36 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
     if problems:
         raise ConfigError(problems)
     return Audit(config=config, plan=tuple(plan), gates=tuple(gates))
+
+
+_PATH_FIELDS = ("data", "hurtlex", "swaps", "texts_file", "templates", "lexicons", "data_dir")
+
+
+def _data_dir(config: AuditConfig) -> Path:
+    run = config.run
+    data_dir = Path(run.data_dir).expanduser() if run.data_dir else default_data_dir()
+    return data_dir if data_dir.is_absolute() else (config.base_dir / data_dir).resolve()
+
+
+def _missing_files(options: Any, config: AuditConfig, where: str) -> list[str]:
+    """Problems for path options that point at nothing, found before any model loads.
+
+    Checked: values containing ``{data_dir}`` and the usual path fields (``data``, ``hurtlex``, ...);
+    ``builtin:`` values name files shipped with raikit and are checked by the probe itself.
+    """
+    ctx = RunContext(base_dir=config.base_dir, data_dir=_data_dir(config))
+    problems = []
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or not item or item.startswith("builtin:"):
+                continue
+            if "{data_dir}" in item or f.name in _PATH_FIELDS:
+                path = ctx.resolve_path(item)
+                if not path.exists():
+                    problems.append(f"{where}: key {f.name!r}: file not found: {path}"
+                                    + (" (set [run] data_dir or $RAIKIT_DATA)" if "{data_dir}" in item else ""))
+    return problems
 
 
 def _versions() -> dict[str, str]:
@@ -250,10 +281,7 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
     run_opts = cfg.run
     dev = resolve_device(device or run_opts.device)
     offline = run_opts.offline if offline is None else offline
-    data_dir = Path(run_opts.data_dir.replace("~", str(Path.home()))) if run_opts.data_dir else default_data_dir()
-    if not data_dir.is_absolute():
-        data_dir = (cfg.base_dir / data_dir).resolve()
-    ctx = RunContext(seed=run_opts.seed, base_dir=cfg.base_dir, data_dir=data_dir, progress=progress)
+    ctx = RunContext(seed=run_opts.seed, base_dir=cfg.base_dir, data_dir=_data_dir(cfg), progress=progress)
 
     out_root = Path(out_dir)
     run_dir = _find_resumable(out_root, cfg.sha256, run_opts.seed) if resume else None
@@ -329,9 +357,10 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
     outcomes = evaluate_gates(list(audit.gates), results["metrics"])
     results["gates"] = [o.to_dict() for o in outcomes]
     files = [write_json_atomic(run_dir / "results.json", results)]
-    from raikit.reports import write_reports
+    if cfg.report.formats:
+        from raikit.reports import write_reports
 
-    files += write_reports(results, run_dir, formats=cfg.report.formats)
+        files += write_reports(results, run_dir, formats=cfg.report.formats)
     exit_code = 0 if all(o.passed for o in outcomes) else 1
     _log(progress, f"results: {run_dir / 'results.json'}")
     return AuditOutcome(results=results, out_dir=run_dir, exit_code=exit_code, files=tuple(files))

@@ -565,8 +565,9 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
     """Per-group classification metrics with fairlearn's MetricFrame and bootstrap CIs over examples.
 
     The point values come from ``MetricFrame``; the 95% intervals from a stratified bootstrap (examples
-    resampled within their group). Intervals of ``difference`` (max minus min over groups) are
-    percentile intervals of a max-type statistic and lean upwards when groups are small.
+    resampled within their group). Intervals of ``difference`` (max minus min over groups) are basic
+    (reverse-percentile) bootstrap intervals, because percentile intervals of a max-type statistic lean
+    upwards when groups are small.
 
     Parameters
     ----------
@@ -614,6 +615,16 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
         s = samples[np.isfinite(samples)]
         return (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5))) if len(s) > 1 else None
 
+    def basic_ci(point: float, samples: np.ndarray) -> tuple[float, float] | None:
+        # Basic (reverse-percentile) interval for max-minus-min statistics: the percentile interval of a
+        # max-type statistic sits above the point value when groups are small; reflecting it around the
+        # point value corrects that first-order bias. Clipped to [0, 1], the range of a rate difference.
+        s = samples[np.isfinite(samples)]
+        if len(s) <= 1 or not np.isfinite(point):
+            return None
+        lo, hi = 2 * point - np.percentile(s, 97.5), 2 * point - np.percentile(s, 2.5)
+        return (float(np.clip(lo, 0.0, 1.0)), float(np.clip(hi, 0.0, 1.0)))
+
     def spread(arr: np.ndarray) -> np.ndarray:
         with _quiet():
             return np.nanmax(arr, axis=1) - np.nanmin(arr, axis=1) if arr.shape[1] else arr[:, 0]
@@ -624,19 +635,20 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
     for m in fns:
         metrics[f"{m}.overall"] = Metric(float(mf.overall[m]), ci(boot_all[m][:, 0]), len(y))
         with _quiet():
-            metrics[f"{m}.difference"] = Metric(float(diff[m]), ci(spread(boot[m])), len(y),
-                                                {"what": "largest minus smallest group value (MetricFrame.difference)"})
+            metrics[f"{m}.difference"] = Metric(float(diff[m]), basic_ci(float(diff[m]), spread(boot[m])), len(y),
+                                                {"what": "largest minus smallest group value (MetricFrame.difference)",
+                                                 "ci": "basic bootstrap, stratified by group"})
         for j, name in enumerate(names):
             metrics[f"{m}.by_group.{_safe(name)}"] = Metric(float(mf.by_group.loc[name, m]), ci(boot[m][:, j]),
                                                             int(counts[name]))
     with _quiet():
         eo_boot = np.maximum(spread(boot["true_positive_rate"]), spread(boot["false_positive_rate"]))
+    dpd = float(demographic_parity_difference(y, yhat, sensitive_features=g))
+    eod = float(equalized_odds_difference(y, yhat, sensitive_features=g))
     metrics["demographic_parity_difference"] = Metric(
-        float(demographic_parity_difference(y, yhat, sensitive_features=g)), ci(spread(boot["selection_rate"])),
-        len(y), {"citation": CITATIONS["groups"]})
-    metrics["equalized_odds_difference"] = Metric(
-        float(equalized_odds_difference(y, yhat, sensitive_features=g)), ci(eo_boot), len(y),
-        {"citation": CITATIONS["groups"]})
+        dpd, basic_ci(dpd, spread(boot["selection_rate"])), len(y), {"citation": CITATIONS["groups"]})
+    metrics["equalized_odds_difference"] = Metric(eod, basic_ci(eod, eo_boot), len(y),
+                                                  {"citation": CITATIONS["groups"]})
     tab = table if table is not None else pd.DataFrame({"group": g, "label": y, "prediction": yhat})
     return GroupMetricsResult(frame=mf, metrics=metrics, table=tab)
 

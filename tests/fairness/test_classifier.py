@@ -107,3 +107,16 @@ def test_groups_section_csv(tmp_path):
     (tmp_path / "bad.csv").write_text("text,y,group\na,positive,m\n")
     with pytest.raises(RaikitInputError, match="column 'label' missing"):
         _run_groups(pm.classifier(True), GroupsOptions(data="bad.csv"), ctx)
+
+
+def test_difference_intervals_contain_the_point_value_with_many_small_groups():
+    from raikit.fairness.classifier import group_metrics
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"g{i}" for i in range(12)], 8)
+    y = rng.integers(0, 2, len(groups))
+    yhat = np.where(rng.random(len(groups)) < 0.8, y, 1 - y)
+    res = group_metrics(y, yhat, groups, seed=0, n_bootstrap=500)
+    for name in ("selection_rate.difference", "accuracy.difference", "demographic_parity_difference"):
+        m = res.metrics[name]
+        assert m.ci95 is not None and m.ci95[0] <= m.value <= m.ci95[1], (name, m)
