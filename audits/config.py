@@ -270,15 +270,26 @@ def _model_tables(raw: Mapping[str, Any], src: str, problems: list[str]) -> dict
     return tables
 
 
-def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: Path) -> AuditConfig:
+def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: Path,
+                 problems: list[str] | None = None) -> AuditConfig:
     """Check the structure of an audit config.
+
+    Parameters
+    ----------
+    problems : list of str, optional
+        When given, problems are appended to it and a best-effort config (defaults in place of bad
+        values) is returned instead of raising, so that callers can go on checking the section tables
+        and report every problem together.
 
     Raises
     ------
     ConfigError
-        With every structural problem found (section options are checked later).
+        With every structural problem found (section options are checked later), unless ``problems``
+        is given.
     """
-    problems: list[str] = []
+    collect = problems is not None
+    problems = problems if problems is not None else []
+    start = len(problems)
     for key in raw:
         if key not in _TOP_LEVEL:
             close = difflib.get_close_matches(key, _TOP_LEVEL, n=1)
@@ -345,8 +356,7 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
             add(capability, capability, raw[capability], f"{source}: [{capability}]")
 
     gates = table("gates")
-    if problems:
+    if len(problems) > start and not collect:
         raise ConfigError(problems)
-    assert run is not None and report is not None  # guaranteed when there are no problems
-    return AuditConfig(source=source, raw=raw, sha256=sha256, run=run, models=models, sections=tuple(sections),
-                       gates=gates, report=report, base_dir=base_dir)
+    return AuditConfig(source=source, raw=raw, sha256=sha256, run=run or RunOptions(), models=models,
+                       sections=tuple(sections), gates=gates, report=report or ReportOptions(), base_dir=base_dir)

@@ -124,10 +124,10 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
     else:
         raw, sha = read_config(path)
         source, base = str(path), Path(path).resolve().parent
-    config = parse_config(raw, source=source, sha256=sha, base_dir=base)
+    problems: list[str] = []
+    config = parse_config(raw, source=source, sha256=sha, base_dir=base, problems=problems)
     if seed is not None:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed))
-    problems: list[str] = []
     plan: list[PlannedSection] = []
     for table in sorted(config.sections, key=lambda t: _ORDER[t.capability]):
         try:

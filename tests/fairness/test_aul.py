@@ -21,8 +21,13 @@ def _single_thread():
 def _reference_aul(model, tok, sentence, attention):
     """evaluate_bias_in_mlm's calculate_aul, one sentence at a time."""
     ids = tok.encode(sentence, return_tensors="pt")
-    with torch.no_grad():
-        out = model(ids, output_attentions=True)
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")  # the only implementation that returns attention weights
+    try:
+        with torch.no_grad():
+            out = model(ids, output_attentions=True)
+    finally:
+        model.set_attn_implementation(previous)
     logp = torch.log_softmax(out.logits[0], dim=1).gather(1, ids.view(-1, 1))[1:-1]
     if attention:
         att = torch.mean(torch.mean(torch.mean(torch.cat(out.attentions, 0), 0), 0), 0)
