@@ -113,6 +113,8 @@ def parse_gates(table: Mapping[str, Any], *, where: str, known_metrics: Sequence
         for bound in ("min", "max"):
             if bound in spec and not _number(spec[bound]):
                 problems.append(f"{at}: key {bound!r} must be a number, got {spec[bound]!r}")
+        if _number(spec.get("min")) and _number(spec.get("max")) and spec["min"] > spec["max"]:
+            problems.append(f"{at}: min {spec['min']!r} is greater than max {spec['max']!r}; no value can pass")
         if "min" not in spec and "max" not in spec:
             problems.append(f"{at}: needs min, max or both")
         if spec.get("use", "value") not in ("value", "ci"):

@@ -136,6 +136,10 @@ class GateItem(pytest.Item):
                 f"  supports:  {clauses}",
                 f"  {o.message}",
             ])
+        from raikit.audits.errors import RaikitInputError
+
+        if isinstance(excinfo.value, RaikitInputError):
+            return f"raikit: {excinfo.value}"
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

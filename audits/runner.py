@@ -23,7 +23,7 @@ from typing import Any
 from raikit.audits.config import AuditConfig, ConfigError, SectionTable, parse_config, read_config, validate_options
 from raikit.audits.errors import RaikitInputError, RunFailedError
 from raikit.audits.io import write_csv_atomic, write_json_atomic
-from raikit.audits.models import ModelAdapter, load_model, resolve_device
+from raikit.audits.models import ModelAdapter, ModelSpec, load_model, resolve_device
 from raikit.audits.registry import Registry
 from raikit.audits.results import SCHEMA_VERSION, Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, default_data_dir
@@ -185,6 +185,14 @@ def _missing_files(options: Any, config: AuditConfig, where: str) -> list[str]:
     return problems
 
 
+def _local_spec(spec: ModelSpec, base_dir: Path) -> ModelSpec:
+    """A model id naming a folder beside the config file is that folder (relative to the config, not cwd)."""
+    if spec.id.startswith("builtin:") or Path(spec.id).expanduser().is_absolute():
+        return spec
+    candidate = base_dir / spec.id
+    return dataclasses.replace(spec, id=str(candidate)) if candidate.exists() else spec
+
+
 def _versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for name in _VERSIONED:
@@ -300,7 +308,8 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         if planned.key in done or key in adapters:
             continue
         _log(progress, f"loading model {key!r} ({cfg.models[key].id})")
-        adapter = load_model(cfg.models[key], device=dev, offline=offline, progress=progress)
+        adapter = load_model(_local_spec(cfg.models[key], cfg.base_dir), device=dev, offline=offline,
+                             progress=progress)
         if adapter.kind not in planned.section.model_kinds:
             raise RaikitInputError(f"probe {planned.table.probe!r} needs a {' or '.join(planned.section.model_kinds)} "
                                    f"model, but {cfg.models[key].id!r} loaded as a {adapter.kind}",
