@@ -58,3 +58,8 @@ def test_check_asserts(tmp_path):
     cfg.write_text('[gates]\n"explain.shap.aopc" = { min = "x" }\n')
     with pytest.raises(Exception, match="a.toml"):
         gates_from_config(cfg)
+
+
+def test_min_above_max_is_a_problem():
+    gates, problems = parse_gates({"a.b": {"min": 2, "max": 1}}, where="a.toml: [gates]")
+    assert gates == [] and problems == ["a.toml: [gates]: 'a.b': min 2 is greater than max 1; no value can pass"]

@@ -52,3 +52,11 @@ def test_fixture_loads_results_once(pytester):
     """)
     result = pytester.runpytest("--raikit-results", str(results))
     result.assert_outcomes(passed=1)
+
+
+def test_unreadable_results_file_is_a_one_line_failure(pytester):
+    (pytester.path / "raikit_bias.toml").write_text('[gates]\n"fairness.crows_pairs.metric_score" = { max = 65.0 }\n')
+    (pytester.path / "results.json").write_text('{"schema_version": "0.1", "metrics": {}}')
+    result = pytester.runpytest("--raikit-results", "results.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*raikit: results.json: schema_version*0.1*"])
