@@ -60,3 +60,12 @@ def test_unreadable_results_file_is_a_one_line_failure(pytester):
     result = pytester.runpytest("--raikit-results", "results.json")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*raikit: results.json: schema_version*0.1*"])
+
+
+def test_failing_gate_without_clause_names_the_mapped_clauses(pytester):
+    results = pytester.path / "results.json"
+    results.write_text(json.dumps(RESULTS))
+    (pytester.path / "raikit_bias.toml").write_text('[gates]\n"fairness.crows_pairs.metric_score" = { max = 50.0 }\n')
+    result = pytester.runpytest("--raikit-results", str(results))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*supports:*EU AI Act*10(2)*"])
