@@ -100,6 +100,8 @@ def _outside(x: float, ci: tuple[float, float]) -> bool:
 
 
 def _moved(old: float, old_ci: tuple[float, float] | None, new: float, new_ci: tuple[float, float] | None) -> bool:
+    if old == new:  # an unchanged value has not moved, even where its interval does not contain it
+        return False
     if old_ci and new_ci and (max(old_ci) < min(new_ci) or max(new_ci) < min(old_ci)):
         return True
     if old_ci:

@@ -57,6 +57,10 @@ def build_results() -> dict[str, Any]:
                    ["Terrible", "service", ",", "I", "will", "never", "come", "back", "."],
                    [0.45, 0.05, 0.0, -0.02, 0.01, 0.2, -0.05, 0.03, 0.0]),
         _explained(1, XSS, ["script", "alert", "1", "img", "onerror", "quoted"], [0.1, 0.3, -0.1, 0.05, 0.2, -0.3]),
+        # a long unbroken word (URLs, hashtags) must wrap on a phone rather than widen the page
+        _explained(2, "see https://example.org/a-very-long-path-without-any-break-opportunities-at-all-x",
+                   ["see", "https://example.org/a-very-long-path-without-any-break-opportunities-at-all-x"],
+                   [0.1, 0.4]),
     ]
     sections = {
         "fairness.crows_pairs": {

@@ -194,3 +194,12 @@ def test_xss_constant_is_what_the_fixture_uses():
     results = build_results()
     assert results["sections"]["explain"]["details"]["texts"][1]["text"] == XSS
     assert results["sections"]["fairness.counterfactual"]["details"]["flipped"][1]["original"] == XSS
+
+
+def test_diff_of_a_run_with_itself_moves_nothing():
+    from raikit.reports import diff_results
+
+    results = build_results()
+    results["metrics"]["odd.metric"] = {"value": 0.1, "ci95": [0.4, 1.0], "n": 10, "details": {}}
+    diff = diff_results(results, results)
+    assert not diff.moved and not diff.regressions
