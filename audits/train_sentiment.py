@@ -66,7 +66,7 @@ def train_sentiment_classifier(target: Path, *, progress: bool = True, per_class
         for start in range(0, len(shuffled), batch_size):
             batch = shuffled.iloc[start:start + batch_size]
             enc = tok(list(batch["text"]), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            loss = model(**enc, labels=torch.as_tensor(batch["label"].to_numpy())).loss
+            loss = model(**enc, labels=torch.tensor(batch["label"].to_numpy(copy=True))).loss
             loss.backward()
             optimizer.step()
             schedule.step()
