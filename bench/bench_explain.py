@@ -70,7 +70,7 @@ def measure(n_texts: int = 16, max_evals: int = 300, batch_size: int = 5) -> dic
             "max_abs_diff": float(np.abs(a - b).max())}
 
 
-def run(n_texts: int = 16, max_evals: int = 300) -> list[str]:
+def run(n_texts: int = 8, max_evals: int = 100) -> list[str]:
     """Markdown table rows for ``python -m bench``."""
     r = measure(n_texts, max_evals)
     return [
