@@ -341,7 +341,8 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
                             f"({', '.join(models)})")
             return
         if model not in models:
-            problems.append(f"{where}: key 'model' names unknown model {model!r}; defined: {', '.join(models) or 'none'}")
+            defined = ", ".join(models) or "none"
+            problems.append(f"{where}: key 'model' names unknown model {model!r}; defined: {defined}")
             return
         sections.append(SectionTable(capability, name, probe, model, options, where))
 

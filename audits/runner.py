@@ -95,6 +95,10 @@ def _registry(capability: str, where: str) -> Registry[Section]:
     raise RaikitInputError(f"[{capability}] is not available in this version of raikit", where=where.split(": [")[0])
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def _builtin_kind(model_id: str) -> str | None:
     if not model_id.startswith("builtin:"):
         return None
@@ -120,7 +124,8 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
         import hashlib
         import tomllib
 
-        raw, sha, source, base = tomllib.loads(text), hashlib.sha256(text.encode()).hexdigest(), DEFAULT_CONFIG_NAME, Path.cwd()
+        raw, sha = tomllib.loads(text), hashlib.sha256(text.encode()).hexdigest()
+        source, base = DEFAULT_CONFIG_NAME, Path.cwd()
     else:
         raw, sha = read_config(path)
         source, base = str(path), Path(path).resolve().parent
@@ -141,7 +146,7 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
         kind = spec.kind or _builtin_kind(spec.id)
         if kind is not None and kind not in section.model_kinds:
             problems.append(f"{table.where}: probe {table.probe!r} needs a {' or '.join(section.model_kinds)} model, "
-                            f"but model {table.model!r} ({spec.id}) is a {kind}")
+                            f"but model {table.model!r} ({spec.id}) is {_article(kind)} {kind}")
         if options is not None:
             problems += _missing_files(options, config, table.where)
             plan.append(PlannedSection(table, section, options))
@@ -308,11 +313,16 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         if planned.key in done or key in adapters:
             continue
         _log(progress, f"loading model {key!r} ({cfg.models[key].id})")
-        adapter = load_model(_local_spec(cfg.models[key], cfg.base_dir), device=dev, offline=offline,
-                             progress=progress)
+        try:
+            adapter = load_model(_local_spec(cfg.models[key], cfg.base_dir), device=dev, offline=offline,
+                                 progress=progress)
+        except RaikitInputError as exc:
+            table = "[model]" if key == "model" else f"[models.{key}]"
+            raise RaikitInputError(f"key 'id': {exc}", where=f"{cfg.source}: {table}") from exc
         if adapter.kind not in planned.section.model_kinds:
-            raise RaikitInputError(f"probe {planned.table.probe!r} needs a {' or '.join(planned.section.model_kinds)} "
-                                   f"model, but {cfg.models[key].id!r} loaded as a {adapter.kind}",
+            kinds = " or ".join(planned.section.model_kinds)
+            raise RaikitInputError(f"probe {planned.table.probe!r} needs a {kinds} model, but "
+                                   f"{cfg.models[key].id!r} loaded as {_article(adapter.kind)} {adapter.kind}",
                                    where=planned.table.where)
         adapters[key] = adapter
 

@@ -64,3 +64,14 @@ def test_models_lists_every_alias(capsys):
     out = capsys.readouterr().out
     for alias in ("builtin:smollm2-135m", "builtin:minilm-l6", "builtin:minilm-sentiment"):
         assert alias in out
+
+
+def test_unloadable_model_names_the_config_table(tmp_path, capsys):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f'[models.lm]\nid = "{tmp_path / "no-model-here"}"\n[fairness.crows_pairs]\nmax_items = 2\n')
+    with pytest.raises(SystemExit) as err:
+        main(["audit", str(cfg), "--out", str(tmp_path / "out"), "--offline", "--quiet"])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "m.toml: [models.lm]: key 'id'" in lines[0] and "no-model-here" in lines[0]
+    assert not (tmp_path / "out").exists()
