@@ -16,15 +16,11 @@ import time
 
 import numpy as np
 
+from raikit.explain import DEFAULT_TEXTS
+
 TEXTS = [
-    "The staff were friendly and the food was excellent.",
-    "I waited two hours and nobody answered my call.",
-    "The movie was boring, but the music was great!",
-    "What a fantastic day, I love this city.",
-    "The update broke everything and support was useless.",
-    "It was okay, nothing special.",
-    "Terrible service, I will never come back.",
-    "Thanks so much for the quick help, really appreciated.",
+    # the explain section's own example sentences, then eight more of the same kind
+    *DEFAULT_TEXTS,
     "My flight got cancelled again, worst airline ever.",
     "Just finished the book and honestly it was brilliant.",
     "The hotel room was dirty and the wifi did not work.",
