@@ -405,12 +405,13 @@ def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mappi
                            f"(--resume): {', '.join(done)}")
     for key, value in metrics.items():  # normalise through Metric so every entry has the same shape
         metrics[key] = Metric.from_dict(value).to_dict()
+    versions = _versions()
     return {
         "schema_version": SCHEMA_VERSION,
         "run": {
             "id": run_dir.name,
-            "raikit_version": _versions().get("raikit", "unknown"),
-            "packages": _versions(),
+            "raikit_version": versions.get("raikit", "unknown"),
+            "packages": versions,
             "config_path": cfg.source,
             "config_sha256": cfg.sha256,
             "seed": cfg.run.seed,

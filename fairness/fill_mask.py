@@ -81,6 +81,14 @@ def _cohens_d(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return (np.mean(x, axis=axis) - np.mean(y, axis=axis)) / sd
 
 
+def _expand_rows(values: np.ndarray, unique: list[str], items: list[str], width: int) -> np.ndarray:
+    """Rows of ``values`` (one per unique string) repeated to follow ``items`` (a constant-time lookup each)."""
+    if not items:
+        return np.zeros((0, width))
+    position = {text: i for i, text in enumerate(unique)}
+    return values[[position[t] for t in items]]
+
+
 def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *,
                        group_slot: str = "person", targets: str | None = None, neutral: str = "the person",
                        max_instances: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -132,11 +140,10 @@ def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Ma
     n_t = len(target_words)
     texts = inst["text"].tolist()
 
+    unique_texts = list(dict.fromkeys(texts))
     if kind == "masked_lm":
         mask = adapter.mask_token
-        unique_texts = list(dict.fromkeys(texts))
         logp_u = adapter.fill_mask([t.replace(_MASK_MARK, mask) for t in unique_texts], target_words)
-        logp = logp_u[[unique_texts.index(t) for t in texts]] if unique_texts else np.zeros((0, n_t))
         order = [int(p.index(_GROUP_MARK) < p.index(_MASK_MARK)) for p in unique_priors]
         prior_u = adapter.fill_mask([p.replace(_GROUP_MARK, mask).replace(_MASK_MARK, mask) for p in unique_priors],
                                     target_words, mask_index=order)
@@ -153,11 +160,10 @@ def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Ma
             ll = adapter.sentence_log_likelihood(sentences).reshape(len(frames), n_t) if sentences else np.zeros((0, n_t))
             return ll - special.logsumexp(ll, axis=1, keepdims=True)
 
-        unique_texts = list(dict.fromkeys(texts))
         logp_u = normalised(unique_texts, None)
-        logp = logp_u[[unique_texts.index(t) for t in texts]] if unique_texts else np.zeros((0, n_t))
         prior_u = normalised(unique_priors, neutral)
-    prior = prior_u[[unique_priors.index(p) for p in prior_texts]] if prior_texts else np.zeros((0, n_t))
+    logp = _expand_rows(logp_u, unique_texts, texts, n_t)
+    prior = _expand_rows(prior_u, unique_priors, prior_texts, n_t)
 
     n = len(inst)
     frame = pd.DataFrame({
