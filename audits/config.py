@@ -39,6 +39,7 @@ __all__ = [
     "SectionTable",
     "parse_config",
     "read_config",
+    "parse_toml",
     "validate_options",
     "CAPABILITIES",
     "REPORT_FORMATS",
@@ -239,10 +240,15 @@ def read_config(path: str | Path) -> tuple[dict[str, Any], str]:
         raise RaikitInputError("config file not found", where=str(path)) from None
     except OSError as exc:
         raise RaikitInputError(f"cannot read config ({exc.strerror})", where=str(path)) from None
+    return parse_toml(data, where=str(path))
+
+
+def parse_toml(data: bytes, *, where: str) -> tuple[dict[str, Any], str]:
+    """Parse TOML bytes; return the table and the SHA-256 of the bytes, or raise a one-line input error."""
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RaikitInputError(f"not valid TOML: {exc}", where=str(path)) from None
+        raise RaikitInputError(f"not valid TOML: {exc}", where=where) from None
     return raw, hashlib.sha256(data).hexdigest()
 
 

@@ -201,8 +201,7 @@ def check(results: Mapping[str, Any], *, gates: Sequence[Gate] | None = None,
     gates : sequence of Gate, optional
         Gates to check; by default those recorded in ``results["gates"]``.
     **thresholds
-        More gates as ``metric_name_with_underscores={"max": 60}`` is awkward for dotted names, so
-        pass ``gates=[Gate(...)]`` for dotted metrics; keyword thresholds use ``__`` for dots, e.g.
+        More gates as keywords, ``__`` standing for each dot of the metric name, e.g.
         ``fairness__crows_pairs__metric_score={"max": 60}``.
 
     Raises

@@ -20,7 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from raikit.audits.config import AuditConfig, ConfigError, SectionTable, parse_config, read_config, validate_options
+from raikit.audits.config import (
+    AuditConfig, ConfigError, SectionTable, parse_config, parse_toml, read_config, validate_options,
+)
 from raikit.audits.errors import RaikitInputError, RunFailedError
 from raikit.audits.io import write_csv_atomic, write_json_atomic
 from raikit.audits.models import ModelAdapter, ModelSpec, load_model, resolve_device
@@ -120,11 +122,7 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
         One line per problem, each naming file, table, key and value.
     """
     if path is None:
-        text = default_config_text()
-        import hashlib
-        import tomllib
-
-        raw, sha = tomllib.loads(text), hashlib.sha256(text.encode()).hexdigest()
+        raw, sha = parse_toml(default_config_text().encode("utf-8"), where=DEFAULT_CONFIG_NAME)
         source, base = DEFAULT_CONFIG_NAME, Path.cwd()
     else:
         raw, sha = read_config(path)
