@@ -19,29 +19,36 @@ target word ``w`` ("nurse") scored at ``{mask}``:
 Priors are shared by every group word and computed once per (template, target).
 
 Comparing groups ``A`` and ``B`` (two groups of the group lexicon): per target ``w``,
-``gap(w) = mean score(w, g in A) - mean score(w, g in B)`` (mean over templates and group words).
+``gap(w) = mean score(w, g in A) - mean score(w, g in B)`` (the mean over A's group words of each word's
+mean over templates).
 When the targets come in two groups ``X`` and ``Y`` (e.g. male- and female-dominated occupations),
 ``bias_score = mean_{w in X} gap(w) - mean_{w in Y} gap(w)`` (positive: A is tied to X and B to Y more
 than the other way round), ``effect_size`` is that difference divided by the standard deviation of
 ``gap`` over ``X ∪ Y`` (ddof=1; WEAT's Cohen's-d form), and ``p_value`` is the one-sided permutation
-p-value over splits of the targets into X and Y. With ungrouped targets ``bias_score`` is the mean
-gap and there is no effect size. Confidence intervals are bootstrap intervals over targets.
+p-value of ``bias_score`` over splits of the group words into A and B together with splits of the
+targets into X and Y (under "no association" both word lists are exchangeable). With ungrouped targets ``bias_score`` is the mean
+gap and there is no effect size. The 95% intervals of ``bias_score`` and ``effect_size`` are percentile
+bootstrap intervals that resample the group words of A and of B and the targets of X and of Y (a
+crossed design: the number generalises over both word lists, so both are sampling sources); the
+``by_group`` intervals resample targets.
 """
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import bootstrap_ci, permutation_p_value
+from raikit.fairness._stats import bootstrap_ci
 from raikit.fairness.templates import (
     Lexicon,
     Template,
@@ -60,14 +67,70 @@ _GROUP_MARK = "\x00G\x00"
 _MASK_MARK = "\x00M\x00"
 
 
-def _two_sample_ci(x: np.ndarray, y: np.ndarray, statistic: Any, *, n_resamples: int,
-                   seed: int) -> tuple[float, float] | None:
-    """Bootstrap CI of ``statistic(x, y)``, resampling x and y independently (within their set)."""
-    if len(x) < 2 or len(y) < 2:
+def _two_way_ci(a_rows: np.ndarray, b_rows: np.ndarray, x_cols: np.ndarray, y_cols: np.ndarray | None,
+                statistic: Any, *, n_resamples: int, seed: int) -> tuple[float, float] | None:
+    """Percentile bootstrap CI resampling group words and target words together (a crossed design).
+
+    ``a_rows``/``b_rows`` are the (group word x target) mean scores of the two groups. Each replicate
+    resamples the words of group A, of group B, and the targets of X (and Y) with replacement, recomputes
+    ``gap`` per target, and applies ``statistic(gap_x, gap_y, axis=-1)`` (``statistic(gap_x, axis=-1)``
+    without target groups). Resampling the group words as well as the targets makes the interval say how
+    much the number depends on both word lists, not on the targets alone.
+    """
+    if len(a_rows) < 2 or len(b_rows) < 2 or len(x_cols) < 2 or (y_cols is not None and len(y_cols) < 2):
         return None
-    res = stats.bootstrap((x, y), statistic, n_resamples=n_resamples, method="percentile", paired=False,
-                          vectorized=True, random_state=np.random.default_rng(seed))
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    rng = np.random.default_rng(seed)
+    n = n_resamples
+    gap = (a_rows[rng.integers(0, len(a_rows), (n, len(a_rows)))].mean(axis=1)
+           - b_rows[rng.integers(0, len(b_rows), (n, len(b_rows)))].mean(axis=1))  # (n, targets)
+    rows = np.arange(n)[:, None]
+    gx = gap[rows, x_cols[rng.integers(0, len(x_cols), (n, len(x_cols)))]]
+    if y_cols is None:
+        values = statistic(gx, axis=-1)
+    else:
+        values = statistic(gx, gap[rows, y_cols[rng.integers(0, len(y_cols), (n, len(y_cols)))]], axis=-1)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return (float(low), float(high))
+
+
+def _contrasts(n_first: int, n_second: int, picks: np.ndarray | None) -> np.ndarray:
+    """Rows ``1_first / n_first - 1_second / n_second`` for every split (or the given ``picks`` of first members)."""
+    n = n_first + n_second
+    if picks is None:
+        picks = np.array(list(itertools.combinations(range(n), n_first)), dtype=np.int64).reshape(-1, n_first)
+    first = np.zeros((len(picks), n), dtype=bool)
+    np.put_along_axis(first, picks, True, axis=1)
+    return np.where(first, 1.0 / n_first, -1.0 / n_second)
+
+
+def _crossed_p_value(s_ab: np.ndarray, n_a: int, s_xy_cols: np.ndarray, n_x: int, *, n_resamples: int,
+                     seed: int) -> tuple[float, str]:
+    """One-sided permutation p-value of ``bias_score`` splitting group words and targets at the same time.
+
+    ``s_ab`` holds the (group word x target) mean scores, A's words first; ``s_xy_cols`` orders its
+    columns X first. ``bias_score = u' S v`` with ``u`` the A-minus-B mean contrast over words and ``v`` the
+    X-minus-Y contrast over targets; under "no association" both word lists are exchangeable, so the
+    null distribution takes every (word split, target split) pair: exact when there are at most
+    ``n_resamples`` pairs, otherwise ``n_resamples`` random pairs plus the observed one.
+    """
+    s = s_ab[:, s_xy_cols]
+    n_rows, n_cols = s.shape
+    observed = float((_contrasts(n_a, n_rows - n_a, np.arange(n_a)[None]) @ s
+                      @ _contrasts(n_x, n_cols - n_x, np.arange(n_x)[None]).T)[0, 0])
+    tol = 1e-12 * max(1.0, abs(observed))
+    n_pairs = math.comb(n_rows, n_a) * math.comb(n_cols, n_x)
+    if n_pairs <= n_resamples:
+        values = _contrasts(n_a, n_rows - n_a, None) @ s @ _contrasts(n_x, n_cols - n_x, None).T
+        return float((values >= observed - tol).mean()), f"exact ({n_pairs} word and target splits)"
+    rng = np.random.default_rng(seed)
+    rows = rng.permuted(np.tile(np.arange(n_rows), (n_resamples, 1)), axis=1)[:, :n_a]
+    cols = rng.permuted(np.tile(np.arange(n_cols), (n_resamples, 1)), axis=1)[:, :n_x]
+    values = ((_contrasts(n_a, n_rows - n_a, rows) @ s) * _contrasts(n_x, n_cols - n_x, cols)).sum(axis=1)
+    hits = int((values >= observed - tol).sum()) + 1
+    return hits / (n_resamples + 1), f"sampled ({n_resamples} of {n_pairs} word and target splits)"
 
 
 def _diff_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -216,6 +279,7 @@ class FillMaskResult:
     by_group: dict[str, float]
     by_group_ci: dict[str, tuple[float, float] | None]
     top_k: pd.DataFrame
+    p_method: str = ""
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -233,7 +297,8 @@ class FillMaskResult:
             metrics["effect_size"] = Metric(self.effect_size, self.effect_ci, self.n_targets,
                                             {**common, "p_value": self.p_value})
             metrics["p_value"] = Metric(self.p_value, None, self.n_targets,
-                                        {**common, "test": "one-sided permutation over target splits"})
+                                        {**common, "test": "one-sided permutation over group-word and target "
+                                                           f"splits, {self.p_method}"})
         for g, v in self.by_group.items():
             metrics[f"by_group.{g}"] = Metric(v, self.by_group_ci.get(g), self.n_targets,
                                               {"what": "mean increased log probability over templates, "
@@ -296,10 +361,22 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
                                f"({', '.join(all_groups)}); got {list(groups)}")
     target_name = targets or next(t.targets for t in templates if t.targets)
     target_lex = lexicons[target_name]
-    per_target = frame.pivot_table(index=["target", "target_group"], columns="group", values="score",
-                                   aggfunc="mean", sort=False).reset_index()
-    per_target.columns.name = None
+    # per group word: mean score over its template instances; per group: mean over its words
+    by_word = frame.pivot_table(index=["group", "group_word"], columns="target", values="score", aggfunc="mean",
+                                sort=False)
+    target_order = list(dict.fromkeys(frame["target"]))
+    by_word = by_word[target_order]
+    per_target = pd.DataFrame({"target": target_order,
+                               "target_group": frame.drop_duplicates("target").set_index("target")
+                               .loc[target_order, "target_group"].to_numpy()})
+    for g in dict.fromkeys(frame["group"]):
+        per_target[g] = by_word.loc[g].mean(axis=0).to_numpy()
     per_target["gap"] = per_target[chosen[0]] - per_target[chosen[1]]
+    missing = [g for g in chosen if g not in per_target]
+    if missing:
+        raise RaikitInputError(f"group {missing[0]!r} of lexicon {group_slot!r} has no scored instance; "
+                               "raise max_instances")
+    a_rows, b_rows = (by_word.loc[g].to_numpy(dtype=float) for g in chosen)
     notes: list[str] = []
     n_total = frame.attrs.get("n_total", 0)
     n_inst = frame["text"].nunique()
@@ -314,18 +391,20 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
             raise RaikitInputError(f"target_groups must be two of the groups of lexicon {target_name!r} "
                                    f"({', '.join(target_lex.groups)}); got {list(target_groups)}")
         tgroups = (tg[0], tg[1])
-        x = gap[per_target["target_group"].to_numpy() == tg[0]]
-        y = gap[per_target["target_group"].to_numpy() == tg[1]]
+        x_cols = np.flatnonzero(per_target["target_group"].to_numpy() == tg[0])
+        y_cols = np.flatnonzero(per_target["target_group"].to_numpy() == tg[1])
+        x, y = gap[x_cols], gap[y_cols]
         bias = float(x.mean() - y.mean())
-        bias_ci = _two_sample_ci(x, y, _diff_means, n_resamples=n_bootstrap, seed=seed)
+        bias_ci = _two_way_ci(a_rows, b_rows, x_cols, y_cols, _diff_means, n_resamples=n_bootstrap, seed=seed)
         effect = float(_cohens_d(x, y))
-        effect_ci = _two_sample_ci(x, y, _cohens_d, n_resamples=n_bootstrap, seed=seed)
-        p = permutation_p_value(x, y, lambda a, b: float(np.mean(a) - np.mean(b)),
-                                n_resamples=n_permutations, alternative="greater", seed=seed)
+        effect_ci = _two_way_ci(a_rows, b_rows, x_cols, y_cols, _cohens_d, n_resamples=n_bootstrap, seed=seed)
+        p, p_method = _crossed_p_value(np.concatenate([a_rows, b_rows]), len(a_rows),
+                                       np.concatenate([x_cols, y_cols]), len(x_cols), n_resamples=n_permutations,
+                                       seed=seed)
     else:
         bias = float(gap.mean())
-        bias_ci = bootstrap_ci(gap, n_resamples=n_bootstrap, seed=seed)
-        effect, effect_ci, p = float("nan"), None, float("nan")
+        bias_ci = _two_way_ci(a_rows, b_rows, np.arange(len(gap)), None, np.mean, n_resamples=n_bootstrap, seed=seed)
+        effect, effect_ci, p, p_method = float("nan"), None, float("nan"), ""
         notes.append("fill_mask: the target lexicon has no two groups, so there is no effect size or p-value; "
                      "bias_score is the mean gap over targets.")
     by_group: dict[str, float] = {}
@@ -338,7 +417,7 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
     return FillMaskResult(scores=frame, by_target=per_target, groups=(chosen[0], chosen[1]), target_groups=tgroups,
                           bias_score=bias, bias_ci=bias_ci, effect_size=effect, effect_ci=effect_ci, p_value=p,
                           by_group=by_group, by_group_ci=by_group_ci, top_k=_top_k(adapter, frame, top_k),
-                          notes=tuple(notes))
+                          p_method=p_method, notes=tuple(notes))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,12 @@ The effect size's 95% interval is a percentile bootstrap that resamples the word
 of X, Y, A and B independently, within their set; it shows how much ``d`` depends on the particular
 words chosen (the reference reports no interval).
 
+Sentences built from templates (:mod:`raikit.fairness.template_seat`) are not independent: every
+template filled with the same word moves together. Such a test carries *clusters* (the word behind
+each sentence); the bootstrap then resamples words, each with all its sentences, and the permutation
+test splits words rather than sentences, using each word's mean ``s``. Without clusters every
+sentence is its own cluster and both reduce to the definitions above.
+
 Sentences are embedded with ``adapter.embed`` (mean pooling over the last layer, any model kind); each
 distinct sentence is embedded once across all tests.
 """
@@ -51,6 +57,8 @@ class SeatTest:
     name: str
     categories: Mapping[str, str]
     examples: Mapping[str, tuple[str, ...]]
+    clusters: Mapping[str, tuple[str, ...]] | None = None
+    """Optional: per set, the word (cluster label) behind each example, aligned with ``examples``."""
 
 
 def load_seat_test(path: str | Path) -> SeatTest:
@@ -133,28 +141,55 @@ class WeatResult:
     categories: Mapping[str, str]
 
 
+def _cluster_rows(labels: Sequence[Any] | None, n: int) -> list[np.ndarray]:
+    """Row indices of each cluster, in order of first appearance (one row each when unlabelled)."""
+    if labels is None:
+        return [np.array([i]) for i in range(n)]
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} cluster labels for {n} rows")
+    rows: dict[Any, list[int]] = {}
+    for i, label in enumerate(labels):
+        rows.setdefault(label, []).append(i)
+    return [np.array(r) for r in rows.values()]
+
+
 def weat(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, name: str = "weat",
-         categories: Mapping[str, str] | None = None, n_samples: int = 100_000, n_bootstrap: int = 1000,
-         seed: int = 0) -> WeatResult:
-    """Effect size, bootstrap interval and permutation p-value of one WEAT on given embeddings."""
+         categories: Mapping[str, str] | None = None, clusters: Sequence[Sequence[Any] | None] | None = None,
+         n_samples: int = 100_000, n_bootstrap: int = 1000, seed: int = 0) -> WeatResult:
+    """Effect size, bootstrap interval and permutation p-value of one WEAT on given embeddings.
+
+    Parameters
+    ----------
+    x, y, a, b : ndarray
+        Target and attribute embeddings, one row per word or sentence.
+    clusters : four sequences or None, optional
+        Cluster label (e.g. the word a templated sentence was built from) of every row of x, y, a, b;
+        the bootstrap then resamples clusters and the permutation test splits clusters.
+    """
+    labels = list(clusters) if clusters is not None else [None] * 4
+    if len(labels) != 4:
+        raise ValueError("clusters needs one entry for each of x, y, a, b")
+    cx, cy, ca, cb = (_cluster_rows(lab, len(m)) for lab, m in zip(labels, (x, y, a, b)))
     cos_a = _cos(np.concatenate([x, y]), a)
     cos_b = _cos(np.concatenate([x, y]), b)
     s = cos_a.mean(axis=1) - cos_b.mean(axis=1)
     nx, ny = len(x), len(y)
     effect = float((s[:nx].mean() - s[nx:].mean()) / np.std(s, ddof=1))
-    p, method = _p_from_s(s, nx, n_samples=n_samples, seed=seed)
+    if labels[0] is None and labels[1] is None:
+        p, method = _p_from_s(s, nx, n_samples=n_samples, seed=seed)
+    else:
+        means = np.array([s[r].mean() for r in cx] + [s[nx + r].mean() for r in cy])
+        p, method = _p_from_s(means, len(cx), n_samples=n_samples, seed=seed)
+        method += " of words"
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_bootstrap):
-        ix = rng.integers(0, nx, nx)
-        iy = nx + rng.integers(0, ny, ny)
-        ia = rng.integers(0, len(a), len(a))
-        ib = rng.integers(0, len(b), len(b))
-        rows = np.concatenate([ix, iy])
+        ix, iy, ia, ib = (np.concatenate([c[k] for k in rng.integers(0, len(c), len(c))]) for c in (cx, cy, ca, cb))
+        rows = np.concatenate([ix, nx + iy])
         sb = cos_a[np.ix_(rows, ia)].mean(axis=1) - cos_b[np.ix_(rows, ib)].mean(axis=1)
         sd = np.std(sb, ddof=1)
         if sd > 0:
-            boots.append((sb[:nx].mean() - sb[nx:].mean()) / sd)
+            boots.append((sb[:len(ix)].mean() - sb[len(ix):].mean()) / sd)
     ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if len(boots) > 1 else None
     return WeatResult(name=name, effect_size=effect, effect_ci=ci, p_value=p, p_method=method,
                       n=nx + ny + len(a) + len(b), categories=dict(categories or {}))
@@ -166,6 +201,8 @@ class SeatResult:
 
     tests: tuple[WeatResult, ...]
     table: pd.DataFrame
+    items: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Every target word/sentence with its association ``s(w, A, B)`` (positive: closer to A)."""
     notes: tuple[str, ...] = field(default=())
 
     def to_section(self) -> SectionResult:
@@ -176,7 +213,7 @@ class SeatResult:
                     "ci_method": "bootstrap over the words/sentences of each set"}
             metrics[f"{t.name}.effect_size"] = Metric(t.effect_size, t.effect_ci, t.n, info)
             metrics[f"{t.name}.p_value"] = Metric(t.p_value, None, t.n, {"method": t.p_method})
-        return SectionResult(metrics=metrics, tables={"tests": self.table},
+        return SectionResult(metrics=metrics, tables={"tests": self.table, "associations": self.items},
                              details={"tests": self.table.to_dict("records")}, notes=self.notes)
 
 
@@ -203,18 +240,26 @@ def seat(adapter: Any, tests: Sequence[SeatTest], *, layer: int = -1, n_samples:
     sentences = list(dict.fromkeys(e for t in tests for key in _SETS for e in t.examples[key]))
     vectors = adapter.embed(sentences, layer=layer).astype(np.float64) if sentences else np.zeros((0, 1))
     index = {s: i for i, s in enumerate(sentences)}
-    results, rows = [], []
+    results, rows, items = [], [], []
     for t in tests:
         x, y, a, b = (vectors[[index[e] for e in t.examples[k]]] for k in _SETS)
-        r = weat(x, y, a, b, name=t.name, categories=t.categories, n_samples=n_samples, n_bootstrap=n_bootstrap,
-                 seed=seed)
+        s_xy = _s_w(np.concatenate([x, y]), a, b)
+        for k, examples, values in (("targ1", t.examples["targ1"], s_xy[:len(x)]),
+                                    ("targ2", t.examples["targ2"], s_xy[len(x):])):
+            words = t.clusters.get(k) if t.clusters else None
+            items += [{"test": t.name, "set": k, "category": t.categories[k], "word": words[i] if words else e,
+                       "text": e, "association": float(v)} for i, (e, v) in enumerate(zip(examples, values))]
+        clusters = [t.clusters.get(k) for k in _SETS] if t.clusters else None
+        r = weat(x, y, a, b, name=t.name, categories=t.categories, clusters=clusters, n_samples=n_samples,
+                 n_bootstrap=n_bootstrap, seed=seed)
         results.append(r)
         rows.append({"test": t.name, **{f"{k}_category": t.categories[k] for k in _SETS},
                      **{f"n_{k}": len(t.examples[k]) for k in _SETS}, "effect_size": r.effect_size,
                      "ci_low": r.effect_ci[0] if r.effect_ci else None,
                      "ci_high": r.effect_ci[1] if r.effect_ci else None, "p_value": r.p_value,
                      "p_method": r.p_method})
-    return SeatResult(tests=tuple(results), table=pd.DataFrame(rows))
+    return SeatResult(tests=tuple(results), table=pd.DataFrame(rows),
+                      items=pd.DataFrame(items, columns=["test", "set", "category", "word", "text", "association"]))
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def stereoset_style_items() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def train_mlm_noisy(model, tok, sentences, *, epochs: int = 40, lr: float = 3e-3, batch_size: int = 16,
+def train_mlm_noisy(model, tok, sentences, *, epochs: int = 80, lr: float = 3e-3, batch_size: int = 16,
                     select_prob: float = 0.3, seed: int = 0):
     """BERT-style training where chosen tokens are masked (50%), replaced at random (25%) or kept (25%).
 
@@ -78,6 +78,10 @@ def train_mlm_noisy(model, tok, sentences, *, epochs: int = 40, lr: float = 3e-3
     rng = random.Random(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    steps = epochs * -(-len(sentences) // batch_size)
+    # linear decay to 0: the model settles instead of ending on the last batches' noise, so a balanced
+    # corpus leaves no systematic lean
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / steps)
     special = set(tok.all_special_ids)
     normal = [i for i in range(len(tok)) if i not in special]
     model.train()
@@ -103,6 +107,7 @@ def train_mlm_noisy(model, tok, sentences, *, epochs: int = 40, lr: float = 3e-3
             loss.backward()
             opt.step()
             opt.zero_grad()
+            schedule.step()
     return model.eval()
 
 

@@ -1,6 +1,7 @@
 """Fill-mask association probe: formula on random models, planted association, bad input."""
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -66,9 +67,30 @@ def test_planted_association_is_recovered_and_balanced_is_not(builder):
     assert len(section.tables["top_k"]) > 0
     balanced = fill_mask_bias(builder("balanced"), templates=TEMPLATES, lexicons=LEXICONS, neutral="the king",
                               n_bootstrap=500, n_permutations=2000)
-    # training noise leaves a small, target-specific residue in the balanced model (its CI over targets
-    # need not cover 0), but it is far smaller than the planted association
+    assert balanced.bias_ci[0] < 0 < balanced.bias_ci[1]  # no bias: the interval covers 0
+    assert balanced.effect_ci[0] < 0 < balanced.effect_ci[1]
     assert abs(balanced.bias_score) < planted.bias_score / 20
+
+
+def test_p_value_splits_group_words_and_targets(random_mlm):
+    lexicons = {"person": Lexicon("person", {"male": ("he", "father"), "female": ("she", "mother")}),
+                "occupation": SMALL["occupation"]}
+    result = fill_mask_bias(random_mlm, templates=TEMPLATES, lexicons=lexicons, n_bootstrap=200)
+    cell = result.scores.groupby(["group_word", "target"])["score"].mean()  # mean over the two templates
+    words, targets = ["he", "father", "she", "mother"], ["nurse", "doctor", "teacher", "pilot"]
+
+    def bias(a, x):
+        b, y = [w for w in words if w not in a], [t for t in targets if t not in x]
+        gap = {t: np.mean([cell[w, t] for w in a]) - np.mean([cell[w, t] for w in b]) for t in targets}
+        return np.mean([gap[t] for t in x]) - np.mean([gap[t] for t in y])
+
+    observed = bias(("he", "father"), ("nurse", "doctor"))
+    assert result.bias_score == pytest.approx(observed)
+    null = [bias(a, x) for a in itertools.combinations(words, 2) for x in itertools.combinations(targets, 2)]
+    assert result.p_value == pytest.approx(np.mean([v >= observed - 1e-12 for v in null]))
+    assert "exact (36 word and target splits)" in result.to_section().metrics["p_value"].details["test"]
+    lo, hi = result.bias_ci
+    assert lo <= result.bias_score <= hi
 
 
 def test_bad_input(random_encoder, random_mlm):
