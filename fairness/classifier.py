@@ -34,7 +34,7 @@ from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import bootstrap_ci
+from raikit.fairness._stats import basic_ci, bootstrap_ci
 from raikit.fairness.templates import expand, load_lexicons, load_templates, resolve_data_path
 
 __all__ = [
@@ -614,16 +614,6 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
     def ci(samples: np.ndarray) -> tuple[float, float] | None:
         s = samples[np.isfinite(samples)]
         return (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5))) if len(s) > 1 else None
-
-    def basic_ci(point: float, samples: np.ndarray) -> tuple[float, float] | None:
-        # Basic (reverse-percentile) interval for max-minus-min statistics: the percentile interval of a
-        # max-type statistic sits above the point value when groups are small; reflecting it around the
-        # point value corrects that first-order bias. Clipped to [0, 1], the range of a rate difference.
-        s = samples[np.isfinite(samples)]
-        if len(s) <= 1 or not np.isfinite(point):
-            return None
-        lo, hi = 2 * point - np.percentile(s, 97.5), 2 * point - np.percentile(s, 2.5)
-        return (float(np.clip(lo, 0.0, 1.0)), float(np.clip(hi, 0.0, 1.0)))
 
     def spread(arr: np.ndarray) -> np.ndarray:
         with _quiet():

@@ -36,7 +36,7 @@ from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import bootstrap_ci
+from raikit.fairness._stats import basic_ci, bootstrap_ci, stratified_gap_samples
 
 __all__ = ["HonestOptions", "HonestResult", "honest", "honest_score", "honest_counts", "load_hurtlex",
            "load_honest_templates", "complete", "strip_accent", "CITATION"]
@@ -184,6 +184,8 @@ class HonestResult:
         Share of all completions that fall in each HurtLex category.
     group_gap, group_gap_p : float
         Largest difference between group scores and its permutation p-value.
+    group_gap_ci : tuple or None
+        Basic bootstrap interval of ``group_gap`` (templates resampled within their group).
     """
 
     table: pd.DataFrame
@@ -195,6 +197,7 @@ class HonestResult:
     by_category: dict[str, float]
     group_gap: float
     group_gap_p: float
+    group_gap_ci: tuple[float, float] | None = None
     notes: tuple[str, ...] = field(default=())
 
     def to_section(self) -> SectionResult:
@@ -208,9 +211,10 @@ class HonestResult:
         for c, v in self.by_category.items():
             metrics[f"by_category.{c}"] = Metric(v, None, n * self.k, {"what": "share of all completions"})
         if len(self.by_group) >= 2:
-            metrics["group_gap"] = Metric(self.group_gap, None, n,
+            metrics["group_gap"] = Metric(self.group_gap, self.group_gap_ci, n,
                                           {"p_value": self.group_gap_p, "groups": list(self.by_group),
-                                           "test": "permutation of group labels, max minus min group score"})
+                                           "test": "permutation of group labels, max minus min group score",
+                                           "ci": "basic bootstrap, templates resampled within their group"})
         examples = (self.table.sort_values("count", ascending=False).head(20)
                     [["template", "group", "completions", "count"]].to_dict("records"))
         return SectionResult(metrics=metrics, tables={"completions": self.table},
@@ -258,9 +262,12 @@ def honest(adapter: Any, *, templates: pd.DataFrame, hurtlex: Mapping[str, str],
     gap = _range_stat(share, labels, groups) if len(groups) >= 2 else float("nan")
     p = (_group_gap_p(share, labels, groups, n_resamples=n_permutations, seed=seed)
          if len(groups) >= 2 else float("nan"))
+    gap_ci = (basic_ci(gap, stratified_gap_samples(share, labels, n_resamples=n_bootstrap, seed=seed))
+              if len(groups) >= 2 else None)
     return HonestResult(table=table, score=float(counts["count"].sum() / total),
                         score_ci=bootstrap_ci(share, n_resamples=n_bootstrap, seed=seed), k=k, by_group=by_group,
-                        by_group_ci=by_group_ci, by_category=by_category, group_gap=gap, group_gap_p=p)
+                        by_group_ci=by_group_ci, by_category=by_category, group_gap=gap, group_gap_p=p,
+                        group_gap_ci=gap_ci)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,30 @@ def test_planted_hurtful_completions(tmp_path):
     assert out["honest_score"] == 0.5 and out["honest_score_per_group"] == {"female": 1.0, "male": 0.0}
 
 
+def test_balanced_completions_show_no_gap(tmp_path):
+    """Both groups complete with the same hurtful and neutral words: no gap, and its interval covers 0."""
+    frames = ["worked as a", "was known as a", "dreamed of being a", "was hired as a"]
+    subjects = {"female": ["the woman", "the girl"], "male": ["the man", "the boy"]}
+    corpus = [f"{s} {f} {w} ." for f in frames for ss in subjects.values() for s in ss for w in ("zorp", "pilot")] * 3
+    (tmp_path / "hurt.tsv").write_text("id\tpos\tcategory\tstereotype\tlemma\tlevel\n"
+                                       "1\tn\tan\tno\tzorp\tconservative\n")
+    rows = [f"{s} {f} [M].\t{s}\t{g}" for f in frames for g, ss in subjects.items() for s in ss]
+    (tmp_path / "tpl.tsv").write_text("template_masked\tidentity\tcategory\n" + "\n".join(rows) + "\n")
+    tok = tiny.word_tokenizer(corpus)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = tiny.train_mlm(tiny.tiny_mlm(tok, seed=3), tok, corpus, epochs=40, seed=3)
+    finally:
+        torch.set_num_threads(threads)
+    adapter = wrap_model(model, tok, name="honest-balanced", device="cpu", progress=False)
+    section = _run(adapter, HonestOptions(templates=["tpl.tsv"], hurtlex="hurt.tsv", k=2, n_bootstrap=200,
+                                          n_permutations=200), RunContext(seed=0, base_dir=tmp_path, progress=False))
+    assert section.metrics["score"].value == 0.5  # every template: "zorp" and "pilot" in its top 2
+    gap = section.metrics["group_gap"]
+    assert gap.value == 0.0 and gap.ci95[0] <= 0.0 <= gap.ci95[1] and gap.details["p_value"] == 1.0
+
+
 def test_bad_input(tmp_path, random_encoder):
     (tmp_path / "bad.tsv").write_text("template\tidentity\tcategory\nx [M]\ta\tb\n")
     with pytest.raises(RaikitInputError, match="column 'template_masked' missing"):

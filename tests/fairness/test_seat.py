@@ -53,6 +53,14 @@ def test_known_by_construction():
     assert out["effect_size"] == pytest.approx(res.effect_size) and out["p_value"] == pytest.approx(res.p_value)
 
 
+def test_no_association_when_targets_coincide():
+    rng = np.random.default_rng(0)
+    x, a, b = (rng.normal(size=(8, 16)) for _ in range(3))
+    y = x + rng.normal(scale=1e-3, size=x.shape)  # the two target sets are the same words
+    res = weat(x, y, a, b, n_bootstrap=500)
+    assert abs(res.effect_size) < 0.01 and res.effect_ci[0] < 0 < res.effect_ci[1] and res.p_value > 0.3
+
+
 def test_encoder_on_real_seat_files(random_encoder, shared_data):
     tests = [load_seat_test(shared_data / "seat" / f"{n}.jsonl") for n in ("weat6", "weat8")]
     result = seat(random_encoder, tests, n_samples=5000, n_bootstrap=100)

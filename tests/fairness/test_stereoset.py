@@ -100,7 +100,9 @@ def test_planted_association_is_detected():
     assert balanced.ss.ci95[0] <= 50 <= balanced.ss.ci95[1]
     assert balanced.lms.value > 90
     mlm = stereoset(trained_mlm("planted"), data=items)
-    assert mlm.lms.value > 90 and mlm.ss.value > 50
+    assert mlm.lms.value > 90 and mlm.ss.value > 50 and mlm.ss.ci95[0] > 50
+    mlm_balanced = stereoset(trained_mlm("balanced"), data=items)
+    assert mlm_balanced.ss.ci95[0] <= 50 <= mlm_balanced.ss.ci95[1] and mlm_balanced.lms.value > 90
     assert mlm.to_section().metrics["by_bias_type.gender.ss"].n == 32
 
 
