@@ -146,7 +146,14 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
             problems.append(f"{table.where}: probe {table.probe!r} needs a {' or '.join(section.model_kinds)} model, "
                             f"but model {table.model!r} ({spec.id}) is {_article(kind)} {kind}")
         if options is not None:
-            problems += _missing_files(options, config, table.where)
+            missing = _missing_files(options, config, table.where)
+            problems += missing
+            if not missing and section.check is not None:
+                try:
+                    section.check(options, RunContext(base_dir=config.base_dir, data_dir=_data_dir(config),
+                                                      seed=config.run.seed, progress=False))
+                except RaikitInputError as exc:
+                    problems.append(f"{table.where}: {exc}")
             plan.append(PlannedSection(table, section, options))
     from raikit.audits.gates import parse_gates
 

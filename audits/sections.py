@@ -95,6 +95,10 @@ class Section:
     metrics : tuple of str
         The metric names (relative to the section) it can produce; ``*`` stands for a dynamic part
         (``by_bias_type.*``). Gates are checked against these before anything runs.
+    check : callable, optional
+        ``check(options, ctx)``: reads the section's own data files (templates, lexicons) without a
+        model and raises ``RaikitInputError`` for bad content, so the problem is reported with the
+        config's other problems, before any model loads.
     """
 
     name: str
@@ -104,3 +108,4 @@ class Section:
     description: str = ""
     citation: str = ""
     metrics: tuple[str, ...] = ()
+    check: Callable[[Any, RunContext], None] | None = None

@@ -59,7 +59,7 @@ from raikit.fairness.templates import (
     resolve_data_path,
 )
 
-__all__ = ["FillMaskOptions", "FillMaskResult", "fill_mask_bias", "association_scores", "CITATION"]
+__all__ = ["FillMaskOptions", "FillMaskResult", "fill_mask_bias", "association_scores", "check_inputs", "CITATION"]
 
 CITATION = ("Kurita, K., Vyas, N., Pareek, A., Black, A. W., Tsvetkov, Y. (2019). Measuring Bias in "
             "Contextualized Word Representations. 1st Workshop on Gender Bias in NLP, ACL.")
@@ -152,6 +152,46 @@ def _expand_rows(values: np.ndarray, unique: list[str], items: list[str], width:
     return values[[position[t] for t in items]]
 
 
+def _pick_two(lexicon: Lexicon, chosen: Sequence[str], *, key: str) -> tuple[str, str]:
+    known = list(lexicon.groups)
+    pick = tuple(chosen) if chosen else tuple(known[:2])
+    if len(pick) != 2 or any(g not in known for g in pick):
+        raise RaikitInputError(f"{key} must be two of the groups of lexicon {lexicon.name!r} "
+                               f"({', '.join(known)}); got {list(chosen)}")
+    return pick[0], pick[1]
+
+
+def check_inputs(templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *, group_slot: str = "person",
+                 targets: str | None = None, groups: Sequence[str] = (),
+                 target_groups: Sequence[str] = ()) -> tuple[str, tuple[str, str], tuple[str, str] | None]:
+    """Check templates and lexicons for the probe (no model needed).
+
+    Returns
+    -------
+    (target lexicon name, the two groups, the two target groups or None)
+
+    Raises
+    ------
+    RaikitInputError
+        For a template without the group slot or ``{mask}``, a missing group or target lexicon, or
+        groups that are not two of the lexicon's groups.
+    """
+    for tpl in templates:
+        if group_slot not in tpl.slots or not tpl.has_mask:
+            raise RaikitInputError(f"template {tpl.id!r} needs the group slot {{{group_slot}}} and a {{mask}} slot")
+    target_name = targets or next((t.targets for t in templates if t.targets), None)
+    if target_name is None or target_name not in lexicons:
+        raise RaikitInputError(f"target lexicon {target_name!r} not found; known: {', '.join(sorted(lexicons))}")
+    if group_slot not in lexicons:
+        raise RaikitInputError(f"group lexicon {group_slot!r} not found; known: {', '.join(sorted(lexicons))}")
+    chosen = _pick_two(lexicons[group_slot], groups, key="groups")
+    target_lex = lexicons[target_name]
+    tgroups = None
+    if target_lex.grouped and len(target_lex.groups) >= 2:
+        tgroups = _pick_two(target_lex, target_groups, key="target_groups")
+    return target_name, chosen, tgroups
+
+
 def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *,
                        group_slot: str = "person", targets: str | None = None, neutral: str = "the person",
                        max_instances: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -181,12 +221,7 @@ def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Ma
     if kind not in ("masked_lm", "causal_lm"):
         raise RaikitInputError(f"the fill-mask probe needs a masked_lm or causal_lm model; "
                                f"{getattr(adapter, 'name', 'model')!r} is {kind!r}")
-    for tpl in templates:
-        if group_slot not in tpl.slots or not tpl.has_mask:
-            raise RaikitInputError(f"template {tpl.id!r} needs the group slot {{{group_slot}}} and a {{mask}} slot")
-    target_name = targets or next((t.targets for t in templates if t.targets), None)
-    if target_name is None or target_name not in lexicons:
-        raise RaikitInputError(f"target lexicon {target_name!r} not found; known: {', '.join(sorted(lexicons))}")
+    target_name = check_inputs(templates, lexicons, group_slot=group_slot, targets=targets)[0]
     target_lex = lexicons[target_name]
     target_pairs = target_lex.pairs()
     target_words = [w for w, _ in target_pairs]
@@ -351,16 +386,11 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
     -------
     FillMaskResult
     """
+    target_name, chosen, tgroups = check_inputs(templates, lexicons, group_slot=group_slot, targets=targets,
+                                                groups=groups, target_groups=target_groups)
     frame = association_scores(adapter, templates, lexicons, group_slot=group_slot, targets=targets,
                                neutral=neutral, max_instances=max_instances, seed=seed)
-    group_lex = lexicons[group_slot]
-    all_groups = list(group_lex.groups)
-    chosen = tuple(groups) if groups else tuple(all_groups[:2])
-    if len(chosen) != 2 or any(g not in all_groups for g in chosen):
-        raise RaikitInputError(f"groups must be two of the groups of lexicon {group_slot!r} "
-                               f"({', '.join(all_groups)}); got {list(groups)}")
-    target_name = targets or next(t.targets for t in templates if t.targets)
-    target_lex = lexicons[target_name]
+    all_groups = list(lexicons[group_slot].groups)
     # per group word: mean score over its template instances; per group: mean over its words
     by_word = frame.pivot_table(index=["group", "group_word"], columns="target", values="score", aggfunc="mean",
                                 sort=False)
@@ -383,14 +413,9 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
     if n_total > n_inst:
         notes.append(f"fill_mask: a fixed random subsample of {n_inst} of {n_total} template instances was scored "
                      f"(seed {seed}).")
-    tgroups: tuple[str, str] | None = None
     gap = per_target["gap"].to_numpy(dtype=float)
-    if target_lex.grouped and len(target_lex.groups) >= 2:
-        tg = tuple(target_groups) if target_groups else tuple(list(target_lex.groups)[:2])
-        if len(tg) != 2 or any(g not in target_lex.groups for g in tg):
-            raise RaikitInputError(f"target_groups must be two of the groups of lexicon {target_name!r} "
-                                   f"({', '.join(target_lex.groups)}); got {list(target_groups)}")
-        tgroups = (tg[0], tg[1])
+    if tgroups is not None:
+        tg = tgroups
         x_cols = np.flatnonzero(per_target["target_group"].to_numpy() == tg[0])
         y_cols = np.flatnonzero(per_target["target_group"].to_numpy() == tg[1])
         x, y = gap[x_cols], gap[y_cols]
@@ -459,9 +484,20 @@ class FillMaskOptions:
     n_permutations: int = 10000
 
 
-def _run(adapter: Any, options: FillMaskOptions, ctx: RunContext) -> SectionResult:
+def _load(options: FillMaskOptions, ctx: RunContext) -> tuple[list[Template], dict[str, Lexicon]]:
     templates = load_templates(resolve_data_path(options.templates, ctx, where="fill_mask.templates"))
     lexicons = load_lexicons([resolve_data_path(p, ctx, where="fill_mask.lexicons") for p in options.lexicons])
+    return templates, lexicons
+
+
+def _check(options: FillMaskOptions, ctx: RunContext) -> None:
+    templates, lexicons = _load(options, ctx)
+    check_inputs(templates, lexicons, group_slot=options.group_slot, targets=options.targets or None,
+                 groups=options.groups, target_groups=options.target_groups)
+
+
+def _run(adapter: Any, options: FillMaskOptions, ctx: RunContext) -> SectionResult:
+    templates, lexicons = _load(options, ctx)
     result = fill_mask_bias(adapter, templates=templates, lexicons=lexicons, group_slot=options.group_slot,
                             targets=options.targets or None, groups=options.groups,
                             target_groups=options.target_groups, neutral=options.neutral, top_k=options.top_k,
@@ -473,5 +509,5 @@ def _run(adapter: Any, options: FillMaskOptions, ctx: RunContext) -> SectionResu
 SECTIONS.register("fill_mask")(Section(
     name="fill_mask", options=FillMaskOptions, model_kinds=("masked_lm", "causal_lm"), run=_run,
     description="Fill-mask association probe: increased log probability of target words given group words",
-    citation=CITATION, metrics=("bias_score", "effect_size", "p_value", "by_group.*"),
+    citation=CITATION, metrics=("bias_score", "effect_size", "p_value", "by_group.*"), check=_check,
 ))

@@ -197,9 +197,19 @@ class TemplateSeatOptions:
                 for name, spec in self.tests.items()]
 
 
-def _run(adapter: Any, options: TemplateSeatOptions, ctx: RunContext) -> SectionResult:
+def _load(options: TemplateSeatOptions, ctx: RunContext) -> tuple[list[Template], dict[str, Lexicon]]:
     templates = load_templates(resolve_data_path(options.templates, ctx, where="template_seat.templates"))
     lexicons = load_lexicons([resolve_data_path(p, ctx, where="template_seat.lexicons") for p in options.lexicons])
+    return templates, lexicons
+
+
+def _check(options: TemplateSeatOptions, ctx: RunContext) -> None:
+    templates, lexicons = _load(options, ctx)
+    build_seat_tests(options.template_tests(), templates=templates, lexicons=lexicons)
+
+
+def _run(adapter: Any, options: TemplateSeatOptions, ctx: RunContext) -> SectionResult:
+    templates, lexicons = _load(options, ctx)
     result = template_seat(adapter, tests=options.template_tests(), templates=templates, lexicons=lexicons,
                            layer=options.layer, n_samples=options.n_samples, n_bootstrap=options.n_bootstrap,
                            seed=ctx.seed)
@@ -210,5 +220,5 @@ SECTIONS.register("template_seat")(Section(
     name="template_seat", options=TemplateSeatOptions,
     model_kinds=("masked_lm", "causal_lm", "encoder", "classifier"), run=_run,
     description="Templated SEAT: embedding association of lexicon groups filled into bleached templates",
-    citation=CITATION, metrics=("*.effect_size", "*.p_value"),
+    citation=CITATION, metrics=("*.effect_size", "*.p_value"), check=_check,
 ))

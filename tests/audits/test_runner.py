@@ -100,3 +100,19 @@ def test_probe_on_wrong_model_kind_is_a_config_error(tmp_path):
     cfg.write_text('[model]\nid = "builtin:minilm-l6"\n[fairness.crows_pairs]\n')
     with pytest.raises(ConfigError, match="needs a"):
         load_audit(cfg)
+
+
+def test_bad_template_and_lexicon_content_is_a_config_error(tmp_path):
+    (tmp_path / "tpl.toml").write_text('[[template]]\nid = "t"\ntext = "{person} is here."\n')
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[models.enc]\nid = "builtin:minilm-l6"\n[models.lm]\nid = "builtin:smollm2-135m"\n'
+                   '[fairness.template_seat]\nmodel = "enc"\n'
+                   'tests = { mine = { targets = "person", attributes = "occupations" } }\n'
+                   '[fairness.fill_mask]\nmodel = "lm"\ntemplates = "tpl.toml"\n')
+    with pytest.raises(ConfigError) as err:
+        load_audit(cfg)  # found before any model loads: load_audit reads no weights
+    assert sorted(err.value.problems) == [
+        f"{cfg}: [fairness.fill_mask]: template 't' needs the group slot {{person}} and a {{mask}} slot",
+        f"{cfg}: [fairness.template_seat]: template_seat test 'mine': no lexicon 'occupations'; known: age, "
+        "disability, first_name, occupation, person, valence",
+    ]
