@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import difflib
 import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from raikit.audits.errors import RaikitError, RaikitInputError
 
@@ -80,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new", help="results.json of the later run")
 
     sub.add_parser("models", help="list the built-in model aliases, whether each is ready, and its size")
+
+    probes = sub.add_parser("probes", help="list the configurable sections, or show one with its options")
+    probes.add_argument("name", nargs="?", help="a section name (e.g. fill_mask, explain) to show as a TOML table")
     return parser
 
 
@@ -157,7 +163,61 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"audit": _cmd_audit, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models}
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))
+
+
+def _sections() -> dict[str, tuple[str, Any]]:
+    """Every configurable section: name -> (TOML table, Section)."""
+    from raikit.explain import SECTION
+    from raikit.fairness import SECTIONS
+
+    out = {name: (f"fairness.{name}", SECTIONS.get(name)) for name in SECTIONS.names()}
+    out[SECTION.name] = (SECTION.name, SECTION)
+    return out
+
+
+def _cmd_probes(args: argparse.Namespace) -> int:
+    sections = _sections()
+    if not args.name:
+        width = max(len(table) for table, _ in sections.values()) + 2
+        for table, section in sections.values():
+            print(f"{'[' + table + ']':<{width}}  {', '.join(section.model_kinds):<42}  {section.description}")
+        print("\nraikit probes <name> shows a section's options with their defaults.")
+        return 0
+    if args.name not in sections:
+        close = difflib.get_close_matches(args.name, list(sections), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise RaikitInputError(f"no section {args.name!r}{hint}; known: {', '.join(sections)}", where="raikit probes")
+    table, section = sections[args.name]
+    print(f"# {section.description}")
+    print(f"# models: {', '.join(section.model_kinds)}")
+    if section.metrics:
+        print(f"# metrics: {', '.join(f'{table}.{m}' for m in section.metrics)}")
+    if section.citation:
+        print(f"# {section.citation}")
+    print(f"[{table}]")
+    print('model = "<key of a [models.<key>] table>"')
+    defaults = section.options()
+    for field in dataclasses.fields(defaults):
+        value = getattr(defaults, field.name)
+        print(f"# {field.name} = ...   (not set by default)" if value is None else
+              f"{field.name} = {_toml_value(value)}")
+    return 0
+
+
+_COMMANDS = {"audit": _cmd_audit, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,
+             "probes": _cmd_probes}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

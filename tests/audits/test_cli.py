@@ -75,3 +75,27 @@ def test_unloadable_model_names_the_config_table(tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "m.toml: [models.lm]: key 'id'" in lines[0] and "no-model-here" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_probes_lists_sections_and_prints_valid_option_tables(capsys):
+    import tomllib
+
+    from raikit.audits.config import validate_options
+    from raikit.audits.cli import _sections
+
+    assert main(["probes"]) == 0
+    listing = capsys.readouterr().out
+    assert "[fairness.template_seat]" in listing and "[explain]" in listing
+    for name, (table, section) in _sections().items():
+        assert main(["probes", name]) == 0
+        parsed = tomllib.loads(capsys.readouterr().out)
+        options = parsed
+        for part in table.split("."):
+            options = options[part]
+        assert options.pop("model").startswith("<")
+        built, problems = validate_options(options, section.options, where=table)
+        assert problems == [] and built == section.options()  # the printed table is the defaults, as TOML
+    with pytest.raises(SystemExit) as exit_info:
+        main(["probes", "fill_mas"])
+    assert exit_info.value.code == 2
+    assert "did you mean 'fill_mask'?" in capsys.readouterr().err
