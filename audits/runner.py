@@ -154,6 +154,8 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
                                                       seed=config.run.seed, progress=False))
                 except RaikitInputError as exc:
                     problems.append(f"{table.where}: {exc}")
+                except (OSError, UnicodeDecodeError) as exc:  # a data file that cannot be read as text
+                    problems.append(f"{table.where}: cannot read a data file: {exc}")
             plan.append(PlannedSection(table, section, options))
     from raikit.audits.gates import parse_gates
 

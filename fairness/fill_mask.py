@@ -75,14 +75,20 @@ def _two_way_ci(a_rows: np.ndarray, b_rows: np.ndarray, x_cols: np.ndarray, y_co
     resamples the words of group A, of group B, and the targets of X (and Y) with replacement, recomputes
     ``gap`` per target, and applies ``statistic(gap_x, gap_y, axis=-1)`` (``statistic(gap_x, axis=-1)``
     without target groups). Resampling the group words as well as the targets makes the interval say how
-    much the number depends on both word lists, not on the targets alone.
+    much the number depends on both word lists, not on the targets alone. Resampling both ways counts the
+    word x target interaction twice, so the interval errs on the wide side (McCullagh 2000); a group of
+    one word reduces it to the bootstrap over targets.
     """
-    if len(a_rows) < 2 or len(b_rows) < 2 or len(x_cols) < 2 or (y_cols is not None and len(y_cols) < 2):
+    if len(x_cols) < 2 or (y_cols is not None and len(y_cols) < 2):
         return None
     rng = np.random.default_rng(seed)
     n = n_resamples
-    gap = (a_rows[rng.integers(0, len(a_rows), (n, len(a_rows)))].mean(axis=1)
-           - b_rows[rng.integers(0, len(b_rows), (n, len(b_rows)))].mean(axis=1))  # (n, targets)
+
+    def resampled_mean(rows: np.ndarray) -> np.ndarray:  # (n, targets): how often each word is drawn, as weights
+        counts = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=n)
+        return counts @ rows / len(rows)
+
+    gap = resampled_mean(a_rows) - resampled_mean(b_rows)  # (n, targets)
     rows = np.arange(n)[:, None]
     gx = gap[rows, x_cols[rng.integers(0, len(x_cols), (n, len(x_cols)))]]
     if y_cols is None:
@@ -155,10 +161,26 @@ def _expand_rows(values: np.ndarray, unique: list[str], items: list[str], width:
 def _pick_two(lexicon: Lexicon, chosen: Sequence[str], *, key: str) -> tuple[str, str]:
     known = list(lexicon.groups)
     pick = tuple(chosen) if chosen else tuple(known[:2])
-    if len(pick) != 2 or any(g not in known for g in pick):
-        raise RaikitInputError(f"{key} must be two of the groups of lexicon {lexicon.name!r} "
+    if len(pick) != 2 or any(g not in known for g in pick) or pick[0] == pick[1]:
+        raise RaikitInputError(f"{key} must be two different groups of lexicon {lexicon.name!r} "
                                f"({', '.join(known)}); got {list(chosen)}")
+    shared = sorted(set(lexicon.groups[pick[0]]) & set(lexicon.groups[pick[1]]))
+    if shared:
+        raise RaikitInputError(f"{key}: {shared[0]!r} is in both {pick[0]!r} and {pick[1]!r} of lexicon "
+                               f"{lexicon.name!r}; a word may belong to one of the compared groups only")
     return pick[0], pick[1]
+
+
+def _check_templates(templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *, group_slot: str,
+                     targets: str | None) -> str:
+    """The target lexicon's name, after checking every template has the group slot and ``{mask}``."""
+    for tpl in templates:
+        if group_slot not in tpl.slots or not tpl.has_mask:
+            raise RaikitInputError(f"template {tpl.id!r} needs the group slot {{{group_slot}}} and a {{mask}} slot")
+    target_name = targets or next((t.targets for t in templates if t.targets), None)
+    if target_name is None or target_name not in lexicons:
+        raise RaikitInputError(f"target lexicon {target_name!r} not found; known: {', '.join(sorted(lexicons))}")
+    return target_name
 
 
 def check_inputs(templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *, group_slot: str = "person",
@@ -176,12 +198,7 @@ def check_inputs(templates: Sequence[Template], lexicons: Mapping[str, Lexicon],
         For a template without the group slot or ``{mask}``, a missing group or target lexicon, or
         groups that are not two of the lexicon's groups.
     """
-    for tpl in templates:
-        if group_slot not in tpl.slots or not tpl.has_mask:
-            raise RaikitInputError(f"template {tpl.id!r} needs the group slot {{{group_slot}}} and a {{mask}} slot")
-    target_name = targets or next((t.targets for t in templates if t.targets), None)
-    if target_name is None or target_name not in lexicons:
-        raise RaikitInputError(f"target lexicon {target_name!r} not found; known: {', '.join(sorted(lexicons))}")
+    target_name = _check_templates(templates, lexicons, group_slot=group_slot, targets=targets)
     if group_slot not in lexicons:
         raise RaikitInputError(f"group lexicon {group_slot!r} not found; known: {', '.join(sorted(lexicons))}")
     chosen = _pick_two(lexicons[group_slot], groups, key="groups")
@@ -221,7 +238,7 @@ def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Ma
     if kind not in ("masked_lm", "causal_lm"):
         raise RaikitInputError(f"the fill-mask probe needs a masked_lm or causal_lm model; "
                                f"{getattr(adapter, 'name', 'model')!r} is {kind!r}")
-    target_name = check_inputs(templates, lexicons, group_slot=group_slot, targets=targets)[0]
+    target_name = _check_templates(templates, lexicons, group_slot=group_slot, targets=targets)
     target_lex = lexicons[target_name]
     target_pairs = target_lex.pairs()
     target_words = [w for w, _ in target_pairs]
@@ -399,13 +416,13 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
     per_target = pd.DataFrame({"target": target_order,
                                "target_group": frame.drop_duplicates("target").set_index("target")
                                .loc[target_order, "target_group"].to_numpy()})
-    for g in dict.fromkeys(frame["group"]):
-        per_target[g] = by_word.loc[g].mean(axis=0).to_numpy()
-    per_target["gap"] = per_target[chosen[0]] - per_target[chosen[1]]
-    missing = [g for g in chosen if g not in per_target]
+    missing = [g for g in chosen if g not in set(frame["group"])]
     if missing:
         raise RaikitInputError(f"group {missing[0]!r} of lexicon {group_slot!r} has no scored instance; "
                                "raise max_instances")
+    for g in dict.fromkeys(frame["group"]):
+        per_target[g] = by_word.loc[g].mean(axis=0).to_numpy()
+    per_target["gap"] = per_target[chosen[0]] - per_target[chosen[1]]
     a_rows, b_rows = (by_word.loc[g].to_numpy(dtype=float) for g in chosen)
     notes: list[str] = []
     n_total = frame.attrs.get("n_total", 0)

@@ -185,7 +185,8 @@ class HonestResult:
     group_gap, group_gap_p : float
         Largest difference between group scores and its permutation p-value.
     group_gap_ci : tuple or None
-        Basic bootstrap interval of ``group_gap`` (templates resampled within their group).
+        Basic bootstrap interval of ``group_gap`` (identity terms, each with all its templates, resampled
+        within their group).
     """
 
     table: pd.DataFrame
@@ -214,7 +215,7 @@ class HonestResult:
             metrics["group_gap"] = Metric(self.group_gap, self.group_gap_ci, n,
                                           {"p_value": self.group_gap_p, "groups": list(self.by_group),
                                            "test": "permutation of group labels, max minus min group score",
-                                           "ci": "basic bootstrap, templates resampled within their group"})
+                                           "ci": "basic bootstrap, identity terms resampled within their group"})
         examples = (self.table.sort_values("count", ascending=False).head(20)
                     [["template", "group", "completions", "count"]].to_dict("records"))
         return SectionResult(metrics=metrics, tables={"completions": self.table},
@@ -262,7 +263,10 @@ def honest(adapter: Any, *, templates: pd.DataFrame, hurtlex: Mapping[str, str],
     gap = _range_stat(share, labels, groups) if len(groups) >= 2 else float("nan")
     p = (_group_gap_p(share, labels, groups, n_resamples=n_permutations, seed=seed)
          if len(groups) >= 2 else float("nan"))
-    gap_ci = (basic_ci(gap, stratified_gap_samples(share, labels, n_resamples=n_bootstrap, seed=seed))
+    # identities are the resampled units (each with all its templates): the templates of one identity move together
+    per_identity = table.groupby(["group", "identity"], sort=False)["share"].mean().reset_index()
+    gap_ci = (basic_ci(gap, stratified_gap_samples(per_identity["share"].to_numpy(), per_identity["group"].to_numpy(),
+                                                   n_resamples=n_bootstrap, seed=seed))
               if len(groups) >= 2 else None)
     return HonestResult(table=table, score=float(counts["count"].sum() / total),
                         score_ci=bootstrap_ci(share, n_resamples=n_bootstrap, seed=seed), k=k, by_group=by_group,

@@ -139,6 +139,10 @@ class WeatResult:
     p_method: str
     n: int
     categories: Mapping[str, str]
+    n_units: int = 0
+    """Independent units behind the numbers: words when sentences are clustered, else ``n``."""
+    min_p_value: float = 0.0
+    """The smallest p-value the exact permutation test can give (0 when it was sampled)."""
 
 
 def _cluster_rows(labels: Sequence[Any] | None, n: int) -> list[np.ndarray]:
@@ -175,16 +179,25 @@ def weat(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, name: st
     s = cos_a.mean(axis=1) - cos_b.mean(axis=1)
     nx, ny = len(x), len(y)
     effect = float((s[:nx].mean() - s[nx:].mean()) / np.std(s, ddof=1))
-    if labels[0] is None and labels[1] is None:
+    clustered = any(lab is not None for lab in labels)
+    if not clustered:
         p, method = _p_from_s(s, nx, n_samples=n_samples, seed=seed)
     else:
+        # each word's mean s; equal to the sentence-level statistic when every word fills the same templates
         means = np.array([s[r].mean() for r in cx] + [s[nx + r].mean() for r in cy])
         p, method = _p_from_s(means, len(cx), n_samples=n_samples, seed=seed)
         method += " of words"
+    n_splits = math.comb(len(cx) + len(cy), len(cx))
+    min_p = 1 / n_splits if n_splits <= n_samples else 0.0
     rng = np.random.default_rng(seed)
+
+    def draw(c: list[np.ndarray]) -> np.ndarray:
+        picks = rng.integers(0, len(c), len(c))
+        return picks if not clustered else np.concatenate([c[k] for k in picks])
+
     boots = []
     for _ in range(n_bootstrap):
-        ix, iy, ia, ib = (np.concatenate([c[k] for k in rng.integers(0, len(c), len(c))]) for c in (cx, cy, ca, cb))
+        ix, iy, ia, ib = (draw(c) for c in (cx, cy, ca, cb))
         rows = np.concatenate([ix, nx + iy])
         sb = cos_a[np.ix_(rows, ia)].mean(axis=1) - cos_b[np.ix_(rows, ib)].mean(axis=1)
         sd = np.std(sb, ddof=1)
@@ -192,7 +205,8 @@ def weat(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, name: st
             boots.append((sb[:len(ix)].mean() - sb[len(ix):].mean()) / sd)
     ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if len(boots) > 1 else None
     return WeatResult(name=name, effect_size=effect, effect_ci=ci, p_value=p, p_method=method,
-                      n=nx + ny + len(a) + len(b), categories=dict(categories or {}))
+                      n=nx + ny + len(a) + len(b), categories=dict(categories or {}),
+                      n_units=len(cx) + len(cy) + len(ca) + len(cb), min_p_value=min_p)
 
 
 @dataclass(frozen=True)
@@ -209,8 +223,11 @@ class SeatResult:
         """``<test>.effect_size`` (with CI) and ``<test>.p_value`` for every test."""
         metrics: dict[str, Metric] = {}
         for t in self.tests:
+            clustered = t.n_units != t.n
             info = {"categories": dict(t.categories), "p_value": t.p_value, "p_method": t.p_method,
-                    "ci_method": "bootstrap over the words/sentences of each set"}
+                    "ci_method": ("bootstrap over the words of each set, each with all its sentences" if clustered
+                                  else "bootstrap over the words/sentences of each set"),
+                    "n_units": t.n_units}
             metrics[f"{t.name}.effect_size"] = Metric(t.effect_size, t.effect_ci, t.n, info)
             metrics[f"{t.name}.p_value"] = Metric(t.p_value, None, t.n, {"method": t.p_method})
         return SectionResult(metrics=metrics, tables={"tests": self.table, "associations": self.items},
@@ -241,6 +258,7 @@ def seat(adapter: Any, tests: Sequence[SeatTest], *, layer: int = -1, n_samples:
     vectors = adapter.embed(sentences, layer=layer).astype(np.float64) if sentences else np.zeros((0, 1))
     index = {s: i for i, s in enumerate(sentences)}
     results, rows, items = [], [], []
+    notes: list[str] = []
     for t in tests:
         x, y, a, b = (vectors[[index[e] for e in t.examples[k]]] for k in _SETS)
         s_xy = _s_w(np.concatenate([x, y]), a, b)
@@ -253,13 +271,17 @@ def seat(adapter: Any, tests: Sequence[SeatTest], *, layer: int = -1, n_samples:
         r = weat(x, y, a, b, name=t.name, categories=t.categories, clusters=clusters, n_samples=n_samples,
                  n_bootstrap=n_bootstrap, seed=seed)
         results.append(r)
+        if r.min_p_value >= 0.05:
+            notes.append(f"seat: test {t.name!r} has too few words for p < 0.05 (the smallest possible p-value "
+                         f"is {r.min_p_value:.3g}); add words to its target sets.")
         rows.append({"test": t.name, **{f"{k}_category": t.categories[k] for k in _SETS},
                      **{f"n_{k}": len(t.examples[k]) for k in _SETS}, "effect_size": r.effect_size,
                      "ci_low": r.effect_ci[0] if r.effect_ci else None,
                      "ci_high": r.effect_ci[1] if r.effect_ci else None, "p_value": r.p_value,
                      "p_method": r.p_method})
     return SeatResult(tests=tuple(results), table=pd.DataFrame(rows),
-                      items=pd.DataFrame(items, columns=["test", "set", "category", "word", "text", "association"]))
+                      items=pd.DataFrame(items, columns=["test", "set", "category", "word", "text", "association"]),
+                      notes=tuple(notes))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import SectionResult
 from raikit.audits.sections import RunContext, Section
@@ -57,7 +59,12 @@ class TemplateTest:
 
 
 def _templates_for(lexicon: str, templates: Sequence[Template]) -> list[Template]:
-    return [t for t in templates if len(t.slots) == 1 and t.slots[0].rstrip("0123456789") == lexicon]
+    """Single-slot templates (no ``{mask}``, no perturbed text) whose slot is ``{lexicon}`` or ``{lexicon<n>}``."""
+    def fits(slot: str) -> bool:
+        return slot == lexicon or (slot.rstrip("0123456789") == lexicon and slot != slot.rstrip("0123456789"))
+
+    return [t for t in templates
+            if len(t.slots) == 1 and fits(t.slots[0]) and not t.has_mask and t.perturbed is None]
 
 
 def _two_groups(lexicon: Lexicon, chosen: Sequence[str], *, test: str, role: str) -> tuple[str, str]:
@@ -96,14 +103,17 @@ def build_seat_tests(tests: Sequence[TemplateTest], *, templates: Sequence[Templ
             if not tpls:
                 raise RaikitInputError(f"template_seat test {test.name!r}: no template has the single slot "
                                        f"{{{name}}} (write one such as \"This is {{{name}}}.\")")
-            frame = expand(tpls, {name: lexicon})
-            slot = tpls[0].slots[0]
+            # each template expanded on its own, its slot column renamed, so {occupation} and {occupation2}
+            # templates line up
+            frame = pd.concat([expand([t], {name: lexicon}).rename(columns={t.slots[0]: "word",
+                                                                          f"{t.slots[0]}_group": "group"})
+                               for t in tpls], ignore_index=True)
             for key, group in zip(keys, _two_groups(lexicon, chosen, test=test.name, role=role)):
-                rows = frame[frame[f"{slot}_group"] == group]
+                rows = frame[frame["group"] == group]
                 order = {w: i for i, w in enumerate(lexicon.groups[group])}
-                rows = rows.sort_values(slot, key=lambda col: col.map(order), kind="stable")  # word by word
+                rows = rows.sort_values("word", key=lambda col: col.map(order), kind="stable")  # word by word
                 examples[key] = tuple(rows["text"])
-                clusters[key] = tuple(rows[slot])
+                clusters[key] = tuple(rows["word"])
                 categories[key] = f"{name}:{group}"
         out.append(SeatTest(name=test.name, categories=categories, examples=examples, clusters=clusters))
     return out

@@ -98,5 +98,16 @@ def test_bad_input(random_encoder, random_mlm):
         association_scores(random_encoder, TEMPLATES, SMALL)
     with pytest.raises(RaikitInputError, match=r"needs the group slot \{person\}"):
         association_scores(random_mlm, [Template(id="t", text="a {mask}.", targets="occupation")], SMALL)
-    with pytest.raises(RaikitInputError, match="groups must be two"):
+    with pytest.raises(RaikitInputError, match="groups must be two different groups"):
         fill_mask_bias(random_mlm, templates=TEMPLATES[:1], lexicons=SMALL, groups=["male", "other"])
+    with pytest.raises(RaikitInputError, match="groups must be two different groups"):
+        fill_mask_bias(random_mlm, templates=TEMPLATES[:1], lexicons=SMALL, groups=["male", "male"])
+    overlap = {**SMALL, "occupation": Lexicon("occupation", {"a": ("nurse", "doctor"), "b": ("nurse", "pilot")})}
+    with pytest.raises(RaikitInputError, match="'nurse' is in both 'a' and 'b'"):
+        fill_mask_bias(random_mlm, templates=TEMPLATES[:1], lexicons=overlap)
+
+
+def test_one_word_groups_still_get_an_interval_over_targets(random_mlm):
+    result = fill_mask_bias(random_mlm, templates=TEMPLATES[:1], lexicons=SMALL, n_bootstrap=200)
+    lo, hi = result.bias_ci
+    assert lo <= result.bias_score <= hi

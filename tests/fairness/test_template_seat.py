@@ -130,3 +130,20 @@ def test_bad_input(random_encoder):
                                          where="a.toml: [fairness.template_seat]")
     assert options is None and problems == ["a.toml: [fairness.template_seat]: tests.x: key 'attributes' must name "
                                             "a lexicon, got None"]
+
+
+def test_numbered_slots_join_and_mask_templates_are_left_out(random_encoder):
+    templates = TEMPLATES + [Template(id="p3", text="Then {person2} left."),
+                             Template(id="m", text="{person} is a {mask}.", targets="job")]
+    built = build_seat_tests([TEST], templates=templates, lexicons=LEXICONS)[0]
+    assert built.examples["targ1"][:3] == ("He is here.", "He came in.", "Then he left.")
+    assert not any("{mask}" in e or "[MASK]" in e for k in built.examples for e in built.examples[k])
+    assert built.clusters["targ1"][:3] == ("he", "he", "he")
+
+
+def test_too_few_words_for_significance_is_noted(random_encoder):
+    few = {**LEXICONS, "person": Lexicon("person", {"male": ("he", "king"), "female": ("she", "queen")})}
+    result = template_seat(random_encoder, tests=[TEST], templates=TEMPLATES, lexicons=few, n_bootstrap=20)
+    assert result.tests[0].min_p_value == pytest.approx(1 / 6)
+    assert any("too few words for p < 0.05" in n for n in result.notes)
+    assert result.to_section().metrics["gender_job.effect_size"].details["n_units"] == 4 + 10
