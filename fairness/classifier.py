@@ -35,7 +35,7 @@ from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section
 from raikit.fairness._registry import SECTIONS
 from raikit.fairness._stats import basic_ci, bootstrap_ci
-from raikit.fairness.templates import expand, load_lexicons, load_templates, resolve_data_path
+from raikit.fairness.templates import expand, load_configured
 
 __all__ = [
     "SwapList", "load_swaps", "counterfactuals", "CounterfactualOptions", "CounterfactualResult",
@@ -305,8 +305,7 @@ def _need_classifier(adapter: Any, what: str) -> None:
 
 def _starter_instances(templates: str, lexicons: Sequence[str], ctx: RunContext, *, section: str,
                        max_instances: int) -> pd.DataFrame:
-    tpls = load_templates(resolve_data_path(templates, ctx, where=f"{section}.templates"))
-    lex = load_lexicons([resolve_data_path(p, ctx, where=f"{section}.lexicons") for p in lexicons])
+    tpls, lex = load_configured(templates, lexicons, ctx, section=section)
     return expand(tpls, lex, max_instances=max_instances or None, seed=ctx.seed)
 
 

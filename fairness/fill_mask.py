@@ -54,9 +54,8 @@ from raikit.fairness.templates import (
     Template,
     expand,
     fill,
-    load_lexicons,
-    load_templates,
-    resolve_data_path,
+    load_configured,
+    pick_two_groups,
 )
 
 __all__ = ["FillMaskOptions", "FillMaskResult", "fill_mask_bias", "association_scores", "check_inputs", "CITATION"]
@@ -158,19 +157,6 @@ def _expand_rows(values: np.ndarray, unique: list[str], items: list[str], width:
     return values[[position[t] for t in items]]
 
 
-def _pick_two(lexicon: Lexicon, chosen: Sequence[str], *, key: str) -> tuple[str, str]:
-    known = list(lexicon.groups)
-    pick = tuple(chosen) if chosen else tuple(known[:2])
-    if len(pick) != 2 or any(g not in known for g in pick) or pick[0] == pick[1]:
-        raise RaikitInputError(f"{key} must be two different groups of lexicon {lexicon.name!r} "
-                               f"({', '.join(known)}); got {list(chosen)}")
-    shared = sorted(set(lexicon.groups[pick[0]]) & set(lexicon.groups[pick[1]]))
-    if shared:
-        raise RaikitInputError(f"{key}: {shared[0]!r} is in both {pick[0]!r} and {pick[1]!r} of lexicon "
-                               f"{lexicon.name!r}; a word may belong to one of the compared groups only")
-    return pick[0], pick[1]
-
-
 def _check_templates(templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *, group_slot: str,
                      targets: str | None) -> str:
     """The target lexicon's name, after checking every template has the group slot and ``{mask}``."""
@@ -201,11 +187,11 @@ def check_inputs(templates: Sequence[Template], lexicons: Mapping[str, Lexicon],
     target_name = _check_templates(templates, lexicons, group_slot=group_slot, targets=targets)
     if group_slot not in lexicons:
         raise RaikitInputError(f"group lexicon {group_slot!r} not found; known: {', '.join(sorted(lexicons))}")
-    chosen = _pick_two(lexicons[group_slot], groups, key="groups")
+    chosen = pick_two_groups(lexicons[group_slot], groups, key="groups")
     target_lex = lexicons[target_name]
     tgroups = None
     if target_lex.grouped and len(target_lex.groups) >= 2:
-        tgroups = _pick_two(target_lex, target_groups, key="target_groups")
+        tgroups = pick_two_groups(target_lex, target_groups, key="target_groups")
     return target_name, chosen, tgroups
 
 
@@ -403,8 +389,8 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
     -------
     FillMaskResult
     """
-    target_name, chosen, tgroups = check_inputs(templates, lexicons, group_slot=group_slot, targets=targets,
-                                                groups=groups, target_groups=target_groups)
+    _, chosen, tgroups = check_inputs(templates, lexicons, group_slot=group_slot, targets=targets, groups=groups,
+                                      target_groups=target_groups)
     frame = association_scores(adapter, templates, lexicons, group_slot=group_slot, targets=targets,
                                neutral=neutral, max_instances=max_instances, seed=seed)
     all_groups = list(lexicons[group_slot].groups)
@@ -432,9 +418,8 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
                      f"(seed {seed}).")
     gap = per_target["gap"].to_numpy(dtype=float)
     if tgroups is not None:
-        tg = tgroups
-        x_cols = np.flatnonzero(per_target["target_group"].to_numpy() == tg[0])
-        y_cols = np.flatnonzero(per_target["target_group"].to_numpy() == tg[1])
+        x_cols = np.flatnonzero(per_target["target_group"].to_numpy() == tgroups[0])
+        y_cols = np.flatnonzero(per_target["target_group"].to_numpy() == tgroups[1])
         x, y = gap[x_cols], gap[y_cols]
         bias = float(x.mean() - y.mean())
         bias_ci = _two_way_ci(a_rows, b_rows, x_cols, y_cols, _diff_means, n_resamples=n_bootstrap, seed=seed)
@@ -501,20 +486,14 @@ class FillMaskOptions:
     n_permutations: int = 10000
 
 
-def _load(options: FillMaskOptions, ctx: RunContext) -> tuple[list[Template], dict[str, Lexicon]]:
-    templates = load_templates(resolve_data_path(options.templates, ctx, where="fill_mask.templates"))
-    lexicons = load_lexicons([resolve_data_path(p, ctx, where="fill_mask.lexicons") for p in options.lexicons])
-    return templates, lexicons
-
-
 def _check(options: FillMaskOptions, ctx: RunContext) -> None:
-    templates, lexicons = _load(options, ctx)
+    templates, lexicons = load_configured(options.templates, options.lexicons, ctx, section="fill_mask")
     check_inputs(templates, lexicons, group_slot=options.group_slot, targets=options.targets or None,
                  groups=options.groups, target_groups=options.target_groups)
 
 
 def _run(adapter: Any, options: FillMaskOptions, ctx: RunContext) -> SectionResult:
-    templates, lexicons = _load(options, ctx)
+    templates, lexicons = load_configured(options.templates, options.lexicons, ctx, section="fill_mask")
     result = fill_mask_bias(adapter, templates=templates, lexicons=lexicons, group_slot=options.group_slot,
                             targets=options.targets or None, groups=options.groups,
                             target_groups=options.target_groups, neutral=options.neutral, top_k=options.top_k,

@@ -27,7 +27,7 @@ from raikit.audits.results import SectionResult
 from raikit.audits.sections import RunContext, Section
 from raikit.fairness._registry import SECTIONS
 from raikit.fairness.seat import SeatResult, SeatTest, seat
-from raikit.fairness.templates import Lexicon, Template, expand, load_lexicons, load_templates, resolve_data_path
+from raikit.fairness.templates import Lexicon, Template, expand, load_configured, pick_two_groups
 
 __all__ = ["TemplateTest", "TemplateSeatOptions", "build_seat_tests", "template_seat", "CITATION"]
 
@@ -67,18 +67,6 @@ def _templates_for(lexicon: str, templates: Sequence[Template]) -> list[Template
             if len(t.slots) == 1 and fits(t.slots[0]) and not t.has_mask and t.perturbed is None]
 
 
-def _two_groups(lexicon: Lexicon, chosen: Sequence[str], *, test: str, role: str) -> tuple[str, str]:
-    groups = list(lexicon.groups)
-    if not lexicon.grouped or len(groups) < 2:
-        raise RaikitInputError(f"template_seat test {test!r}: {role} lexicon {lexicon.name!r} needs at least two "
-                               "groups of words")
-    pick = tuple(chosen) if chosen else tuple(groups[:2])
-    if len(pick) != 2 or any(g not in groups for g in pick) or pick[0] == pick[1]:
-        raise RaikitInputError(f"template_seat test {test!r}: {role}_groups must be two different groups of "
-                               f"{lexicon.name!r} ({', '.join(groups)}); got {list(chosen)}")
-    return pick[0], pick[1]
-
-
 def build_seat_tests(tests: Sequence[TemplateTest], *, templates: Sequence[Template],
                      lexicons: Mapping[str, Lexicon]) -> list[SeatTest]:
     """Expand each test's templates over its lexicons into a SEAT test whose clusters are the words.
@@ -108,7 +96,8 @@ def build_seat_tests(tests: Sequence[TemplateTest], *, templates: Sequence[Templ
             frame = pd.concat([expand([t], {name: lexicon}).rename(columns={t.slots[0]: "word",
                                                                           f"{t.slots[0]}_group": "group"})
                                for t in tpls], ignore_index=True)
-            for key, group in zip(keys, _two_groups(lexicon, chosen, test=test.name, role=role)):
+            for key, group in zip(keys, pick_two_groups(lexicon, chosen, key=f"{role}_groups",
+                                                              context=f"template_seat test {test.name!r}: ")):
                 rows = frame[frame["group"] == group]
                 order = {w: i for i, w in enumerate(lexicon.groups[group])}
                 rows = rows.sort_values("word", key=lambda col: col.map(order), kind="stable")  # word by word
@@ -207,19 +196,15 @@ class TemplateSeatOptions:
                 for name, spec in self.tests.items()]
 
 
-def _load(options: TemplateSeatOptions, ctx: RunContext) -> tuple[list[Template], dict[str, Lexicon]]:
-    templates = load_templates(resolve_data_path(options.templates, ctx, where="template_seat.templates"))
-    lexicons = load_lexicons([resolve_data_path(p, ctx, where="template_seat.lexicons") for p in options.lexicons])
-    return templates, lexicons
-
-
 def _check(options: TemplateSeatOptions, ctx: RunContext) -> None:
-    templates, lexicons = _load(options, ctx)
+    templates, lexicons = load_configured(options.templates, options.lexicons, ctx,
+                                           section="template_seat")
     build_seat_tests(options.template_tests(), templates=templates, lexicons=lexicons)
 
 
 def _run(adapter: Any, options: TemplateSeatOptions, ctx: RunContext) -> SectionResult:
-    templates, lexicons = _load(options, ctx)
+    templates, lexicons = load_configured(options.templates, options.lexicons, ctx,
+                                           section="template_seat")
     result = template_seat(adapter, tests=options.template_tests(), templates=templates, lexicons=lexicons,
                            layer=options.layer, n_samples=options.n_samples, n_bootstrap=options.n_bootstrap,
                            seed=ctx.seed)

@@ -48,6 +48,8 @@ __all__ = [
     "resolve_data_path",
     "load_lexicons",
     "load_templates",
+    "load_configured",
+    "pick_two_groups",
     "expand",
     "fill",
 ]
@@ -314,6 +316,40 @@ def load_templates(paths: Sequence[str | Path] | str | Path) -> list[Template]:
             seen.add(tpl.id)
             out.append(tpl)
     return out
+
+
+def load_configured(templates: str, lexicons: Sequence[str], ctx: RunContext, *,
+                    section: str) -> tuple[list[Template], dict[str, Lexicon]]:
+    """Templates and lexicons named by a section's ``templates`` / ``lexicons`` options (``builtin:`` or paths).
+
+    Errors name the option as ``<section>.templates`` or ``<section>.lexicons``.
+    """
+    tpls = load_templates(resolve_data_path(templates, ctx, where=f"{section}.templates"))
+    lex = load_lexicons([resolve_data_path(p, ctx, where=f"{section}.lexicons") for p in lexicons])
+    return tpls, lex
+
+
+def pick_two_groups(lexicon: Lexicon, chosen: Sequence[str], *, key: str, context: str = "") -> tuple[str, str]:
+    """The two groups of ``lexicon`` to compare: ``chosen``, or its first two groups when empty.
+
+    Raises
+    ------
+    RaikitInputError
+        When the lexicon has fewer than two groups, ``chosen`` is not two different groups of it, or a
+        word belongs to both (``context`` prefixes the message, ``key`` names the option).
+    """
+    known = list(lexicon.groups)
+    if not lexicon.grouped or len(known) < 2:
+        raise RaikitInputError(f"{context}{key}: lexicon {lexicon.name!r} needs at least two groups of words")
+    pick = tuple(chosen) if chosen else tuple(known[:2])
+    if len(pick) != 2 or any(g not in known for g in pick) or pick[0] == pick[1]:
+        raise RaikitInputError(f"{context}{key} must be two different groups of {lexicon.name!r} "
+                               f"({', '.join(known)}); got {list(chosen)}")
+    shared = sorted(set(lexicon.groups[pick[0]]) & set(lexicon.groups[pick[1]]))
+    if shared:
+        raise RaikitInputError(f"{context}{key}: {shared[0]!r} is in both {pick[0]!r} and {pick[1]!r} of lexicon "
+                               f"{lexicon.name!r}; a word may belong to one of the compared groups only")
+    return pick[0], pick[1]
 
 
 # -- expansion ---------------------------------------------------------------------------------------
