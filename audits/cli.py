@@ -177,18 +177,10 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
-def _sections() -> dict[str, tuple[str, Any]]:
-    """Every configurable section: name -> (TOML table, Section)."""
-    from raikit.explain import SECTION
-    from raikit.fairness import SECTIONS
-
-    out = {name: (f"fairness.{name}", SECTIONS.get(name)) for name in SECTIONS.names()}
-    out[SECTION.name] = (SECTION.name, SECTION)
-    return out
-
-
 def _cmd_probes(args: argparse.Namespace) -> int:
-    sections = _sections()
+    from raikit.audits.runner import available_sections
+
+    sections = available_sections()
     if not args.name:
         width = max(len(table) for table, _ in sections.values()) + 2
         for table, section in sections.values():

@@ -97,6 +97,17 @@ def _registry(capability: str, where: str) -> Registry[Section]:
     raise RaikitInputError(f"[{capability}] is not available in this version of raikit", where=where.split(": [")[0])
 
 
+def available_sections() -> dict[str, tuple[str, Section]]:
+    """Every configurable section of this version: name -> (its TOML table, the Section), fairness first."""
+    out: dict[str, tuple[str, Section]] = {}
+    for capability in ("fairness", "explain"):  # the capabilities with sections; privacy and federated have none yet
+        registry = _registry(capability, where="raikit")
+        for name in registry.names():
+            table = capability if capability == "explain" else f"{capability}.{name}"
+            out[name] = (table, registry.get(name))
+    return out
+
+
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 

@@ -78,15 +78,13 @@ def test_unloadable_model_names_the_config_table(tmp_path, capsys):
 
 
 def test_probes_lists_sections_and_prints_valid_option_tables(capsys):
-    import tomllib
-
     from raikit.audits.config import validate_options
-    from raikit.audits.cli import _sections
+    from raikit.audits.runner import available_sections
 
     assert main(["probes"]) == 0
     listing = capsys.readouterr().out
     assert "[fairness.template_seat]" in listing and "[explain]" in listing
-    for name, (table, section) in _sections().items():
+    for name, (table, section) in available_sections().items():
         assert main(["probes", name]) == 0
         parsed = tomllib.loads(capsys.readouterr().out)
         options = parsed
