@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
+import re
 import tomllib
 import types
 import typing
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from raikit.audits.errors import RaikitInputError
+from raikit.audits.io import is_safe_name
 from raikit.audits.models import MODEL_KINDS, ModelSpec
 
 __all__ = [
@@ -192,6 +195,21 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _non_finite(value: Any) -> bool:
+    """Whether a TOML value is or holds ``nan``/``inf`` (TOML allows both; no raikit option takes either)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+#: Integer options that count things: a negative value is never meaningful (``max_items = -5``).
+_COUNT_NAME = re.compile(r"^(max_|min_|n_|num_)|(_size|_samples|_evals|_resamples|_permutations|_bootstrap)$|^(k|top_k)$")
+
+
 def validate_options(table: Mapping[str, Any], options_type: type, *, where: str) -> tuple[Any, list[str]]:
     """Build an options dataclass from a TOML table, collecting every problem.
 
@@ -217,8 +235,12 @@ def validate_options(table: Mapping[str, Any], options_type: type, *, where: str
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(fields) or 'none'}"
             problems.append(f"{where}: unknown key {key!r}{hint}")
+        elif _non_finite(value):
+            problems.append(f"{where}: key {key!r} must be a finite number, got {_show(value)}")
         elif not _matches(value, hints[key]):
             problems.append(f"{where}: key {key!r} must be {_type_name(hints[key])}, got {_show(value)}")
+        elif isinstance(value, int) and not isinstance(value, bool) and value < 0 and _COUNT_NAME.search(key):
+            problems.append(f"{where}: key {key!r} counts items and cannot be negative, got {value!r}")
     missing = [name for name, f in fields.items() if name not in table
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     problems += [f"{where}: missing required key {name!r}" for name in missing]
@@ -318,7 +340,8 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
                      for f in report.formats if f not in REPORT_FORMATS]
 
     models: dict[str, ModelSpec] = {}
-    for key, mtable in _model_tables(raw, source, problems).items():
+    model_tables = _model_tables(raw, source, problems)
+    for key, mtable in model_tables.items():
         where = f"{source}: [model]" if key == "model" and "id" in raw.get("model", {}) else f"{source}: [models.{key}]"
         spec, spec_problems = validate_options(mtable, ModelSpec, where=where)
         problems += spec_problems
@@ -330,9 +353,13 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
             models[key] = spec
 
     sections: list[SectionTable] = []
-    only_model = next(iter(models)) if len(models) == 1 else None
+    only_model = next(iter(model_tables)) if len(model_tables) == 1 else None
 
     def add(capability: str, name: str, tbl: Any, where: str) -> None:
+        if not is_safe_name(name):  # the table name becomes part of file names (CSV tables, checkpoints)
+            problems.append(f"{source}: [{capability}.{_show(name)}]: table name may use only letters, digits, "
+                            "'_' and '-' (at most 64, not starting with '-')")
+            return
         if not isinstance(tbl, dict):
             problems.append(f"{where}: must be a table, got {_show(tbl)}")
             return
@@ -344,10 +371,12 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
             return
         if model is None:
             problems.append(f"{where}: key 'model' is required when the config has several models "
-                            f"({', '.join(models)})")
+                            f"({', '.join(model_tables)})")
             return
+        if model in model_tables and model not in models:
+            return  # the model table itself has a problem, already reported
         if model not in models:
-            defined = ", ".join(models) or "none"
+            defined = ", ".join(model_tables) or "none"
             problems.append(f"{where}: key 'model' names unknown model {model!r}; defined: {defined}")
             return
         sections.append(SectionTable(capability, name, probe, model, options, where))

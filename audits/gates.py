@@ -80,7 +80,8 @@ class GateOutcome:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (TOML allows ``nan`` and ``inf``; no threshold can be either)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_gates(table: Mapping[str, Any], *, where: str, known_metrics: Sequence[str] = ()
@@ -112,7 +113,7 @@ def parse_gates(table: Mapping[str, Any], *, where: str, known_metrics: Sequence
         problems += [f"{at}: unknown key {k!r}; allowed: {', '.join(_KEYS)}" for k in bad]
         for bound in ("min", "max"):
             if bound in spec and not _number(spec[bound]):
-                problems.append(f"{at}: key {bound!r} must be a number, got {spec[bound]!r}")
+                problems.append(f"{at}: key {bound!r} must be a finite number, got {spec[bound]!r}")
         if _number(spec.get("min")) and _number(spec.get("max")) and spec["min"] > spec["max"]:
             problems.append(f"{at}: min {spec['min']!r} is greater than max {spec['max']!r}; no value can pass")
         if "min" not in spec and "max" not in spec:
@@ -140,9 +141,13 @@ def _evaluate(gate: Gate, entry: Mapping[str, Any] | None) -> GateOutcome:
                            f"{gate.describe()})")
     value = float(entry["value"])
     ci = entry.get("ci95")
-    ci95 = None if ci is None else (float(ci[0]), float(ci[1]))
+    ci95 = None
+    if ci is not None:
+        ci95 = (float("nan") if ci[0] is None else float(ci[0]), float("nan") if ci[1] is None else float(ci[1]))
     failures = []
     compared = value
+    if gate.min is None and gate.max is None:
+        failures.append("no threshold (min or max) is set")
     for bound, limit in (("min", gate.min), ("max", gate.max)):
         if limit is None:
             continue
@@ -150,7 +155,12 @@ def _evaluate(gate: Gate, entry: Mapping[str, Any] | None) -> GateOutcome:
         if gate.use == "ci" and ci95 is not None:
             x = ci95[0] if bound == "min" else ci95[1]
         compared = x
-        if (bound == "min" and x < limit) or (bound == "max" and x > limit):
+        # Written so that NaN on either side fails: a comparison with NaN is never true.
+        if not math.isfinite(float(limit)):
+            failures.append(f"threshold {bound} {limit!r} is not a finite number")
+        elif not math.isfinite(x):
+            failures.append(f"the compared {'CI bound' if x is not value else 'value'} is not a finite number")
+        elif not (x >= limit if bound == "min" else x <= limit):
             failures.append(f"{x:.4g} {'<' if bound == 'min' else '>'} {bound} {limit:g}")
     ci_text = f" [95% CI {ci95[0]:.4g}, {ci95[1]:.4g}]" if ci95 else ""
     clause = f" (supports {gate.clause})" if gate.clause else ""

@@ -3,11 +3,35 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic"]
+__all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic", "SAFE_NAME", "is_safe_name", "confined"]
+
+#: Names that may become part of a file name: table names, section keys, per-item table names.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+
+
+def is_safe_name(name: object) -> bool:
+    """Whether ``name`` is 1-64 of ``A-Z a-z 0-9 _ -`` (not starting with ``-``): safe in any file name."""
+    return isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None
+
+
+def confined(root: str | os.PathLike[str], name: str) -> Path:
+    """``root / name``, refusing any result that resolves outside ``root`` (``..``, absolute, symlinks).
+
+    Raises
+    ------
+    PermissionError
+        When the path would leave ``root``; nothing is written.
+    """
+    base = Path(root).resolve()
+    path = (base / name).resolve()
+    if path == base or not path.is_relative_to(base):
+        raise PermissionError(f"refusing to write {name!r}: it resolves outside the run folder {base}")
+    return path
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
