@@ -12,12 +12,15 @@ import dataclasses
 import difflib
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from raikit.audits.errors import RaikitError, RaikitInputError
+from raikit.audits.errors import RaikitError, RaikitInputError, RunInterrupted
+from raikit.audits.escape import for_terminal
+from raikit.audits.offline import offline_from_env, set_offline
 
 __all__ = ["main", "build_parser"]
 
@@ -26,31 +29,45 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"raikit: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        print(f"raikit: error: {for_terminal(message)} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
 
 
 @contextlib.contextmanager
 def _clean_errors(debug: bool) -> Iterator[None]:
-    """Turn any failure into one-line messages and exit code 2 (traceback only with --debug)."""
+    """Turn any failure into one-line messages and exit code 2 (traceback only with --debug).
+
+    Exit codes: a gate result (0 or 1) is returned by the command; every other way of ending is 2, except
+    an interrupt: 130 for SIGINT (Ctrl-C) and 143 for SIGTERM, each with one line saying how to resume.
+    """
     try:
         yield
     except RaikitInputError as exc:
         if debug:
             raise
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            print(f"raikit: error: {line}", file=sys.stderr)
+            print(f"raikit: error: {for_terminal(line)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except RunInterrupted as exc:
+        print(f"raikit: {for_terminal(exc)}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         print("raikit: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-    except (RaikitError, RuntimeError, OSError, ValueError, ImportError) as exc:
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001  (never exit 1, the code of a failed gate, for a crash)
         if debug:
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"raikit: error: run failed: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+        what = "run failed" if isinstance(exc, RaikitError) else f"run failed: {type(exc).__name__}"
+        print(f"raikit: error: {for_terminal(what)}: {for_terminal(first)} (rerun with --debug for the traceback)",
               file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise RunInterrupted("terminated (SIGTERM)", exit_code=128 + signum)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,20 +112,18 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.print_default:
         print(default_config_text(), end="")
         return 0
-    if args.offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"
     if args.config is not None and not Path(args.config).is_file():
         raise RaikitInputError("config file not found", where=args.config)
     outcome = run_audit(args.config, out_dir=args.out, seed=args.seed, device=args.device,
                         offline=True if args.offline else None, resume=args.resume, progress=not args.quiet)
     gates = outcome.results.get("gates", [])
     failed = [g for g in gates if not g["passed"]]
-    print(f"results: {outcome.out_dir / 'results.json'}")
+    print(f"results: {for_terminal(outcome.out_dir / 'results.json')}")
     for path in outcome.files[1:]:
-        print(f"report:  {path}")
+        print(f"report:  {for_terminal(path)}")
     print(f"gates:   {len(gates) - len(failed)} passed, {len(failed)} failed")
     for g in failed:
-        print(f"  FAILED {g['message']}")
+        print(f"  FAILED {for_terminal(g['message'])}")
     return outcome.exit_code
 
 
@@ -125,7 +140,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             os.replace(html, args.out)
             files = [Path(args.out) if f == html else f for f in files]
     for path in files:
-        print(f"report: {path}")
+        print(f"report: {for_terminal(path)}")
     return 0
 
 
@@ -137,7 +152,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     gates = gates_from_config(args.config)
     outcomes = evaluate_gates(gates, results.get("metrics", {}))
     for outcome in outcomes:
-        print(f"{'PASS' if outcome.passed else 'FAIL'} {outcome.message}")
+        print(f"{'PASS' if outcome.passed else 'FAIL'} {for_terminal(outcome.message)}")
     failed = sum(not o.passed for o in outcomes)
     print(f"gates: {len(outcomes) - failed} passed, {failed} failed")
     return 1 if failed else 0
@@ -147,7 +162,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from raikit.reports import diff_results, load_results
 
     diff = diff_results(load_results(args.old), load_results(args.new))
-    print(diff.to_text())
+    print("\n".join(for_terminal(line) for line in diff.to_text().splitlines()))
     return 1 if diff.regressions else 0
 
 
@@ -216,10 +231,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``raikit`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     with _clean_errors(args.debug):
-        if not args.debug:
-            _quiet_libraries()
-        return _COMMANDS[args.command](args)
+        if args.command == "audit" and _wants_offline(args):
+            set_offline()  # before anything imports huggingface_hub, which reads the switches once
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+        try:
+            if not args.debug:
+                _quiet_libraries()
+            return _COMMANDS[args.command](args)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return 2  # pragma: no cover  (the context manager exits)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _wants_offline(args: argparse.Namespace) -> bool:
+    """``--offline``, ``HF_HUB_OFFLINE=1`` or ``[run] offline = true`` in the config (read here, cheaply)."""
+    if args.offline or offline_from_env():
+        return True
+    if not args.config:
+        return False
+    import tomllib
+
+    try:
+        run = tomllib.loads(Path(args.config).read_text(encoding="utf-8")).get("run")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # reported properly by the config check
+    return isinstance(run, dict) and run.get("offline") is True
 
 
 def _quiet_libraries() -> None:

@@ -5,7 +5,7 @@ whose message is one line naming the file, field and value. The CLI turns it int
 """
 from __future__ import annotations
 
-__all__ = ["RaikitError", "RaikitInputError", "RunFailedError"]
+__all__ = ["RaikitError", "RaikitInputError", "RunFailedError", "RunInterrupted"]
 
 
 class RaikitError(Exception):
@@ -31,3 +31,21 @@ class RaikitInputError(RaikitError, ValueError):
 
 class RunFailedError(RaikitError):
     """A section of an audit failed while running (not the user's input)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT (Ctrl-C) or SIGTERM.
+
+    A ``KeyboardInterrupt`` so that code which cleans up on Ctrl-C also cleans up on SIGTERM.
+
+    Parameters
+    ----------
+    message : str
+        One line: what stopped the run and, once a section has finished, how to resume it.
+    exit_code : int
+        130 for SIGINT, 143 for SIGTERM (128 + the signal number, as shells report it).
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 130) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from raikit.audits.escape import clean, clean_tree
+
 __all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic", "SAFE_NAME", "is_safe_name", "confined"]
 
 #: Names that may become part of a file name: table names, section keys, per-item table names.
@@ -55,10 +57,20 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write ``data`` as indented JSON (NaN refused: clean values first)."""
-    return write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    """Write ``data`` as indented JSON (NaN refused: clean values first).
+
+    Control and bidi characters in strings become U+FFFD (:func:`raikit.audits.escape.clean_tree`).
+    """
+    text = json.dumps(clean_tree(data), indent=2, allow_nan=False, ensure_ascii=False)
+    return write_text_atomic(path, text + "\n")
 
 
 def write_csv_atomic(path: str | os.PathLike[str], frame: Any) -> Path:
-    """Write a pandas DataFrame as CSV (no index)."""
+    """Write a pandas DataFrame as CSV (no index); control characters in text cells become U+FFFD."""
+    frame = frame.rename(columns=lambda c: clean(c) if isinstance(c, str) else c)
+    text_columns = [c for c in frame.columns if getattr(frame[c].dtype, "kind", "O") not in "biufcmM"]
+    if text_columns:
+        frame = frame.copy()
+        for column in text_columns:
+            frame[column] = frame[column].map(lambda v: clean(v) if isinstance(v, str) else v)
     return write_text_atomic(path, frame.to_csv(index=False))

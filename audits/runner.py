@@ -7,6 +7,7 @@ evaluates the gates and writes ``results.json`` and the reports atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import importlib.resources
@@ -23,8 +24,10 @@ from typing import Any
 from raikit.audits.config import (
     AuditConfig, ConfigError, SectionTable, parse_config, parse_toml, read_config, validate_options,
 )
-from raikit.audits.errors import RaikitInputError, RunFailedError
-from raikit.audits.io import write_csv_atomic, write_json_atomic
+from raikit.audits.errors import RaikitInputError, RunFailedError, RunInterrupted
+from raikit.audits.io import confined, is_safe_name, write_csv_atomic, write_json_atomic
+from raikit.audits.escape import for_terminal
+from raikit.audits.offline import set_offline
 from raikit.audits.models import ModelAdapter, ModelSpec, load_model, resolve_device
 from raikit.audits.registry import Registry
 from raikit.audits.results import SCHEMA_VERSION, Metric, SectionResult
@@ -142,6 +145,7 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
     config = parse_config(raw, source=source, sha256=sha, base_dir=base, problems=problems)
     if seed is not None:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed))
+    problems += _missing_model_folders(config)
     plan: list[PlannedSection] = []
     for table in sorted(config.sections, key=lambda t: _ORDER[t.capability]):
         try:
@@ -208,6 +212,26 @@ def _missing_files(options: Any, config: AuditConfig, where: str) -> list[str]:
     return problems
 
 
+def looks_like_path(model_id: str) -> bool:
+    """Whether a model id is written as a path (``./x``, ``../x``, ``/x``, ``~/x``, ``C:\\x``), not a hub id."""
+    return model_id.startswith(("./", "../", "/", "~", ".\\", "..\\", "\\")) or model_id in (".", "..") or (
+        len(model_id) > 2 and model_id[1] == ":" and model_id[2] in "/\\")
+
+
+def _missing_model_folders(config: AuditConfig) -> list[str]:
+    """A model id written as a path that points at nothing: an error now, never a hub request with retries."""
+    problems = []
+    for key, spec in config.models.items():
+        if looks_like_path(spec.id):
+            path = Path(spec.id).expanduser()
+            path = path if path.is_absolute() else config.base_dir / path
+            if not path.exists():
+                table = "[model]" if key == "model" and "id" in config.raw.get("model", {}) else f"[models.{key}]"
+                problems.append(f"{config.source}: {table}: key 'id': no such model folder {spec.id!r} "
+                                f"(looked for {path})")
+    return problems
+
+
 def _local_spec(spec: ModelSpec, base_dir: Path) -> ModelSpec:
     """A model id naming a folder beside the config file is that folder (relative to the config, not cwd)."""
     if spec.id.startswith("builtin:") or Path(spec.id).expanduser().is_absolute():
@@ -232,7 +256,7 @@ def _now() -> str:
 
 def _log(progress: bool, message: str) -> None:
     if progress:
-        print(f"raikit: {message}", file=sys.stderr, flush=True)
+        print(f"raikit: {for_terminal(message)}", file=sys.stderr, flush=True)
 
 
 def _find_resumable(out_root: Path, sha: str, seed: int) -> Path | None:
@@ -310,18 +334,32 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
     audit = load_audit(config_path, seed=seed)
     cfg = audit.config
     run_opts = cfg.run
-    dev = resolve_device(device or run_opts.device)
+    try:
+        dev = resolve_device(device or run_opts.device)
+    except RaikitInputError as exc:
+        where = "--device" if device else f"{cfg.source}: [run]: key 'device'"
+        raise RaikitInputError(f"{exc} (set it to cpu or auto)", where=where) from None
     offline = run_opts.offline if offline is None else offline
+    if offline:
+        set_offline()
     ctx = RunContext(seed=run_opts.seed, base_dir=cfg.base_dir, data_dir=_data_dir(cfg), progress=progress)
 
     out_root = Path(out_dir)
     run_dir = _find_resumable(out_root, cfg.sha256, run_opts.seed) if resume else None
     done: dict[str, dict[str, Any]] = {}
+    recorded: dict[str, Any] = {}
+    started = _now()
     if run_dir is not None:
         for planned in audit.plan:
             file = run_dir / ".sections" / f"{planned.key}.json"
             if file.exists():
-                done[planned.key] = json.loads(file.read_text())
+                done[planned.key] = json.loads(file.read_text(encoding="utf-8"))
+        recorded, started = _recorded_provenance(run_dir, started)
+        unrecorded = sorted({done[k]["model"] for k in done} - set(recorded))
+        if unrecorded:
+            raise RaikitInputError(f"cannot resume {run_dir}: the checkpoints do not record the provenance (weights "
+                                   f"sha256, kind) of model(s) {', '.join(unrecorded)}; start a new run without "
+                                   "--resume", where="--resume")
         _log(progress, f"resuming {run_dir} ({len(done)} of {len(audit.plan)} sections done)")
 
     # Load every model still needed before writing anything: a bad model leaves no output behind.
@@ -331,12 +369,16 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         if planned.key in done or key in adapters:
             continue
         _log(progress, f"loading model {key!r} ({cfg.models[key].id})")
+        table = "[model]" if key == "model" and "id" in cfg.raw.get("model", {}) else f"[models.{key}]"
         try:
             adapter = load_model(_local_spec(cfg.models[key], cfg.base_dir), device=dev, offline=offline,
                                  progress=progress)
         except RaikitInputError as exc:
-            table = "[model]" if key == "model" else f"[models.{key}]"
             raise RaikitInputError(f"key 'id': {exc}", where=f"{cfg.source}: {table}") from exc
+        except Exception as exc:  # noqa: BLE001  (a broken model file is bad input, whatever the library raises)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RaikitInputError(f"key 'id': model {cfg.models[key].id!r} could not be loaded "
+                                   f"({type(exc).__name__}: {reason})", where=f"{cfg.source}: {table}") from exc
         if adapter.kind not in planned.section.model_kinds:
             kinds = " or ".join(planned.section.model_kinds)
             raise RaikitInputError(f"probe {planned.table.probe!r} needs a {kinds} model, but "
@@ -344,8 +386,9 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
                                    where=planned.table.where)
         adapters[key] = adapter
 
-    started = _now()
     created = run_dir is None
+    root_created = not out_root.exists()
+    planned: PlannedSection | None = None
     if run_dir is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         run_dir = out_root / f"{stamp}-{cfg.sha256[:8]}"
@@ -354,10 +397,14 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             suffix += 1
             run_dir = out_root / f"{stamp}-{cfg.sha256[:8]}-{suffix}"
         (run_dir / ".sections").mkdir(parents=True)
-        write_json_atomic(run_dir / ".sections" / "_run.json",
+        write_json_atomic(confined(run_dir, ".sections/_run.json"),
                           {"config_sha256": cfg.sha256, "seed": run_opts.seed, "started": started})
     sections: dict[str, dict[str, Any]] = {}
+    finished = len(done)
     try:
+        if adapters:  # provenance first, so a resumed run can report models it does not load again
+            recorded.update({key: adapter.describe() for key, adapter in adapters.items()})
+            write_json_atomic(confined(run_dir, ".sections/_models.json"), recorded)
         for number, planned in enumerate(audit.plan, start=1):
             if planned.key in done:
                 sections[planned.key] = done[planned.key]
@@ -373,38 +420,76 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             seconds = time.perf_counter() - t0
             tables = {}
             for name, frame in result.tables.items():
+                if not is_safe_name(name):
+                    raise RunFailedError(f"section {planned.key} returned a table named {name!r}, which is not a "
+                                         "safe file name")
                 file = f"{planned.key}.{name}.csv"
-                write_csv_atomic(run_dir / file, frame)
+                write_csv_atomic(confined(run_dir, file), frame)
                 tables[name] = file
             entry = _section_entry(planned, result, seconds, tables, planned.table.model)
-            write_json_atomic(run_dir / ".sections" / f"{planned.key}.json", entry)
+            write_json_atomic(confined(run_dir, f".sections/{planned.key}.json"), entry)
             sections[planned.key] = entry
+            finished += 1
             _log(progress, f"    done in {seconds:.1f} s")
-    except RaikitInputError:
-        if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    except (RuntimeError, ValueError, KeyError, IndexError, TypeError, OSError, AssertionError) as exc:
-        raise RunFailedError(f"section {planned.key} failed ({type(exc).__name__}: {exc}); finished sections are "
-                             f"kept in {run_dir}, rerun with --resume to continue") from exc
 
-    results = _assemble(audit, sections, adapters, run_dir, started, dev, offline, done)
-    from raikit.audits.gates import evaluate_gates
+        results = _assemble(audit, sections, adapters, run_dir, started, dev, offline, done, recorded)
+        from raikit.audits.gates import evaluate_gates
 
-    outcomes = evaluate_gates(list(audit.gates), results["metrics"])
-    results["gates"] = [o.to_dict() for o in outcomes]
-    files = [write_json_atomic(run_dir / "results.json", results)]
-    if cfg.report.formats:
-        from raikit.reports import write_reports
+        outcomes = evaluate_gates(list(audit.gates), results["metrics"])
+        results["gates"] = [o.to_dict() for o in outcomes]
+        files = [write_json_atomic(confined(run_dir, "results.json"), results)]
+        if cfg.report.formats:
+            from raikit.reports import write_reports
 
-        files += write_reports(results, run_dir, formats=cfg.report.formats)
+            files += write_reports(results, run_dir, formats=cfg.report.formats)
+    except KeyboardInterrupt as exc:
+        what = str(exc) if isinstance(exc, RunInterrupted) else "interrupted"
+        code = exc.exit_code if isinstance(exc, RunInterrupted) else 130
+        raise RunInterrupted(f"{what}; {_leftover(run_dir, created, finished, root_created)}", exit_code=code) from None
+    except RaikitInputError as exc:
+        raise RaikitInputError(f"{exc.problem}; {_leftover(run_dir, created, finished, root_created)}",
+                               where=exc.where) from exc
+    except Exception as exc:  # noqa: BLE001  (whatever a section raises: one line, finished work kept)
+        stage = f"section {planned.key}" if planned is not None and planned.key not in sections else "writing results"
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise RunFailedError(f"{stage} failed ({type(exc).__name__}: {reason}); "
+                             f"{_leftover(run_dir, created, finished, root_created)}") from exc
     exit_code = 0 if all(o.passed for o in outcomes) else 1
     _log(progress, f"results: {run_dir / 'results.json'}")
     return AuditOutcome(results=results, out_dir=run_dir, exit_code=exit_code, files=tuple(files))
 
 
+def _leftover(run_dir: Path, created: bool, finished: int, root_created: bool) -> str:
+    """Keep a run folder that holds finished sections (and say how to resume); remove one that holds none."""
+    if finished:
+        return f"{finished} finished section(s) are kept in {run_dir}; rerun with --resume to continue"
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if root_created:
+            with contextlib.suppress(OSError):
+                run_dir.parent.rmdir()  # only if empty
+        return "no section had finished, so no output was kept"
+    return f"nothing new was written to {run_dir}"
+
+
+def _recorded_provenance(run_dir: Path, started: str) -> tuple[dict[str, Any], str]:
+    """Model descriptions and start time recorded by the run being resumed (empty when not recorded)."""
+    models: dict[str, Any] = {}
+    try:
+        models = json.loads((run_dir / ".sections" / "_models.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        pass
+    try:
+        started = json.loads((run_dir / ".sections" / "_run.json").read_text(encoding="utf-8")).get("started") or started
+    except (OSError, json.JSONDecodeError):
+        pass
+    models = {k: v for k, v in models.items() if isinstance(v, dict) and v.get("weights_sha256") and v.get("kind")}
+    return models, started
+
+
 def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mapping[str, ModelAdapter],
-              run_dir: Path, started: str, dev: Any, offline: bool, done: Mapping[str, Any]) -> dict[str, Any]:
+              run_dir: Path, started: str, dev: Any, offline: bool, done: Mapping[str, Any],
+              recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg = audit.config
     metrics: dict[str, Any] = {}
     for entry in sections.values():
@@ -413,6 +498,8 @@ def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mappi
     for key, spec in cfg.models.items():
         if key in adapters:
             models[key] = adapters[key].describe()
+        elif recorded and key in recorded:  # resumed: the provenance recorded when the model was loaded
+            models[key] = dict(recorded[key])
         else:
             models[key] = {"id": spec.id, "kind": spec.kind, "weights_sha256": None, "note": "not loaded in this run"}
     limitations = [f"{key}: {note}" for key, entry in sections.items() for note in entry.get("notes", [])]

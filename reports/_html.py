@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raikit.audits.escape import clean_tree
 from raikit.reports._compliance import compliance_mapping
 from raikit.reports._view import (MetricRow, faithfulness_rows, fmt, fmt_ci, forest_families, gate_rows, is_number,
                                   limitations, metric_rows, report_options, section_keys, to_json, verdict)
@@ -325,6 +326,7 @@ def render_html(results: Mapping[str, Any]) -> str:
         The page. It makes no network request (enforced by its Content-Security-Policy), has no script,
         and escapes every text that came from models, templates or data.
     """
+    results = clean_tree(results)  # no control or bidi character from any input reaches the page
     budget = _Budget()
     views = [_section_view(results, key, budget) for key in section_keys(results)]
     groups: dict[str, list[SectionView]] = {}

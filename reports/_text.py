@@ -6,17 +6,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from raikit.audits.escape import clean_tree, for_markdown, for_xml, md_code
 from raikit.reports._view import fmt, fmt_ci, gate_rows, limitations, report_options, threshold_text, verdict
 
 __all__ = ["render_markdown", "render_junit", "render_model_card"]
 
 _TOP = 15
-
-
-def _cell(text: Any) -> str:
-    """Text safe inside a Markdown table cell (pipes, newlines and HTML escaped)."""
-    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return s.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _top_metrics(results: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -41,28 +36,29 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     str
         GitHub-flavoured Markdown; text from results is escaped.
     """
+    results = clean_tree(results)
     run = results.get("run") or {}
     options = report_options(results)
     state = verdict(results)
     icon = {"PASS": "✅", "FAIL": "❌"}.get(state, "➖")
     gates = gate_rows(results)
-    lines = [f"## {icon} {_cell(options['title'])}: {state}", ""]
+    lines = [f"## {icon} {for_markdown(options['title'])}: {state}", ""]
     passed = sum(g.passed for g in gates)
-    lines.append(f"Run `{_cell(run.get('id', '-'))}` ({_cell(run.get('finished') or run.get('started') or '-')}), "
-                 f"raikit {_cell(run.get('raikit_version', '?'))}, seed {fmt(run.get('seed'))}, config sha256 "
-                 f"`{_cell(str(run.get('config_sha256') or '-')[:12])}`.")
+    lines.append(f"Run {md_code(run.get('id', '-'))} ({for_markdown(run.get('finished') or run.get('started') or '-')}), "
+                 f"raikit {for_markdown(run.get('raikit_version', '?'))}, seed {fmt(run.get('seed'))}, config sha256 "
+                 f"{md_code(str(run.get('config_sha256') or '-')[:12])}.")
     lines.append("")
     if gates:
         lines += [f"**Gates: {passed} of {len(gates)} passed.**", "",
                   "| gate | result | value | 95% CI | threshold | supports |", "|---|---|---:|---:|---|---|"]
-        lines += [f"| `{_cell(g.metric)}` | {'pass' if g.passed else '**FAIL**'} | {g.value} | {g.ci} | "
-                  f"{_cell(g.threshold)} | {_cell('; '.join(g.clauses))} |" for g in gates]
+        lines += [f"| {md_code(g.metric)} | {'pass' if g.passed else '**FAIL**'} | {g.value} | {g.ci} | "
+                  f"{for_markdown(g.threshold)} | {for_markdown('; '.join(g.clauses))} |" for g in gates]
     else:
         lines.append("No gates were configured: this run makes no pass/fail claim.")
     top = _top_metrics(results)
     if top:
         lines += ["", "| metric | value | 95% CI | n |", "|---|---:|---:|---:|"]
-        lines += [f"| `{_cell(name)}` | {fmt(e.get('value'))} | {fmt_ci(e.get('ci95'))} | {fmt(e.get('n'))} |"
+        lines += [f"| {md_code(name)} | {fmt(e.get('value'))} | {fmt_ci(e.get('ci95'))} | {fmt(e.get('n'))} |"
                   for name, e in top]
         rest = len(results.get("metrics") or {}) - len(top)
         if rest > 0:
@@ -70,7 +66,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     limits = limitations(results)
     if limits:
         lines += ["", "<details><summary>Limitations</summary>", ""]
-        lines += [f"- {_cell(x)}" for x in limits]
+        lines += [f"- {for_markdown(x)}" for x in limits]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 
@@ -83,6 +79,7 @@ def render_junit(results: Mapping[str, Any]) -> str:
     str
         An XML document with a ``<testsuites>`` root holding one ``<testsuite name="raikit">``.
     """
+    results = clean_tree(results)  # XML 1.0 cannot hold most control characters, even escaped
     run = results.get("run") or {}
     gates = gate_rows(results)
     failures = sum(not g.passed for g in gates)
@@ -96,9 +93,9 @@ def render_junit(results: Mapping[str, Any]) -> str:
     props = ET.SubElement(suite, "properties")
     for key in ("id", "raikit_version", "config_path", "config_sha256", "seed", "device"):
         if run.get(key) is not None:
-            ET.SubElement(props, "property", name=f"raikit.{key}", value=str(run[key]))
+            ET.SubElement(props, "property", name=f"raikit.{key}", value=for_xml(run[key]))
     for g in gates:
-        case = ET.SubElement(suite, "testcase", classname="raikit.gates", name=g.metric, time="0")
+        case = ET.SubElement(suite, "testcase", classname="raikit.gates", name=for_xml(g.metric), time="0")
         text = (f"value {g.value}, 95% CI {g.ci}, compared {g.compared}, threshold {g.threshold}; "
                 f"supports: {'; '.join(g.clauses) or 'none mapped'}")
         if g.passed:
@@ -134,6 +131,7 @@ def render_model_card(results: Mapping[str, Any]) -> str:
     str
         Markdown starting with ``---`` YAML front matter.
     """
+    results = clean_tree(results)
     run = results.get("run") or {}
     metrics = results.get("metrics") or {}
     sections = results.get("sections") or {}
@@ -167,26 +165,29 @@ def render_model_card(results: Mapping[str, Any]) -> str:
         front[-1] = "model-index: []"
     front.append("---")
     body = ["", "## Evaluation", "",
-            f"Evaluated with raikit {run.get('raikit_version', '?')} on {run.get('finished') or run.get('started') or '?'} "
-            f"(run `{run.get('id', '-')}`, seed {fmt(run.get('seed'))}, config sha256 "
-            f"`{str(run.get('config_sha256') or '-')[:12]}`)."]
+            f"Evaluated with raikit {for_markdown(run.get('raikit_version', '?'))} on "
+            f"{for_markdown(run.get('finished') or run.get('started') or '?')} "
+            f"(run {md_code(run.get('id', '-'))}, seed {fmt(run.get('seed'))}, config sha256 "
+            f"{md_code(str(run.get('config_sha256') or '-')[:12])})."]
     if options["intended_use"]:
-        body += ["", f"Intended use of this evaluation: {_cell(options['intended_use'])}"]
+        body += ["", f"Intended use of this evaluation: {for_markdown(options['intended_use'])}"]
     for key, model in models.items():
-        body.append(f"- `{_cell(key)}`: {_cell(model.get('id', '-'))} ({_cell(model.get('kind', '?'))}), "
-                    f"weights sha256 `{_cell(model.get('weights_sha256') or 'not recorded')}`")
+        body.append(f"- {md_code(key, table=False)}: {for_markdown(model.get('id', '-'))} "
+                    f"({for_markdown(model.get('kind', '?'))}), "
+                    f"weights sha256 {md_code(model.get('weights_sha256') or 'not recorded', table=False)}")
     body += ["", "### Results", "", "| metric | value | 95% CI | n |", "|---|---:|---:|---:|"]
-    body += [f"| `{_cell(n)}` | {fmt(e.get('value'))} | {fmt_ci(e.get('ci95'))} | {fmt(e.get('n'))} |"
+    body += [f"| {md_code(n)} | {fmt(e.get('value'))} | {fmt_ci(e.get('ci95'))} | {fmt(e.get('n'))} |"
              for n, e in metrics.items()] or ["| (none) | | | |"]
     gates = results.get("gates") or []
     if gates:
         body += ["", f"### Gates: {verdict(results)}", ""]
-        body += [f"- {'pass' if g.get('passed') else 'FAIL'}: `{_cell(g.get('metric'))}` {_cell(threshold_text(g))}"
+        body += [f"- {'pass' if g.get('passed') else 'FAIL'}: {md_code(g.get('metric'), table=False)} "
+                 f"{for_markdown(threshold_text(g))}"
                  for g in gates]
     cites = [(k, s.get("citation")) for k, s in sections.items() if s.get("citation")]
     if cites:
-        body += ["", "### Methods", ""] + [f"- `{_cell(k)}`: {_cell(c)}" for k, c in cites]
+        body += ["", "### Methods", ""] + [f"- {md_code(k, table=False)}: {for_markdown(c)}" for k, c in cites]
     limits = limitations(results)
     if limits:
-        body += ["", "### Limitations", ""] + [f"- {_cell(x)}" for x in limits]
+        body += ["", "### Limitations", ""] + [f"- {for_markdown(x)}" for x in limits]
     return "\n".join(front + body) + "\n"

@@ -104,9 +104,9 @@ def test_any_subset_renders(results, keep):
 
 def test_markdown_summary(results):
     md = render_markdown(results)
-    assert md.startswith("## ❌ Audit of &lt;b&gt;demo&lt;/b&gt; models: FAIL")
+    assert md.startswith("## ❌ Audit of \\<b\\>demo\\</b\\> models: FAIL")
     assert "**Gates: 2 of 3 passed.**" in md
-    assert "| `fairness.counterfactual.flip_rate` | **FAIL** | 0.06 | [0.03, 0.09] | CI bound &lt;= 0.05 |" in md
+    assert "| `fairness.counterfactual.flip_rate` | **FAIL** | 0.06 | [0.03, 0.09] | CI bound \\<= 0.05 |" in md
     assert "| `fairness.crows_pairs.metric_score` | 58.5 | [54.1, 62.9] | 200 |" in md
     assert len(md.splitlines()) < 60
 
