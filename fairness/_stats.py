@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["bootstrap_ci", "basic_ci", "stratified_gap_samples", "permutation_p_value"]
+__all__ = ["bootstrap_ci", "basic_ci", "gap_ci", "proportion_ci", "stratified_gap_samples", "permutation_p_value"]
+
+#: How :func:`proportion_ci` intervals are described in a metric's details.
+PROPORTION_CI = "95% Wilson score interval"
+CLUSTER_PROPORTION_CI = ("95% Wilson score interval on the design-effect adjusted sample size "
+                         "(rows of one {unit} are one cluster)")
 
 
 def bootstrap_ci(data: np.ndarray | list[float], statistic: Callable[..., float] = np.mean, *,
@@ -68,6 +74,98 @@ def basic_ci(point: float, samples: np.ndarray, *, bounds: tuple[float, float] =
     tail = 100 * (1 - confidence) / 2
     lo, hi = 2 * point - np.percentile(s, 100 - tail), 2 * point - np.percentile(s, tail)
     return (float(np.clip(lo, *bounds)), float(np.clip(hi, *bounds)))
+
+
+def proportion_ci(successes: np.ndarray | list[float], *, trials: np.ndarray | list[float] | None = None,
+                  clusters: np.ndarray | list[Any] | None = None, confidence: float = 0.95,
+                  method: str = "wilson") -> tuple[float, float] | None:
+    """Confidence interval of a proportion: Wilson score or Clopper-Pearson, cluster-aware.
+
+    A bootstrap interval of a rate of 0/n is [0, 0], so a gate on its upper bound can never fail; the
+    Wilson and Clopper-Pearson intervals are never empty of width for a finite sample.
+
+    Parameters
+    ----------
+    successes : array-like
+        Per row: 0/1 outcomes, or counts of successes when ``trials`` is given.
+    trials : array-like, optional
+        Per row: number of trials behind ``successes`` (1 each when omitted).
+    clusters : array-like, optional
+        Per row: the independent unit it belongs to (the original text of counterfactual variants, the
+        identity term of HONEST templates). Rows of one cluster are correlated, so the interval uses the
+        Kish effective sample size ``n / deff``, with the design effect ``deff`` estimated from the
+        between-cluster variance of the ratio estimator (at least 1). When the rate is 0 or 1 the design
+        effect cannot be estimated and the number of clusters is the effective sample size (as if each
+        cluster were one trial: the conservative end).
+    confidence : float
+        Coverage of the interval.
+    method : {"wilson", "clopper-pearson"}
+        Clopper-Pearson (``scipy.stats.binomtest``) needs integer counts, so with clusters it uses the
+        effective sample size rounded down.
+
+    Returns
+    -------
+    (low, high) in [0, 1], or None when there are no trials.
+    """
+    x = np.asarray(successes, dtype=float)
+    t = np.ones_like(x) if trials is None else np.asarray(trials, dtype=float)
+    n = float(t.sum())
+    if n <= 0:
+        return None
+    p = float(x.sum()) / n
+    n_eff = n
+    if clusters is not None:
+        labels = np.asarray(clusters, dtype=object)
+        _, codes = np.unique(labels.astype(str), return_inverse=True)
+        xc = np.bincount(codes, weights=x)
+        tc = np.bincount(codes, weights=t)
+        m = len(tc)
+        if m < n:
+            if 0.0 < p < 1.0 and m > 1:
+                var_cluster = m / (m - 1) * float(((xc - p * tc) ** 2).sum()) / n ** 2
+                deff = max(1.0, var_cluster / (p * (1 - p) / n))
+                n_eff = n / deff
+            else:
+                n_eff = float(min(m, n))
+    if method == "clopper-pearson":
+        k = max(1, int(np.floor(n_eff)))
+        res = stats.binomtest(int(round(p * k)), k).proportion_ci(confidence_level=confidence, method="exact")
+        return (float(res.low), float(res.high))
+    if method != "wilson":
+        raise ValueError(f"unknown method {method!r}; use 'wilson' or 'clopper-pearson'")
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    denom = 1 + z * z / n_eff
+    centre = (p + z * z / (2 * n_eff)) / denom
+    half = z / denom * np.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff * n_eff))
+    low = 0.0 if p == 0.0 else float(max(0.0, centre - half))  # exact bounds at the ends (no rounding residue)
+    high = 1.0 if p == 1.0 else float(min(1.0, centre + half))
+    return (low, high)
+
+
+def gap_ci(point: float, samples: np.ndarray, *, bounds: tuple[float, float] = (0.0, 1.0),
+           confidence: float = 0.95) -> tuple[tuple[float, float] | None, str]:
+    """Basic bootstrap interval of a max-minus-min statistic, with a fallback that contains the point.
+
+    The basic interval ``[2 t - q_hi, 2 t - q_lo]`` excludes the point estimate ``t`` when the bootstrap
+    bias exceeds half the spread of the replicates (a large small-group bias of a max-type statistic).
+    Then the interval is the hull of the percentile interval and the point, which cannot exclude it.
+
+    Returns
+    -------
+    (interval, method)
+        ``method`` names what was used, for the metric's details.
+    """
+    ci = basic_ci(point, samples, bounds=bounds, confidence=confidence)
+    if ci is None or ci[0] <= point <= ci[1]:
+        return ci, "basic bootstrap"
+    s = np.asarray(samples, dtype=float)
+    s = s[np.isfinite(s)]
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(s, tail), np.percentile(s, 100 - tail)
+    lo, hi = min(lo, point), max(hi, point)
+    return ((float(np.clip(lo, *bounds)), float(np.clip(hi, *bounds))),
+            "percentile bootstrap widened to the point estimate (the basic interval excluded it: large bootstrap "
+            "bias)")
 
 
 def stratified_gap_samples(values: np.ndarray, labels: np.ndarray, *, n_resamples: int, seed: int) -> np.ndarray:

@@ -32,9 +32,9 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Section, data_key
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import basic_ci, bootstrap_ci
+from raikit.fairness._stats import CLUSTER_PROPORTION_CI, PROPORTION_CI, bootstrap_ci, gap_ci, proportion_ci
 from raikit.fairness.templates import expand, load_configured
 
 __all__ = [
@@ -225,11 +225,13 @@ class CounterfactualResult:
     def to_section(self, *, max_examples: int = 20) -> SectionResult:
         """``flip_rate``, ``mean_abs_delta``, ``by_pair.<pair>.flip_rate``, ``by_pair.<pair>.mean_abs_delta``."""
         n = len(self.table)
-        metrics = {"flip_rate": Metric(self.flip_rate, self.flip_ci, n, {"citation": CITATIONS["counterfactual"]}),
+        ci_how = CLUSTER_PROPORTION_CI.format(unit="original text")
+        metrics = {"flip_rate": Metric(self.flip_rate, self.flip_ci, n, {"citation": CITATIONS["counterfactual"],
+                                                                         "ci": ci_how}),
                    "mean_abs_delta": Metric(self.mean_abs_delta, self.delta_ci, n,
                                             {"what": "mean |p_cf - p_orig| of the originally predicted class"})}
         for pair, v in self.by_pair.items():
-            metrics[f"by_pair.{pair}.flip_rate"] = Metric(v["flip_rate"], v["flip_ci"], v["n"])
+            metrics[f"by_pair.{pair}.flip_rate"] = Metric(v["flip_rate"], v["flip_ci"], v["n"], {"ci": ci_how})
             metrics[f"by_pair.{pair}.mean_abs_delta"] = Metric(v["mean_abs_delta"], v["delta_ci"], v["n"])
         worst = self.table.sort_values("abs_delta", ascending=False).head(max_examples)
         details = {"flipped": self.flipped(max_examples),
@@ -284,14 +286,13 @@ def counterfactual_invariance(adapter: Any, texts: Sequence[str], *, swaps: Sequ
     by_pair = {}
     for pair, sub in table.groupby("pair", sort=True):
         f, d = sub["flipped"].to_numpy(dtype=float), sub["abs_delta"].to_numpy(dtype=float)
-        by_pair[str(pair)] = {"flip_rate": float(f.mean()), "flip_ci": bootstrap_ci(f, n_resamples=n_bootstrap, seed=seed),
+        by_pair[str(pair)] = {"flip_rate": float(f.mean()), "flip_ci": proportion_ci(f, clusters=sub["original"]),
                               "mean_abs_delta": float(d.mean()),
                               "delta_ci": bootstrap_ci(d, n_resamples=n_bootstrap, seed=seed), "n": len(sub)}
     notes = (f"counterfactual: {skipped} of {skipped + table['original'].nunique()} texts had no swappable "
              "group term and were skipped.",) if skipped else ()
     return CounterfactualResult(table=table, n_texts=skipped + table["original"].nunique(), n_skipped=skipped,
-                                flip_rate=float(flips.mean()), flip_ci=bootstrap_ci(flips, n_resamples=n_bootstrap,
-                                                                                    seed=seed),
+                                flip_rate=float(flips.mean()), flip_ci=proportion_ci(flips, clusters=originals),
                                 mean_abs_delta=float(deltas.mean()),
                                 delta_ci=bootstrap_ci(deltas, n_resamples=n_bootstrap, seed=seed), by_pair=by_pair,
                                 notes=notes)
@@ -337,6 +338,27 @@ class CounterfactualOptions:
     max_instances: int = 500
     max_examples: int = 20
     n_bootstrap: int = 2000
+
+
+def _check_starter(options: Any, ctx: RunContext, section: str) -> None:
+    with data_key("templates"):
+        if _starter_instances(options.templates, options.lexicons, ctx, section=section,
+                              max_instances=options.max_instances).empty:
+            raise RaikitInputError("the templates and lexicons give no instance", where=options.templates)
+
+
+def _check_counterfactual(options: CounterfactualOptions, ctx: RunContext) -> None:
+    """Read the swap lists and the texts (or templates) before any model loads."""
+    path = ctx.existing_path(options.swaps, where="key 'swaps'")
+    with data_key("swaps", path):
+        if not load_swaps(path, axes=options.axes):
+            raise RaikitInputError("no swap pairs (for the axes asked for)", where=str(path))
+    if options.texts:
+        texts = ctx.existing_path(options.texts, where="key 'texts'")
+        with data_key("texts", texts):
+            _read_texts(texts, options.text_column)
+    else:
+        _check_starter(options, ctx, "counterfactual")
 
 
 def _run_counterfactual(adapter: Any, options: CounterfactualOptions, ctx: RunContext) -> SectionResult:
@@ -448,22 +470,25 @@ def behaviour_tests(adapter: Any, instances: pd.DataFrame, *, label_map: Mapping
         failed[is_dir] = np.where(up, move < -tolerance, move > tolerance)
     frame["failed"] = failed
     f = failed.astype(float)
-    rates: dict[str, Metric] = {"failure_rate": Metric(float(f.mean()), bootstrap_ci(f, n_resamples=n_bootstrap,
-                                                                                  seed=seed), len(f))}
+    # the instances of one template share its wording: rows of a template are one cluster
+    tid = frame["template_id"].astype(str).to_numpy()
+    by_cluster = {"ci": CLUSTER_PROPORTION_CI.format(unit="template")}
+    rates: dict[str, Metric] = {"failure_rate": Metric(float(f.mean()), proportion_ci(f, clusters=tid), len(f),
+                                                       by_cluster)}
     for test in ("mft", "dir"):
-        sub = f[(frame["test"] == test).to_numpy()]
-        if len(sub):
-            rates[f"{test}.failure_rate"] = Metric(float(sub.mean()), bootstrap_ci(sub, n_resamples=n_bootstrap,
-                                                                                  seed=seed), len(sub))
+        keep = (frame["test"] == test).to_numpy()
+        if keep.any():
+            rates[f"{test}.failure_rate"] = Metric(float(f[keep].mean()), proportion_ci(f[keep], clusters=tid[keep]),
+                                                   int(keep.sum()), by_cluster)
     groups = frame["group"].to_numpy()
     for g in dict.fromkeys(groups):
-        sub = f[groups == g]
-        rates[f"by_group.{_safe(g)}.failure_rate"] = Metric(float(sub.mean()), bootstrap_ci(
-            sub, n_resamples=n_bootstrap, seed=seed), len(sub))
+        keep = groups == g
+        rates[f"by_group.{_safe(g)}.failure_rate"] = Metric(float(f[keep].mean()), proportion_ci(
+            f[keep], clusters=tid[keep]), int(keep.sum()), by_cluster)
     for t, sub in frame.groupby("template_id", sort=False):
         v = sub["failed"].to_numpy(dtype=float)
-        rates[f"by_template.{_safe(t)}.failure_rate"] = Metric(float(v.mean()), bootstrap_ci(
-            v, n_resamples=n_bootstrap, seed=seed), len(v))
+        rates[f"by_template.{_safe(t)}.failure_rate"] = Metric(float(v.mean()), proportion_ci(v), len(v),
+                                                               {"ci": PROPORTION_CI})
     if len(set(groups)) >= 2:
         gap, pval = _max_gap_p(f, groups, n_resamples=n_permutations, seed=seed)
         rates["group_gap"] = Metric(gap, None, len(f), {"p_value": pval, "test": "permutation of group labels, "
@@ -482,6 +507,11 @@ class BehaviourOptions:
     max_instances: int = 500
     n_bootstrap: int = 2000
     n_permutations: int = 2000
+
+
+def _check_behaviour(options: BehaviourOptions, ctx: RunContext) -> None:
+    """Read the templates and lexicons before any model loads."""
+    _check_starter(options, ctx, "behaviour")
 
 
 def _run_behaviour(adapter: Any, options: BehaviourOptions, ctx: RunContext) -> SectionResult:
@@ -514,6 +544,19 @@ def _fpr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def _fnr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     pos = y_true == 1
     return float((y_pred[pos] == 0).mean()) if pos.any() else float("nan")
+
+
+def _rate_ci(metric: str, y: np.ndarray, yhat: np.ndarray) -> tuple[float, float] | None:
+    """Wilson interval of one per-group rate from its own numerator and denominator."""
+    if metric == "accuracy":
+        hits = (y == yhat)
+    elif metric == "false_positive_rate":
+        hits = yhat[y == 0] == 1
+    elif metric == "false_negative_rate":
+        hits = yhat[y == 1] == 0
+    else:  # selection_rate
+        hits = yhat == 1
+    return proportion_ci(hits.astype(float)) if len(hits) else None
 
 
 def _boot_rates(y: np.ndarray, yhat: np.ndarray, codes: np.ndarray, n_groups: int, weights: np.ndarray
@@ -561,12 +604,14 @@ class GroupMetricsResult:
 
 def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence[str], *, seed: int = 0,
                   n_bootstrap: int = 1000, table: pd.DataFrame | None = None) -> GroupMetricsResult:
-    """Per-group classification metrics with fairlearn's MetricFrame and bootstrap CIs over examples.
+    """Per-group classification metrics with fairlearn's MetricFrame and 95% intervals.
 
-    The point values come from ``MetricFrame``; the 95% intervals from a stratified bootstrap (examples
-    resampled within their group). Intervals of ``difference`` (max minus min over groups) are basic
-    (reverse-percentile) bootstrap intervals, because percentile intervals of a max-type statistic lean
-    upwards when groups are small.
+    The point values come from ``MetricFrame``. Every rate (overall and per group) gets a Wilson score
+    interval from its own numerator and denominator (a rate of 0/n is never given a zero-width interval).
+    Intervals of ``difference`` (max minus min over groups) come from a stratified bootstrap (examples
+    resampled within their group) and are basic (reverse-percentile) intervals, because percentile
+    intervals of a max-type statistic lean upwards when groups are small (see
+    :func:`raikit.fairness._stats.gap_ci` for the fallback when the basic interval excludes the point).
 
     Parameters
     ----------
@@ -607,13 +652,6 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
         weights[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)),
                                               size=n_bootstrap)
     boot = _boot_rates(y, yhat, codes, len(names), weights)
-    all_codes = np.zeros_like(codes)
-    boot_all = _boot_rates(y, yhat, all_codes, 1, weights)
-
-    def ci(samples: np.ndarray) -> tuple[float, float] | None:
-        s = samples[np.isfinite(samples)]
-        return (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5))) if len(s) > 1 else None
-
     def spread(arr: np.ndarray) -> np.ndarray:
         with _quiet():
             return np.nanmax(arr, axis=1) - np.nanmin(arr, axis=1) if arr.shape[1] else arr[:, 0]
@@ -621,23 +659,27 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
     metrics: dict[str, Metric] = {}
     counts = pd.Series(g).value_counts()
     diff = mf.difference()
+    wilson = {"ci": PROPORTION_CI}
     for m in fns:
-        metrics[f"{m}.overall"] = Metric(float(mf.overall[m]), ci(boot_all[m][:, 0]), len(y))
+        metrics[f"{m}.overall"] = Metric(float(mf.overall[m]), _rate_ci(m, y, yhat), len(y), wilson)
         with _quiet():
-            metrics[f"{m}.difference"] = Metric(float(diff[m]), basic_ci(float(diff[m]), spread(boot[m])), len(y),
+            d_ci, d_how = gap_ci(float(diff[m]), spread(boot[m]))
+            metrics[f"{m}.difference"] = Metric(float(diff[m]), d_ci, len(y),
                                                 {"what": "largest minus smallest group value (MetricFrame.difference)",
-                                                 "ci": "basic bootstrap, stratified by group"})
-        for j, name in enumerate(names):
-            metrics[f"{m}.by_group.{_safe(name)}"] = Metric(float(mf.by_group.loc[name, m]), ci(boot[m][:, j]),
-                                                            int(counts[name]))
+                                                 "ci": f"{d_how}, stratified by group"})
+        for name in names:
+            keep = g == name
+            metrics[f"{m}.by_group.{_safe(name)}"] = Metric(float(mf.by_group.loc[name, m]),
+                                                            _rate_ci(m, y[keep], yhat[keep]), int(counts[name]), wilson)
     with _quiet():
         eo_boot = np.maximum(spread(boot["true_positive_rate"]), spread(boot["false_positive_rate"]))
     dpd = float(demographic_parity_difference(y, yhat, sensitive_features=g))
     eod = float(equalized_odds_difference(y, yhat, sensitive_features=g))
-    metrics["demographic_parity_difference"] = Metric(
-        dpd, basic_ci(dpd, spread(boot["selection_rate"])), len(y), {"citation": CITATIONS["groups"]})
-    metrics["equalized_odds_difference"] = Metric(eod, basic_ci(eod, eo_boot), len(y),
-                                                  {"citation": CITATIONS["groups"]})
+    dpd_ci, dpd_how = gap_ci(dpd, spread(boot["selection_rate"]))
+    eod_ci, eod_how = gap_ci(eod, eo_boot)
+    metrics["demographic_parity_difference"] = Metric(dpd, dpd_ci, len(y),
+                                                      {"citation": CITATIONS["groups"], "ci": dpd_how})
+    metrics["equalized_odds_difference"] = Metric(eod, eod_ci, len(y), {"citation": CITATIONS["groups"], "ci": eod_how})
     tab = table if table is not None else pd.DataFrame({"group": g, "label": y, "prediction": yhat})
     return GroupMetricsResult(frame=mf, metrics=metrics, table=tab)
 
@@ -669,6 +711,21 @@ class GroupsOptions:
     lexicons: list[str] = field(default_factory=lambda: list(_DEFAULT_LEXICONS))
     max_instances: int = 500
     n_bootstrap: int = 1000
+
+
+def _check_groups(options: GroupsOptions, ctx: RunContext) -> None:
+    """Read the labelled data (or the templates) before any model loads."""
+    if not options.data:
+        _check_starter(options, ctx, "groups")
+        return
+    path = ctx.existing_path(options.data, where="key 'data'")
+    with data_key("data", path):
+        data = pd.read_csv(path, dtype=str, keep_default_na=False)
+        for col in (options.text_column, options.label_column, options.group_column):
+            if col not in data.columns:
+                raise RaikitInputError(f"column {col!r} missing (columns: {', '.join(data.columns)})", where=str(path))
+        if data.empty:
+            raise RaikitInputError("no rows", where=str(path))
 
 
 def _run_groups(adapter: Any, options: GroupsOptions, ctx: RunContext) -> SectionResult:
@@ -710,20 +767,20 @@ def _run_groups(adapter: Any, options: GroupsOptions, ctx: RunContext) -> Sectio
 _METRICS = ("accuracy", "false_positive_rate", "false_negative_rate", "selection_rate")
 
 SECTIONS.register("counterfactual")(Section(
-    name="counterfactual", options=CounterfactualOptions, model_kinds=("classifier",), run=_run_counterfactual,
+    name="counterfactual", options=CounterfactualOptions, model_kinds=("classifier",), run=_run_counterfactual, check=_check_counterfactual,
     description="Counterfactual invariance: prediction flips when group terms are swapped",
     citation=CITATIONS["counterfactual"],
     metrics=("flip_rate", "mean_abs_delta", "by_pair.*.flip_rate", "by_pair.*.mean_abs_delta"),
 ))
 SECTIONS.register("behaviour")(Section(
-    name="behaviour", options=BehaviourOptions, model_kinds=("classifier",), run=_run_behaviour,
+    name="behaviour", options=BehaviourOptions, model_kinds=("classifier",), run=_run_behaviour, check=_check_behaviour,
     description="CheckList behaviour tests: minimum functionality and directional expectations across groups",
     citation=CITATIONS["behaviour"],
     metrics=("failure_rate", "mft.failure_rate", "dir.failure_rate", "by_group.*.failure_rate",
              "by_template.*.failure_rate", "group_gap"),
 ))
 SECTIONS.register("groups")(Section(
-    name="groups", options=GroupsOptions, model_kinds=("classifier",), run=_run_groups,
+    name="groups", options=GroupsOptions, model_kinds=("classifier",), run=_run_groups, check=_check_groups,
     description="Per-group accuracy, FPR, FNR and selection rate (fairlearn MetricFrame) and parity differences",
     citation=CITATIONS["groups"],
     metrics=tuple(f"{m}.{v}" for m in _METRICS for v in ("overall", "difference", "by_group.*"))

@@ -29,9 +29,9 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.models import CausalLMAdapter, MaskedLMAdapter, ModelAdapter
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section, default_data_dir
+from raikit.audits.sections import RunContext, Section, at_least, data_key, default_data_dir
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import bootstrap_ci
+from raikit.fairness._stats import PROPORTION_CI, proportion_ci
 
 __all__ = [
     "CROWS_PAIRS_CITATION",
@@ -71,12 +71,16 @@ def subsample_indices(n_total: int, max_items: int | None, *, seed: int) -> np.n
     return np.sort(rng.choice(n_total, size=max_items, replace=False))
 
 
-def rate_metric(hits: np.ndarray, *, seed: int, details: Mapping[str, Any] | None = None) -> Metric:
-    """A percentage (100 x mean of 0/1 ``hits``) with its bootstrap 95% CI over items."""
-    values = 100.0 * np.asarray(hits, dtype=float)
-    value = float(values.mean()) if len(values) else float("nan")
-    return Metric(value=value, ci95=bootstrap_ci(values, seed=seed) if len(values) else None,
-                  n=int(len(values)), details=dict(details or {}))
+def rate_metric(hits: np.ndarray, *, seed: int = 0, details: Mapping[str, Any] | None = None) -> Metric:
+    """A percentage (100 x mean of 0/1 ``hits``) with its 95% Wilson score interval over items.
+
+    ``seed`` is accepted for symmetry with the bootstrap metrics; the Wilson interval is exact arithmetic.
+    """
+    values = np.asarray(hits, dtype=float)
+    value = 100.0 * float(values.mean()) if len(values) else float("nan")
+    ci = proportion_ci(values) if len(values) else None
+    return Metric(value=value, ci95=None if ci is None else (100.0 * ci[0], 100.0 * ci[1]),
+                  n=int(len(values)), details={"ci": PROPORTION_CI, **dict(details or {})})
 
 
 def filter_bias_types(frame: pd.DataFrame, bias_types: Sequence[str], *, where: str) -> pd.DataFrame:
@@ -326,7 +330,7 @@ class CrowsPairsResult:
             "neutral": self.neutral,
             "neutral_percent": 100.0 * self.neutral / n if n else float("nan"),
             "ideal": 50.0,
-            "ci": "95% percentile bootstrap over pairs",
+            "ci": "95% Wilson score interval over pairs",
         }
         return SectionResult(metrics=metrics, tables={"pairs": self.pairs}, details=details, notes=self.notes)
 
@@ -418,6 +422,17 @@ class CrowsPairsOptions:
     bias_types: list[str] = field(default_factory=list)
 
 
+def _check(options: CrowsPairsOptions, ctx: RunContext) -> None:
+    """Read and validate the pairs file before any model loads (empty, ragged, not UTF-8, no pair left)."""
+    at_least(options, 1, "max_items")
+    path = ctx.existing_path(options.data, where="key 'data'")
+    with data_key("data", path):
+        frame = filter_bias_types(load_crows_pairs(path), options.bias_types, where=str(path))
+        if frame.empty:
+            raise RaikitInputError("no CrowS-Pairs pairs to score (header only, or no row of the bias_types)",
+                                   where=str(path))
+
+
 def _run(adapter: ModelAdapter, options: CrowsPairsOptions, ctx: RunContext) -> SectionResult:
     path = ctx.existing_path(options.data, where="crows_pairs.data")
     return crows_pairs(adapter, data=path, max_items=options.max_items, bias_types=options.bias_types,
@@ -432,4 +447,5 @@ SECTIONS.register("crows_pairs")(Section(
     description="CrowS-Pairs: how often the model prefers the more stereotyping sentence of a minimal pair",
     citation=CROWS_PAIRS_CITATION,
     metrics=("metric_score", "stereotype_score", "antistereotype_score", "by_bias_type.*"),
+    check=_check,
 ))

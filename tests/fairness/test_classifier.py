@@ -52,7 +52,11 @@ def test_counterfactual_planted_and_balanced(swaps):
     assert "by_pair.gender_male_to_female.flip_rate" in biased.to_section().metrics
     texts = [f"{p} was {w} today." for p in ("he", "she") for w in pm.POSITIVE + pm.NEGATIVE]
     balanced = counterfactual_invariance(pm.classifier(False), texts, swaps=swaps, n_bootstrap=200)
-    assert balanced.flip_rate == 0.0 and balanced.flip_ci == (0.0, 0.0)
+    assert balanced.flip_rate == 0.0
+    # never a zero-width interval: the Wilson bound of 0 flips over the original texts (the clusters)
+    from raikit.fairness._stats import proportion_ci
+    n_originals = balanced.table["original"].nunique()
+    assert balanced.flip_ci == pytest.approx(proportion_ci([0.0] * n_originals)) and balanced.flip_ci[1] > 0
     row = biased.table.iloc[0]
     p = pm.classifier(True).predict_proba([row["original"], row["counterfactual"]])
     c = p[0].argmax()

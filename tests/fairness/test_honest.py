@@ -115,3 +115,82 @@ def test_bad_input(tmp_path, random_encoder):
         load_hurtlex(tmp_path / "h.tsv")
     with pytest.raises(RaikitInputError, match="masked_lm or causal_lm"):
         complete(random_encoder, ["x [M]."], k=2)
+
+
+def test_repeated_templates_scored_once_as_the_reference(random_mlm, shared_data, tmp_path):
+    """The reference keys templates by text (last row wins): 810 rows of the English file are 724 templates."""
+    rows = load_honest_templates([shared_data / "honest" / "en_template.tsv"])
+    assert len(rows) == 810
+    reference = pd.read_csv(shared_data / "honest" / "en_template.tsv", index_col=0, sep="\t")
+    reference = {t: row["category"] for t, row in reference.iterrows()}  # later rows overwrite, as .T.to_dict()
+    (tmp_path / "tpl.tsv").write_text("template_masked\tidentity\tcategory\n"
+                                      "the child dreams of being a [M].\tthe child\tfemale\n"
+                                      "the woman dreams of being a [M].\tthe woman\tfemale\n"
+                                      "the man dreams of being a [M].\tthe man\tmale\n"
+                                      "the child dreams of being a [M].\tthe child\tmale\n")
+    (tmp_path / "h.tsv").write_text("lemma\tcategory\tlevel\nzorp\tan\tconservative\n")
+    section = _run(random_mlm, HonestOptions(templates=[str(shared_data / "honest" / "en_template.tsv")],
+                                             hurtlex=str(tmp_path / "h.tsv"), k=2, max_templates=0,
+                                             n_bootstrap=50, n_permutations=50),
+                   RunContext(seed=0, base_dir=tmp_path, progress=False))
+    table = section.tables["completions"]
+    assert len(table) == len(reference) == 724 and table["template"].is_unique
+    assert dict(zip(table["template"], table["group"])) == reference
+    assert any("repeated template" in n for n in section.notes)
+    small = honest(random_mlm, templates=load_honest_templates([tmp_path / "tpl.tsv"]),
+                   hurtlex={"zorp": "an"}, k=2, n_bootstrap=50, n_permutations=50)
+    assert small.table["template"].tolist().count("the child dreams of being a [M].") == 1
+    assert small.table.set_index("template").loc["the child dreams of being a [M].", "group"] == "male"
+
+
+def test_sampled_completion_is_hurtful_when_any_word_is():
+    """Sentence completions follow honest_score_inner_sentence: any word, punctuation removed, counted once."""
+    from raikit.fairness.honest import honest_counts
+
+    lexicon = {"zorp": "an", "blick": "pr"}
+    counts = honest_counts([["very big zorp.", "a fine pilot"], ["zorp, blick!", "(blick)"]], lexicon,
+                           sentences=True)
+    assert counts["count"].tolist() == [1, 2]
+    assert counts["an"].tolist() == [1, 1] and counts["pr"].tolist() == [0, 1]  # first hurtful word's category
+
+
+def test_sample_mode_scans_the_whole_generated_completion(tmp_path):
+    """A causal LM that always says "big zorp": the hurtful word is the second generated word."""
+    corpus = [f"the {s} worked as a big zorp ." for s in ("woman", "man")] * 12
+    adapter = _trained("causal", corpus)
+    (tmp_path / "hurt.tsv").write_text("lemma\tcategory\tlevel\nzorp\tan\tconservative\n")
+    (tmp_path / "tpl.tsv").write_text("template_masked\tidentity\tcategory\n"
+                                      "the woman worked as a [M].\tthe woman\tfemale\n"
+                                      "the man worked as a [M].\tthe man\tmale\n")
+    section = _run(adapter, HonestOptions(templates=["tpl.tsv"], hurtlex="hurt.tsv", k=4, causal_mode="sample",
+                                          max_new_tokens=3, n_bootstrap=50, n_permutations=50),
+                   RunContext(seed=0, base_dir=tmp_path, progress=False))
+    samples = [c for row in section.tables["completions"]["completions"] for c in row.split(" | ")]
+    assert len(samples) == 8 and all("zorp" in c and not c.startswith("zorp") for c in samples)  # never the first word
+    assert section.metrics["score"].value == 1.0
+
+
+def test_intervals_and_p_value_resample_identity_terms(tmp_path):
+    """Two identity terms per group, four templates each: the unit is the identity, not the template.
+
+    With 4 identities the permutation test has C(4, 2) = 6 label splits, 2 of which reach the observed
+    (maximal) gap, so p >= 1/3 whatever the number of templates; a template-level test would give p ~ 0.
+    """
+    frames = ["worked as a", "was known as a", "dreamed of being a", "was hired as a"]
+    subjects = {"female": ["the woman", "the girl"], "male": ["the man", "the boy"]}
+    corpus = [f"{s} {f} {'zorp' if g == 'female' else 'pilot'} ." for f in frames for g, ss in subjects.items()
+              for s in ss] * 16
+    (tmp_path / "hurt.tsv").write_text("lemma\tcategory\tlevel\nzorp\tan\tconservative\n")
+    rows = [f"{s} {f} [M].\t{s}\t{g}" for f in frames for g, ss in subjects.items() for s in ss]
+    (tmp_path / "tpl.tsv").write_text("template_masked\tidentity\tcategory\n" + "\n".join(rows) + "\n")
+    adapter = _trained("causal", corpus)
+    section = _run(adapter, HonestOptions(templates=["tpl.tsv"], hurtlex="hurt.tsv", k=1, n_bootstrap=200,
+                                          n_permutations=500), RunContext(seed=0, base_dir=tmp_path, progress=False))
+    assert section.metrics["by_group.female"].value == 1.0 and section.metrics["by_group.male"].value == 0.0
+    gap = section.metrics["group_gap"]
+    assert gap.value == 1.0 and gap.details["p_value"] > 0.25
+    male = section.metrics["by_group.male"].ci95
+    # 0 hurtful of 8 completions in 2 identity clusters: the Wilson interval of 0/2, not of 0/8 and never [0, 0]
+    from raikit.fairness._stats import proportion_ci
+    assert male == pytest.approx(proportion_ci([0, 0])) and male[1] > proportion_ci([0] * 8)[1]
+    assert gap.ci95[0] <= gap.value <= gap.ci95[1]
