@@ -8,8 +8,9 @@ takes one model adapter, the options and a :class:`RunContext`, and returns a
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import SectionResult
 
-__all__ = ["Section", "RunContext", "default_data_dir"]
+__all__ = ["Section", "RunContext", "default_data_dir", "data_key", "at_least"]
 
 
 def default_data_dir() -> Path:
@@ -68,6 +69,37 @@ class RunContext:
         if not path.exists():
             raise RaikitInputError(f"file not found: {path}", where=where)
         return path
+
+
+@contextlib.contextmanager
+def data_key(key: str, path: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    """Inside a section's ``check``: any problem reading a data file becomes one input error naming the key.
+
+    Loaders raise :class:`RaikitInputError` naming the file; libraries raise ``OSError``,
+    ``UnicodeDecodeError`` (a latin-1 file), ``ValueError`` (pandas' empty or ragged CSV, bad JSON) or
+    ``KeyError``. Each becomes ``key '<key>': <file>: <problem>``, which the runner prefixes with the
+    config file and table.
+    """
+    try:
+        yield
+    except RaikitInputError as exc:
+        raise RaikitInputError(str(exc), where=f"key {key!r}") from None
+    except UnicodeDecodeError as exc:
+        raise RaikitInputError(f"not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                               f"{exc.start}); save the file as UTF-8",
+                               where=f"key {key!r}: {path}" if path else f"key {key!r}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RaikitInputError(f"cannot read the data file ({type(exc).__name__}: {reason})",
+                               where=f"key {key!r}: {path}" if path else f"key {key!r}") from None
+
+
+def at_least(options: Any, minimum: int, *keys: str) -> None:
+    """Raise an input error naming the first of ``keys`` whose (non-None) integer value is below ``minimum``."""
+    for key in keys:
+        value = getattr(options, key)
+        if value is not None and value < minimum:
+            raise RaikitInputError(f"must be at least {minimum}, got {value!r}", where=f"key {key!r}")
 
 
 RunFunction = Callable[[Any, Any, RunContext], SectionResult]

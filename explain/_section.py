@@ -11,7 +11,7 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Section, data_key
 from raikit.explain._attention import pooled_position, rollout, word_attention_map
 from raikit.explain._base import EXPLAINERS, Explanation, ExplainSettings, check_inputs
 from raikit.explain._faithfulness import AOPC_BINS, ERASER_BINS, agreement, bootstrap_ci, faithfulness
@@ -96,6 +96,19 @@ def _check_options(options: ExplainOptions) -> None:
             raise RaikitInputError(f"{key} must be at least 1, not {getattr(options, key)}", where=f"{_WHERE} {key}")
     if options.shap_max_evals < 3:
         raise RaikitInputError("shap_max_evals must be at least 3", where=f"{_WHERE} shap_max_evals")
+
+
+def check_explain(options: ExplainOptions, ctx: RunContext) -> None:
+    """Options and the texts file, checked before any model loads."""
+    try:
+        _check_options(options)
+    except RaikitInputError as exc:  # "[explain] max_texts" -> "key 'max_texts'" (the runner names the table)
+        key = (exc.where or "").removeprefix(_WHERE).strip()
+        raise RaikitInputError(exc.problem, where=f"key {key!r}" if key else None) from None
+    if options.texts_file:
+        path = ctx.existing_path(options.texts_file, where="key 'texts_file'")
+        with data_key("texts_file", path):
+            read_texts(path)
 
 
 def _text_entry(i: int, text: str, by_method: dict[str, Explanation], scores: dict[str, Any], maps: Any) -> dict:
@@ -215,4 +228,5 @@ SECTION = Section(
     citation=("Lundberg & Lee 2017 (SHAP); Ribeiro et al. 2016 (LIME); Abnar & Zuidema 2020 (attention rollout); "
               "DeYoung et al. 2020 (ERASER comprehensiveness and sufficiency)"),
     metrics=("*.comprehensiveness", "*.sufficiency", "*.aopc", "agreement.*"),
+    check=check_explain,
 )

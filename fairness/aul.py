@@ -25,7 +25,7 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.models import MaskedLMAdapter, ModelAdapter
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Section, at_least, data_key
 from raikit.fairness._registry import SECTIONS
 from raikit.fairness.crows_pairs import (
     CROWS_COLUMNS, DEFAULT_CROWS_PAIRS, expand_data_path, filter_bias_types, load_crows_pairs, rate_metric,
@@ -234,6 +234,16 @@ class AulOptions:
     bias_types: list[str] = field(default_factory=list)
 
 
+def _check(options: AulOptions, ctx: RunContext) -> None:
+    """Read and validate the pair file before any model loads."""
+    at_least(options, 1, "max_items")
+    path = ctx.existing_path(options.data, where="key 'data'")
+    with data_key("data", path):
+        frame = load_aul_pairs(path)
+        if frame.empty:
+            raise RaikitInputError("no pairs to score", where=str(path))
+
+
 def _run(adapter: ModelAdapter, options: AulOptions, ctx: RunContext) -> SectionResult:
     path: Path = ctx.existing_path(options.data, where="aul.data")
     return aul(adapter, data=path, max_items=options.max_items, bias_types=options.bias_types,
@@ -248,4 +258,5 @@ SECTIONS.register("aul")(Section(
     description="AUL/AULA: stereotype preference of a masked LM predicting all tokens of the unmasked sentence",
     citation=AUL_CITATION,
     metrics=("aul", "aula", "by_bias_type.*"),
+    check=_check,
 ))

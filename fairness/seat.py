@@ -38,7 +38,7 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Section, data_key
 from raikit.fairness._registry import SECTIONS
 
 __all__ = ["SeatOptions", "SeatTest", "SeatResult", "WeatResult", "load_seat_test", "weat_effect_size", "weat_p_value",
@@ -309,18 +309,29 @@ class SeatOptions:
     n_bootstrap: int = 1000
 
 
-def _run(adapter: Any, options: SeatOptions, ctx: RunContext) -> SectionResult:
-    folder = ctx.existing_path(options.data_dir, where="seat.data_dir")
+def _load_tests(options: SeatOptions, ctx: RunContext) -> list[SeatTest]:
+    folder = ctx.existing_path(options.data_dir, where="key 'data_dir'")
     if not options.tests:
-        raise RaikitInputError("seat.tests is empty; name at least one test (e.g. weat6)")
+        raise RaikitInputError("is empty; name at least one test (e.g. weat6)", where="key 'tests'")
     tests = []
     for name in options.tests:
         path = folder / f"{name}.jsonl"
         if not path.is_file():
             known = sorted(p.stem for p in folder.glob("*.jsonl"))
             raise RaikitInputError(f"no SEAT test {name!r} in {folder}; known: {', '.join(known)}",
-                                   where="seat.tests")
-        tests.append(load_seat_test(path))
+                                   where="key 'tests'")
+        with data_key("tests", path):
+            tests.append(load_seat_test(path))
+    return tests
+
+
+def _check(options: SeatOptions, ctx: RunContext) -> None:
+    """Every named test exists and reads, before any model loads."""
+    _load_tests(options, ctx)
+
+
+def _run(adapter: Any, options: SeatOptions, ctx: RunContext) -> SectionResult:
+    tests = _load_tests(options, ctx)
     return seat(adapter, tests, layer=options.layer, n_samples=options.n_samples, n_bootstrap=options.n_bootstrap,
                 seed=ctx.seed).to_section()
 
@@ -328,5 +339,5 @@ def _run(adapter: Any, options: SeatOptions, ctx: RunContext) -> SectionResult:
 SECTIONS.register("seat")(Section(
     name="seat", options=SeatOptions, model_kinds=("masked_lm", "causal_lm", "encoder", "classifier"), run=_run,
     description="SEAT/WEAT: effect size and permutation p-value of associations in sentence embeddings",
-    citation=CITATION, metrics=("*.effect_size", "*.p_value"),
+    citation=CITATION, metrics=("*.effect_size", "*.p_value"), check=_check,
 ))

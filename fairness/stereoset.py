@@ -41,7 +41,7 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.models import CausalLMAdapter, MaskedLMAdapter, ModelAdapter
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Section, at_least, data_key
 from raikit.fairness._registry import SECTIONS
 from raikit.fairness._stats import bootstrap_ci
 from raikit.fairness.crows_pairs import expand_data_path, filter_bias_types, subsample_indices
@@ -459,6 +459,16 @@ class StereoSetOptions:
     bias_types: list[str] = field(default_factory=list)
 
 
+def _check(options: StereoSetOptions, ctx: RunContext) -> None:
+    """Read and validate the StereoSet items before any model loads."""
+    at_least(options, 1, "max_items")
+    path = ctx.existing_path(options.data, where="key 'data'")
+    with data_key("data", path):
+        frame = filter_bias_types(load_stereoset(path), options.bias_types, where=str(path))
+        if frame.empty:
+            raise RaikitInputError("no StereoSet items to score", where=str(path))
+
+
 def _run(adapter: ModelAdapter, options: StereoSetOptions, ctx: RunContext) -> SectionResult:
     path: Path = ctx.existing_path(options.data, where="stereoset.data")
     return stereoset(adapter, data=path, split=options.split, max_items=options.max_items,
@@ -473,4 +483,5 @@ SECTIONS.register("stereoset")(Section(
     description="StereoSet: stereotype score, language-model score and ICAT over stereotype/anti/unrelated options",
     citation=STEREOSET_CITATION,
     metrics=("ss", "lms", "icat", "by_bias_type.*", "by_split.*"),
+    check=_check,
 ))
