@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
@@ -37,6 +37,7 @@ __all__ = [
     "wrap_model",
     "resolve_device",
     "detect_kind",
+    "looks_like_path",
 ]
 
 ModelKind = Literal["masked_lm", "causal_lm", "encoder", "classifier"]
@@ -164,6 +165,8 @@ class ModelAdapter:
         self.name = name
         self.device = device
         self.batch_size = int(batch_size)
+        self.configured_batch_size = int(batch_size)
+        self.oom_retries = 0
         limits = [max_length, getattr(tokenizer, "model_max_length", None)]
         for attr in ("max_position_embeddings", "n_positions"):
             limits.append(getattr(model.config, attr, None))
@@ -200,17 +203,41 @@ class ModelAdapter:
             "dtype": str(dtype).removeprefix("torch."),
             "device": str(self.device),
             "architecture": type(self.model).__name__,
+            "batch_size": self.configured_batch_size,
+            "batch_size_used": self.batch_size,
+            "oom_retries": self.oom_retries,
             **({"metadata": self.metadata} if self.metadata else {}),
         }
 
     # -- batching helpers --------------------------------------------------------------------
-    def _batches(self, n: int, *, desc: str, batch_size: int | None = None) -> Iterator[slice]:
-        size = batch_size or self.batch_size
-        starts = range(0, n, size)
-        bar = tqdm(starts, desc=f"{self.name}: {desc}", unit="batch", leave=False,
-                   disable=not self.progress or len(starts) < 3)
-        for start in bar:
-            yield slice(start, min(start + size, n))
+    def _each_batch(self, order: Sequence[int] | np.ndarray, step: Callable[[np.ndarray], None], *, desc: str) -> None:
+        """Call ``step(indices)`` on successive batches of ``order``; on out-of-memory, halve the batch and retry.
+
+        ``step`` must write its results by index (so a retried batch overwrites nothing it should keep).
+        The smaller batch size is kept for the rest of the run and reported by :meth:`describe`
+        (``batch_size_used``, ``oom_retries``).
+        """
+        order = np.asarray(order, dtype=np.int64)
+        bar = tqdm(total=len(order), desc=f"{self.name}: {desc}", unit="item", leave=False,
+                   disable=not self.progress or len(order) < 3 * self.batch_size)
+        start = 0
+        try:
+            while start < len(order):
+                idx = order[start:start + self.batch_size]
+                try:
+                    step(idx)
+                except Exception as exc:  # noqa: BLE001  (only out-of-memory is retried; the rest is re-raised)
+                    if not _is_out_of_memory(exc) or len(idx) <= 1:
+                        raise
+                    del exc
+                    _free_memory(self.device)
+                    self.batch_size = max(1, len(idx) // 2)
+                    self.oom_retries += 1
+                    continue
+                start += len(idx)
+                bar.update(len(idx))
+        finally:
+            bar.close()
 
     def _pad(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad token id lists into ``input_ids`` and ``attention_mask`` on the device."""
@@ -253,32 +280,56 @@ class ModelAdapter:
         order = self._length_order(encoded)
         out: list[np.ndarray | None] = [None] * len(encoded)
         base = getattr(self.model, "base_model", self.model)
-        for sl in self._batches(len(order), desc="embedding"):
-            idx = order[sl]
+
+        def step(idx: np.ndarray) -> None:
             ids, mask = self._pad([encoded[i] for i in idx])
             hidden = base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             for row, i in enumerate(idx):
                 out[i] = pooled[row].float().cpu().numpy()
+
+        self._each_batch(order, step, desc="embedding")
         return np.stack(out) if out else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+
+    #: Attention maps kept per text (each is layers x heads x tokens x tokens floats).
+    attention_cache_size: ClassVar[int] = 64
 
     @torch.inference_mode()
     def attention_maps(self, texts: Sequence[str]) -> list[AttentionMaps]:
-        """Attention weights of every layer and head for each text (eager attention)."""
+        """Attention weights of every layer and head for each text (eager attention).
+
+        Texts go through the model in length-sorted, right-padded batches (one forward pass per batch);
+        each text's maps are cut to its own tokens, so they equal a pass on the text alone. The maps of
+        the last :attr:`attention_cache_size` texts are cached, so the attention and rollout explainers
+        and the section's details share one pass.
+        """
         _check_texts(texts)
-        with self._eager_attention(True):
-            results = []
-            for text in texts:
-                enc = self.tokenizer(text, return_offsets_mapping=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                offsets = [tuple(int(x) for x in pair) for pair in enc.pop("offset_mapping")[0].tolist()]
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                out = self.model(**enc, output_attentions=True)
-                att = torch.stack([a[0] for a in out.attentions]).float().cpu().numpy()
-                tokens = self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
-                results.append(AttentionMaps(tokens=tokens, offsets=offsets, attentions=att))
-            return results
+        cache: OrderedDict[str, AttentionMaps] = self.__dict__.setdefault("_attention_cache", OrderedDict())
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            enc = self.tokenizer(list(missing), return_offsets_mapping=True, truncation=True,
+                                 max_length=self.max_length)
+            ids = [list(x) for x in enc["input_ids"]]
+            order = self._length_order(ids)
+
+            def step(idx: np.ndarray) -> None:
+                input_ids, mask = self._pad([ids[i] for i in idx])
+                out = self.model(input_ids=input_ids, attention_mask=mask, output_attentions=True)
+                stacked = torch.stack(list(out.attentions), dim=1).float().cpu().numpy()  # (B, L, H, T, T)
+                for row, i in enumerate(idx):
+                    n = len(ids[i])
+                    offsets = [tuple(int(x) for x in pair) for pair in enc["offset_mapping"][i]]
+                    cache[missing[i]] = AttentionMaps(
+                        tokens=self.tokenizer.convert_ids_to_tokens(ids[i]), offsets=offsets,
+                        attentions=np.ascontiguousarray(stacked[row, :, :, :n, :n]))
+
+            with self._eager_attention(True):
+                self._each_batch(order, step, desc="attention")
+        results = [cache[t] for t in texts]
+        while len(cache) > max(self.attention_cache_size, len(set(texts))):
+            cache.popitem(last=False)
+        return results
 
     @contextlib.contextmanager
     def _eager_attention(self, needed: bool) -> Iterator[None]:
@@ -343,8 +394,9 @@ class MaskedLMAdapter(ModelAdapter):
         out = [np.zeros(len(pos), dtype=np.float64) for pos in positions]
         lengths = np.array([len(token_ids[i]) for i, _, _ in variants])
         order = np.argsort(-lengths, kind="stable")
-        for sl in self._batches(len(order), desc=desc):
-            batch = [variants[k] for k in order[sl]]
+
+        def step(ks: np.ndarray) -> None:
+            batch = [variants[k] for k in ks]
             seqs = []
             for i, _, p in batch:
                 seq = list(token_ids[i])
@@ -359,6 +411,8 @@ class MaskedLMAdapter(ModelAdapter):
             values = logp[rows, targets].cpu().numpy()
             for (i, j, _), v in zip(batch, values):
                 out[i][j] = v
+
+        self._each_batch(order, step, desc=desc)
         return out
 
     def pseudo_log_likelihood(self, texts: Sequence[str]) -> np.ndarray:
@@ -380,17 +434,19 @@ class MaskedLMAdapter(ModelAdapter):
         """
         order = self._length_order(token_ids)
         out: list[Any] = [None] * len(token_ids)
+
+        def step(idx: np.ndarray) -> None:
+            ids, mask = self._pad([token_ids[i] for i in idx])
+            res = self.model(input_ids=ids, attention_mask=mask, output_attentions=with_attentions)
+            logp = torch.log_softmax(res.logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+            att = torch.stack(res.attentions).float().mean(dim=(0, 2)) if with_attentions else None
+            for row, i in enumerate(idx):
+                n = len(token_ids[i])
+                out[i] = (logp[row, :n].cpu().numpy().astype(np.float64),
+                          None if att is None else att[row, :n, :n].cpu().numpy())
+
         with self._eager_attention(with_attentions):
-            for sl in self._batches(len(order), desc="AUL"):
-                idx = order[sl]
-                ids, mask = self._pad([token_ids[i] for i in idx])
-                res = self.model(input_ids=ids, attention_mask=mask, output_attentions=with_attentions)
-                logp = torch.log_softmax(res.logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-                att = torch.stack(res.attentions).float().mean(dim=(0, 2)) if with_attentions else None
-                for row, i in enumerate(idx):
-                    n = len(token_ids[i])
-                    out[i] = (logp[row, :n].cpu().numpy().astype(np.float64),
-                              None if att is None else att[row, :n, :n].cpu().numpy())
+            self._each_batch(order, step, desc="AUL")
         return out
 
     def _mask_positions(self, ids: Sequence[int]) -> list[int]:
@@ -413,13 +469,15 @@ class MaskedLMAdapter(ModelAdapter):
             positions.append(masks[k])
         order = self._length_order(encoded)
         out = torch.empty((len(encoded), self.model.config.vocab_size), dtype=torch.float32)
-        for sl in self._batches(len(order), desc="fill-mask"):
-            idx = order[sl]
+
+        def step(idx: np.ndarray) -> None:
             ids, mask = self._pad([encoded[i] for i in idx])
             logits = self.model(input_ids=ids, attention_mask=mask).logits
             rows = torch.arange(len(idx), device=self.device)
             cols = torch.as_tensor([positions[i] for i in idx], device=self.device)
             out[torch.as_tensor(idx)] = torch.log_softmax(logits[rows, cols].float(), dim=-1).cpu()
+
+        self._each_batch(order, step, desc="fill-mask")
         return out
 
     def fill_mask(self, texts: Sequence[str], candidates: Sequence[str], *,
@@ -474,14 +532,16 @@ class CausalLMAdapter(ModelAdapter):
         seqs = [list(p) + list(c) for p, c in zip(prefixes, continuations)]
         order = self._length_order(seqs)
         out: list[Any] = [None] * len(seqs)
-        for sl in self._batches(len(order), desc=desc):
-            idx = order[sl]
+
+        def step(idx: np.ndarray) -> None:
             ids, mask = self._pad([seqs[i] for i in idx])
             logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
             for row, i in enumerate(idx):
                 start, end = len(prefixes[i]) - 1, len(seqs[i]) - 1
                 out[i] = logp[row, start:end].cpu().numpy().astype(np.float64)
+
+        self._each_batch(order, step, desc=desc)
         return out
 
     def token_log_probs(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -510,8 +570,8 @@ class CausalLMAdapter(ModelAdapter):
         encoded = [[self.prefix_id] + ids for ids in self.encode(prompts, add_special_tokens=False)]
         order = self._length_order(encoded)
         out: list[Any] = [None] * len(encoded)
-        for sl in self._batches(len(order), desc="next token"):
-            idx = order[sl]
+
+        def step(idx: np.ndarray) -> None:
             ids, mask = self._pad([encoded[i] for i in idx])
             logits = self.model(input_ids=ids, attention_mask=mask).logits
             last = torch.as_tensor([len(encoded[i]) - 1 for i in idx], device=self.device)
@@ -520,6 +580,8 @@ class CausalLMAdapter(ModelAdapter):
             for row, i in enumerate(idx):
                 out[i] = [(self.tokenizer.decode([int(t)]), float(v))
                           for v, t in zip(values[row].tolist(), indices[row].tolist())]
+
+        self._each_batch(order, step, desc="next token")
         return out
 
     @torch.inference_mode()
@@ -537,9 +599,10 @@ class CausalLMAdapter(ModelAdapter):
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
-            results: list[list[str]] = []
-            for sl in self._batches(len(prompts), desc="generating"):
-                batch = [self.tokenizer.decode([self.prefix_id]) + p for p in prompts[sl]]
+            results: list[list[str]] = [[] for _ in prompts]
+
+            def step(idx: np.ndarray) -> None:
+                batch = [self.tokenizer.decode([self.prefix_id]) + prompts[i] for i in idx]
                 enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
                 gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                           num_return_sequences=num_return_sequences,
@@ -547,15 +610,28 @@ class CausalLMAdapter(ModelAdapter):
                                           top_p=None, top_k=None,
                                           pad_token_id=self.tokenizer.pad_token_id)
                 texts = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-                for j in range(0, len(texts), num_return_sequences):
-                    results.append(texts[j: j + num_return_sequences])
+                for row, i in enumerate(idx):
+                    results[i] = texts[row * num_return_sequences: (row + 1) * num_return_sequences]
+
+            self._each_batch(np.arange(len(prompts)), step, desc="generating")
             return results
         finally:
             self.tokenizer.padding_side = side
 
 
 class ClassifierAdapter(ModelAdapter):
-    """A sequence classifier: probabilities of every class, cached per text."""
+    """A sequence classifier: probabilities of every class, cached per text.
+
+    The output follows the head's ``config.problem_type``:
+
+    * single-label (the default with two or more labels): softmax over the labels;
+    * ``multi_label_classification``: a sigmoid per label (the columns need not sum to 1; the
+      "predicted" class is the most probable label);
+    * one output and no problem type (a binary head with one logit): ``p = sigmoid(logit)``, exposed as
+      two classes ``[1 - p, p]`` labelled ``not <label>`` and ``<label>``, so flips, explanations and
+      per-group rates work as for any binary classifier;
+    * ``regression``: refused (there are no class probabilities to explain or compare).
+    """
 
     kind: ClassVar[ModelKind] = "classifier"
 
@@ -563,13 +639,39 @@ class ClassifierAdapter(ModelAdapter):
         super().__init__(model, tokenizer, **kwargs)
         id2label = getattr(model.config, "id2label", None) or {}
         n = int(model.config.num_labels)
-        self.labels: list[str] = [str(id2label.get(i, f"LABEL_{i}")) for i in range(n)]
+        problem = getattr(model.config, "problem_type", None)
+        if problem == "regression":
+            raise RaikitInputError(f"model {self.name!r} has a regression head (problem_type 'regression'); raikit's "
+                                   "classifier probes and explanations need class probabilities")
+        labels = [str(id2label.get(i, f"LABEL_{i}")) for i in range(n)]
+        if problem == "multi_label_classification":
+            self.output: str = "sigmoid per label (multi-label)"
+        elif n == 1:
+            self.output = "sigmoid of the single logit, as [1 - p, p]"
+            labels = [f"not {labels[0]}", labels[0]]
+        else:
+            self.output = "softmax over the labels"
+        self.labels: list[str] = labels
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from the head's logits, by the head's problem type (see the class docstring)."""
+        logits = logits.float()
+        if self.output.startswith("sigmoid per label"):
+            return torch.sigmoid(logits)
+        if logits.shape[-1] == 1:
+            p = torch.sigmoid(logits)
+            return torch.cat([1 - p, p], dim=-1)
+        return torch.softmax(logits, -1)
+
+    def describe(self) -> dict[str, Any]:
+        """As :meth:`ModelAdapter.describe`, plus how probabilities are read from the head."""
+        return {**super().describe(), "output": self.output}
+
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities (softmax over all classes) for each text.
+        """Class probabilities for each text (softmax, or sigmoid for multi-label and one-logit heads).
 
         Repeated texts, within a call or across calls, go to the model once.
 
@@ -582,20 +684,23 @@ class ClassifierAdapter(ModelAdapter):
         if missing:
             encoded = self.encode(missing)
             order = self._length_order(encoded)
-            for sl in self._batches(len(order), desc="classifying"):
-                idx = order[sl]
+
+            def step(idx: np.ndarray) -> None:
                 ids, mask = self._pad([encoded[i] for i in idx])
-                probs = torch.softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), -1).cpu().numpy()
+                probs = self._probabilities(self.model(input_ids=ids, attention_mask=mask).logits).cpu().numpy()
                 for row, i in enumerate(idx):
                     self._cache[missing[i]] = probs[row].astype(np.float64)
+
+            self._each_batch(order, step, desc="classifying")
         result = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, len(self.labels)))
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return result
 
     def clear_cache(self) -> None:
-        """Forget cached probabilities (after changing the model's weights, or to time a cold run)."""
+        """Forget cached probabilities and attention maps (after changing the weights, or to time a cold run)."""
         self._cache.clear()
+        self.__dict__.pop("_attention_cache", None)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Index of the most probable class for each text."""
@@ -608,6 +713,23 @@ _ADAPTERS: dict[str, type[ModelAdapter]] = {
     "causal_lm": CausalLMAdapter,
     "classifier": ClassifierAdapter,
 }
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA out-of-memory, or the CPU allocator failing to allocate (both raise RuntimeError subclasses)."""
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                              or "not enough memory" in text)
+
+
+def _free_memory(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -644,6 +766,12 @@ _AUTO_CLASSES = {
     "classifier": "AutoModelForSequenceClassification",
     "encoder": "AutoModel",
 }
+
+
+def looks_like_path(model_id: str) -> bool:
+    """Whether a model id is written as a path (``./x``, ``../x``, ``/x``, ``~/x``, ``C:\\x``), not a hub id."""
+    return model_id.startswith(("./", "../", "/", "~", ".\\", "..\\", "\\")) or model_id in (".", "..") or (
+        len(model_id) > 2 and model_id[1] == ":" and model_id[2] in "/\\")
 
 
 def _has_only_pickle_weights(path: Path) -> bool:
@@ -690,6 +818,8 @@ def load_model(spec: ModelSpec | str, *, device: str | torch.device = "auto", of
         path, metadata = prepare_builtin(spec.id, progress=progress)
         source = str(path)
     local = Path(source).expanduser()
+    if not local.exists() and looks_like_path(spec.id):  # never send a mistyped folder to the hub (retries)
+        raise RaikitInputError(f"model {spec.id!r}: no such folder ({local.resolve()})")
     if local.exists():
         source = str(local)
         if not spec.allow_pickle and _has_only_pickle_weights(local):
@@ -709,8 +839,10 @@ def load_model(spec: ModelSpec | str, *, device: str | torch.device = "auto", of
                                      **common)
     except RaikitInputError:
         raise
-    except (OSError, ValueError, KeyError, EnvironmentError) as exc:
+    except Exception as exc:  # noqa: BLE001  (truncated safetensors, refused pickle, bad config: all bad input)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, (OSError, ValueError, KeyError)):
+            reason = f"{type(exc).__name__}: {reason}"
         where = "offline, not in the local cache" if offline and not local.exists() else reason
         raise RaikitInputError(f"model {spec.id!r}: could not be loaded ({where})") from exc
     return wrap_model(model, tokenizer, kind=kind, name=spec.id, device=dev, batch_size=spec.batch_size,

@@ -28,7 +28,7 @@ from raikit.audits.errors import RaikitInputError, RunFailedError, RunInterrupte
 from raikit.audits.io import confined, is_safe_name, write_csv_atomic, write_json_atomic
 from raikit.audits.escape import for_terminal
 from raikit.audits.offline import set_offline
-from raikit.audits.models import ModelAdapter, ModelSpec, load_model, resolve_device
+from raikit.audits.models import ModelAdapter, ModelSpec, load_model, looks_like_path, resolve_device
 from raikit.audits.registry import Registry
 from raikit.audits.results import SCHEMA_VERSION, Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, default_data_dir
@@ -210,12 +210,6 @@ def _missing_files(options: Any, config: AuditConfig, where: str) -> list[str]:
                     problems.append(f"{where}: key {f.name!r}: file not found: {path}"
                                     + (" (set [run] data_dir or $RAIKIT_DATA)" if "{data_dir}" in item else ""))
     return problems
-
-
-def looks_like_path(model_id: str) -> bool:
-    """Whether a model id is written as a path (``./x``, ``../x``, ``/x``, ``~/x``, ``C:\\x``), not a hub id."""
-    return model_id.startswith(("./", "../", "/", "~", ".\\", "..\\", "\\")) or model_id in (".", "..") or (
-        len(model_id) > 2 and model_id[1] == ":" and model_id[2] in "/\\")
 
 
 def _missing_model_folders(config: AuditConfig) -> list[str]:
