@@ -9,7 +9,8 @@
 from raikit.explain._attention import explain_attention, explain_random, explain_rollout, pooled_position, rollout
 from raikit.explain._base import EXPLAINERS, Explainer, Explanation, ExplainSettings, explain
 from raikit.explain._faithfulness import (
-    AOPC_BINS, ERASER_BINS, Faithfulness, agreement, bootstrap_ci, faithfulness, remove_words, top_k_for,
+    AOPC_BINS, DELETION_BINS, ERASER_BINS, Faithfulness, agreement, bootstrap_ci, distinct_ks, faithfulness,
+    remove_words, top_k_for,
 )
 from raikit.explain._lime import explain_lime
 from raikit.explain._section import DEFAULT_TEXTS, SECTION, ExplainOptions, read_texts, run_explain
@@ -22,6 +23,6 @@ __all__ = [
     "explain_random", "rollout", "pooled_position",
     "word_spans", "token_word_matrix", "merge_to_words",
     "Faithfulness", "faithfulness", "agreement", "bootstrap_ci", "remove_words", "top_k_for", "ERASER_BINS",
-    "AOPC_BINS",
+    "AOPC_BINS", "DELETION_BINS", "distinct_ks",
     "ExplainOptions", "SECTION", "run_explain", "read_texts", "DEFAULT_TEXTS",
 ]

@@ -75,7 +75,8 @@ def _from_maps(adapter: ClassifierAdapter, texts: Sequence[str], method: str) ->
         pos = pooled_position(mp.attentions)
         matrix = rollout(mp.attentions) if method == "rollout" else mp.attentions[-1].astype(np.float64).mean(0)
         spans = word_spans(text)
-        out.append(make_explanation(adapter, text, spans, merge_to_words(matrix[pos], mp.offsets, spans), p, method))
+        out.append(make_explanation(adapter, text, spans, merge_to_words(matrix[pos], mp.offsets, spans), p, method,
+                                    signed=False))
     return out
 
 
@@ -103,5 +104,5 @@ def explain_random(adapter: ClassifierAdapter, texts: Sequence[str], *,
         digest = hashlib.sha256(f"{settings.seed}\x00{text}".encode()).digest()
         rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
         spans = word_spans(text)
-        out.append(make_explanation(adapter, text, spans, rng.random(len(spans)), p, "random"))
+        out.append(make_explanation(adapter, text, spans, rng.random(len(spans)), p, "random", signed=False))
     return out

@@ -44,6 +44,9 @@ class Explanation:
     base_values : ndarray or None, shape (n_classes,)
         The expected output that attributions are measured from (SHAP: output with every token
         masked); ``None`` where the method defines none.
+    signed : bool
+        Whether scores can be negative (SHAP, LIME) or are never negative (attention, rollout, random);
+        agreement compares magnitudes unless both explanations are signed.
     """
 
     text: str
@@ -55,6 +58,7 @@ class Explanation:
     labels: tuple[str, ...]
     method: str
     base_values: np.ndarray | None = field(default=None, repr=False)
+    signed: bool = True
 
     @property
     def scores(self) -> np.ndarray:
@@ -134,7 +138,7 @@ def check_inputs(adapter: Any, texts: Sequence[str], *, where: str | None = None
 
 def make_explanation(adapter: ClassifierAdapter, text: str, spans: Sequence[tuple[int, int]],
                      word_scores: np.ndarray, probabilities: np.ndarray, method: str,
-                     base_values: np.ndarray | None = None) -> Explanation:
+                     base_values: np.ndarray | None = None, signed: bool = True) -> Explanation:
     """Build an :class:`Explanation`, broadcasting a class-agnostic score vector to every class."""
     scores = np.asarray(word_scores, dtype=np.float64)
     if scores.ndim == 1:
@@ -143,7 +147,8 @@ def make_explanation(adapter: ClassifierAdapter, text: str, spans: Sequence[tupl
     return Explanation(text=text, words=tuple(text[s:e] for s, e in spans), spans=tuple(map(tuple, spans)),
                        attributions=scores, predicted=int(probs.argmax()), probabilities=probs,
                        labels=tuple(adapter.labels), method=method,
-                       base_values=None if base_values is None else np.asarray(base_values, dtype=np.float64))
+                       base_values=None if base_values is None else np.asarray(base_values, dtype=np.float64),
+                       signed=signed)
 
 def explain(adapter: ClassifierAdapter, texts: Sequence[str], *, method: str = "shap",
             settings: ExplainSettings | None = None) -> list[Explanation]:

@@ -3,8 +3,10 @@
 LIME removes random subsets of words, asks the classifier for every class's probability and fits a
 weighted linear model per class. raikit passes its own word segmentation (``split_expression`` is
 :func:`~raikit.explain._words.word_spans`) with ``bow=False``, so LIME's feature ``i`` is exactly
-raikit's word ``i`` (same spans as SHAP and attention), and a removed word is deleted
-(``mask_string=""``) rather than replaced by a placeholder word.
+raikit's word ``i`` (same spans as SHAP and attention). A removed word leaves a word boundary, as in
+the faithfulness deletions: lime replaces it by a space (``mask_string=" "``) and raikit collapses the
+whitespace run around it to one space before the model sees the text (so "3.5" minus "." is "3 5",
+never "35"; whitespace away from removed words is left as it is).
 
 The perturbed texts of a group of texts go to the model in shared batches through
 :func:`~raikit.explain._batching.run_in_lockstep`; each text gets its own sampler seeded with
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import regex
 from tqdm.auto import tqdm
 
 from raikit.audits.models import ClassifierAdapter
@@ -23,6 +26,15 @@ from raikit.explain._batching import Predict, run_in_lockstep
 from raikit.explain._words import word_spans
 
 __all__ = ["explain_lime"]
+
+
+_GAP = "\x00"
+_GAPS = regex.compile(r"[\s\x00]*\x00[\s\x00]*")
+
+
+def _close_gaps(text: str) -> str:
+    """A removed word (marked by lime's mask string) becomes one space in its whitespace run; ends stripped."""
+    return _GAPS.sub(" ", text).strip() if _GAP in text else text
 
 
 def _split(text: str) -> list[str]:
@@ -35,8 +47,8 @@ def _lime_one(adapter: ClassifierAdapter, text: str, seed: int, predict: Predict
     spans = word_spans(text)
     n_classes = len(adapter.labels)
     explainer = LimeTextExplainer(class_names=list(adapter.labels), split_expression=_split, bow=False,
-                                  mask_string="", random_state=seed)
-    result = explainer.explain_instance(text, lambda xs: np.asarray(predict(list(xs))),
+                                  mask_string=_GAP, random_state=seed)
+    result = explainer.explain_instance(text, lambda xs: np.asarray(predict([_close_gaps(x) for x in xs])),
                                         labels=tuple(range(n_classes)), num_features=len(spans),
                                         num_samples=num_samples)
     if result.domain_mapper.indexed_string.num_words() != len(spans):

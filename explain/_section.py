@@ -14,7 +14,7 @@ from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, data_key
 from raikit.explain._attention import pooled_position, rollout, word_attention_map
 from raikit.explain._base import EXPLAINERS, Explanation, ExplainSettings, check_inputs
-from raikit.explain._faithfulness import AOPC_BINS, ERASER_BINS, agreement, bootstrap_ci, faithfulness
+from raikit.explain._faithfulness import AOPC_BINS, DELETION_BINS, ERASER_BINS, agreement, bootstrap_ci, faithfulness
 
 __all__ = ["ExplainOptions", "DEFAULT_TEXTS", "run_explain", "SECTION", "read_texts"]
 
@@ -30,6 +30,7 @@ DEFAULT_TEXTS: tuple[str, ...] = (
     "Thanks so much for the quick help, really appreciated.",
 )
 _WHERE = "[explain]"
+_ERASER = "DeYoung et al. 2020, ERASER (ACL)"
 
 
 @dataclass(frozen=True)
@@ -164,31 +165,50 @@ def run_explain(adapter: Any, options: ExplainOptions, ctx: RunContext) -> Secti
     explanations, faith = _explain_set(adapter, texts, scored, settings)
     metrics: dict[str, Metric] = {}
     for m in scored:
-        for key, bins, better in (("comprehensiveness", ERASER_BINS, "higher"), ("sufficiency", ERASER_BINS, "lower"),
-                                  ("aopc", AOPC_BINS, "higher")):
+        for key, bins, better, cite in (
+                ("comprehensiveness", ERASER_BINS, "higher", _ERASER), ("sufficiency", ERASER_BINS, "lower", _ERASER),
+                ("aopc", AOPC_BINS, "higher", _ERASER + "; AOPC of comprehensiveness, equal to comprehensiveness"),
+                ("deletion_area", DELETION_BINS, "higher",
+                 "raikit, not ERASER: mean comprehensiveness at 10%..100% of the words (Samek et al. 2017 style)")):
             values = np.array([getattr(f, key) for f in faith[m]])
             metrics[f"{m}.{key}"] = Metric(
                 value=float(values.mean()), ci95=bootstrap_ci(values, seed=ctx.seed), n=len(values),
-                details={"bins": list(bins), "better": better, "method": m,
-                         "citation": "DeYoung et al. 2020, ERASER (ACL)"})
+                details={"bins": list(bins), "better": better, "method": m, "citation": cite,
+                         "k": "distinct ceil(q * n_words) per text, each counted once"})
     agreements: dict[str, Any] = {}
     for a, b in itertools.combinations(methods, 2):
-        taus, overlaps = agreement(explanations[a], explanations[b], top_k=options.top_k)
+        both_signed = explanations[a][0].signed and explanations[b][0].signed if texts else False
+        taus, overlaps = agreement(explanations[a], explanations[b], top_k=options.top_k, on="magnitude")
         valid = taus[np.isfinite(taus)]
+        informative = overlaps[np.isfinite(overlaps)]
+        details: dict[str, Any] = {
+            "statistic": "Kendall tau-b of |word score| for the predicted class, mean over texts (attention, "
+                         "rollout and random are never negative, so magnitudes are what all methods share)",
+            "top_k": options.top_k,
+            "top_k_overlap": float(informative.mean()) if informative.size else float("nan"),
+            "top_k_overlap_ci95": bootstrap_ci(informative, seed=ctx.seed),
+            "top_k_overlap_n": int(informative.size),
+            "top_k_overlap_note": (f"texts of at most {options.top_k} words are left out of the top-k overlap "
+                                   "(both top sets are the whole text)"),
+        }
+        entry: dict[str, Any] = {"kendall_tau": taus.tolist(), "top_k_overlap": overlaps.tolist()}
+        if both_signed:
+            signed, _ = agreement(explanations[a], explanations[b], top_k=options.top_k, on="signed")
+            ok = signed[np.isfinite(signed)]
+            details["signed_kendall_tau"] = float(ok.mean()) if ok.size else float("nan")
+            details["signed_kendall_tau_ci95"] = bootstrap_ci(ok, seed=ctx.seed)
+            entry["signed_kendall_tau"] = signed.tolist()
         metrics[f"agreement.{a}_vs_{b}"] = Metric(
             value=float(valid.mean()) if valid.size else float("nan"), ci95=bootstrap_ci(valid, seed=ctx.seed),
-            n=int(valid.size),
-            details={"statistic": "Kendall tau-b of word scores for the predicted class, mean over texts",
-                     "top_k": options.top_k, "top_k_overlap": float(overlaps.mean()),
-                     "top_k_overlap_ci95": bootstrap_ci(overlaps, seed=ctx.seed)})
-        agreements[f"{a}_vs_{b}"] = {"kendall_tau": taus.tolist(), "top_k_overlap": overlaps.tolist()}
+            n=int(valid.size), details=details)
+        agreements[f"{a}_vs_{b}"] = entry
 
     maps = adapter.attention_maps(texts)
     rows = []
     per_text = []
     for i, text in enumerate(texts):
         scores = {m: {"comprehensiveness": faith[m][i].comprehensiveness, "sufficiency": faith[m][i].sufficiency,
-                      "aopc": faith[m][i].aopc} for m in scored}
+                      "aopc": faith[m][i].aopc, "deletion_area": faith[m][i].deletion_area} for m in scored}
         per_text.append(_text_entry(i, text, {m: explanations[m][i] for m in scored}, scores, maps[i]))
         rows += [{"set": "texts", "text_id": i, "text": text, "method": m, "n_words": len(explanations[m][i].words),
                   "predicted": explanations[m][i].labels[explanations[m][i].predicted], **scores[m]} for m in scored]
@@ -201,7 +221,8 @@ def run_explain(adapter: Any, options: ExplainOptions, ctx: RunContext) -> Secti
         f_maps = adapter.attention_maps(flagged)
         for i, text in enumerate(flagged):
             scores = {m: {"comprehensiveness": f_faith[m][i].comprehensiveness,
-                          "sufficiency": f_faith[m][i].sufficiency, "aopc": f_faith[m][i].aopc} for m in methods}
+                          "sufficiency": f_faith[m][i].sufficiency, "aopc": f_faith[m][i].aopc,
+                          "deletion_area": f_faith[m][i].deletion_area} for m in methods}
             flagged_details.append(_text_entry(i, text, {m: f_expl[m][i] for m in methods}, scores, f_maps[i]))
             rows += [{"set": "flagged", "text_id": i, "text": text, "method": m,
                       "n_words": len(f_expl[m][i].words), "predicted": f_expl[m][i].labels[f_expl[m][i].predicted],
@@ -212,7 +233,10 @@ def run_explain(adapter: Any, options: ExplainOptions, ctx: RunContext) -> Secti
         "methods": methods, "scored_methods": scored, "labels": list(adapter.labels), "texts": per_text,
         "flagged": flagged_details, "agreement": agreements, "top_k": options.top_k,
         "settings": {"shap_max_evals": options.shap_max_evals, "lime_num_samples": options.lime_num_samples,
-                     "eraser_bins": list(ERASER_BINS), "aopc_bins": list(AOPC_BINS)},
+                     "eraser_bins": list(ERASER_BINS), "aopc_bins": list(AOPC_BINS),
+                     "deletion_bins": list(DELETION_BINS)},
+        "deletion": "a removed word becomes a space (its whitespace run collapsed), so neighbours never merge",
+        "classifier_output": getattr(adapter, "output", "softmax over the labels"),
         "word_rule": "maximal runs of word characters; each other non-space grapheme is its own word",
     }
     return SectionResult(metrics=metrics, tables={"faithfulness": pd.DataFrame(rows)}, details=details,
@@ -227,6 +251,6 @@ SECTION = Section(
     description="Word-level explanations (SHAP, LIME, attention, rollout) with ERASER faithfulness and agreement",
     citation=("Lundberg & Lee 2017 (SHAP); Ribeiro et al. 2016 (LIME); Abnar & Zuidema 2020 (attention rollout); "
               "DeYoung et al. 2020 (ERASER comprehensiveness and sufficiency)"),
-    metrics=("*.comprehensiveness", "*.sufficiency", "*.aopc", "agreement.*"),
+    metrics=("*.comprehensiveness", "*.sufficiency", "*.aopc", "*.deletion_area", "agreement.*"),
     check=check_explain,
 )

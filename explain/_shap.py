@@ -5,6 +5,17 @@ shap's Partition explainer computes Owen values over a hierarchical clustering o
 the model output is the classifier's full probability vector, so every class gets attributions and
 ``base_value + sum(attributions) == probability`` holds for each class (efficiency).
 
+Two departures from plain shap usage, both for exactness:
+
+* the text is explained as it is: shap's Text masker rebuilds every masked string and then collapses
+  all whitespace (``re.sub(r"[\\s]+", " ", out).strip()``), so with byte-level BPE, where newlines and
+  repeated spaces are tokens, ``base + sum`` equalled the model output on the *normalised* text. raikit's
+  masker keeps each token's own characters and whitespace, puts the mask token in place of a masked
+  token's characters, and collapses nothing, so the unmasked string is the text itself;
+* shap breaks ties between equally promising cluster nodes with the global ``np.random.randn()``;
+  raikit gives each explained text its own generator, seeded from ``settings.seed`` and the text's
+  position, so the same seed gives the same attributions (and worker threads do not share one stream).
+
 Speed: the model function is the adapter's ``predict_proba`` (length-sorted batches, cache of
 repeated texts; the all-masked input, for one, recurs across texts), and the texts of a group run
 side by side with their model calls merged into shared batches
@@ -14,6 +25,7 @@ unchanged, so at the same ``max_evals`` the attributions equal those of plain ``
 from __future__ import annotations
 
 from collections.abc import Sequence
+import threading
 import warnings
 from dataclasses import dataclass
 from types import ModuleType
@@ -79,7 +91,7 @@ def _segments(text: str, offsets: list[tuple[int, int]]) -> list[str]:
 
 
 def _masker(shap: ModuleType, tokenizer: Any) -> Any:
-    """shap's Text masker with :func:`_segments` as its token segmentation."""
+    """shap's Text masker with :func:`_segments` as its token segmentation and no whitespace rewriting."""
 
     class _TextMasker(shap.maskers.Text):  # type: ignore[name-defined,misc]
         def token_segments(self, s: str) -> tuple[list[str], list[int]]:
@@ -87,12 +99,69 @@ def _masker(shap: ModuleType, tokenizer: Any) -> Any:
             offsets = [(0, 0) if o is None else (int(o[0]), int(o[1])) for o in enc["offset_mapping"]]
             return _segments(s, offsets), list(enc["input_ids"])
 
+        def __call__(self, mask: Any, s: str) -> tuple[np.ndarray]:
+            if self.output_type != "string":
+                return super().__call__(mask, s)
+            mask = self._standardize_mask(mask, s)
+            self._update_s_cache(s)
+            if self.keep_prefix > 0:
+                mask = mask.copy()
+                mask[: self.keep_prefix] = True
+            if self.keep_suffix > 0:
+                mask = mask.copy()
+                mask[-self.keep_suffix:] = True
+            sep = getattr(self.tokenizer, "sep_token", None)
+            parts: list[str] = []
+            previous_masked = False
+            for keep, segment in zip(mask, self._segments_s):
+                if keep or segment == sep or not segment.strip():
+                    parts.append(segment)
+                    previous_masked = previous_masked and not segment.strip() and not keep
+                    continue
+                lead = segment[:len(segment) - len(segment.lstrip())]
+                tail = segment[len(segment.rstrip()):]
+                if self.collapse_mask_token and previous_masked:
+                    parts[-1] = parts[-1].rstrip() + tail  # one mask token for a run of masked tokens
+                else:
+                    parts.append(lead + self.mask_token + tail)
+                previous_masked = True
+            return (np.array(["".join(parts)]),)
+
     return _TextMasker(tokenizer)
 
 
+class _ThreadRandom:
+    """Stands in for ``numpy`` inside shap's partition module: ``np.random`` is this thread's generator.
+
+    shap calls ``np.random.randn()`` only to break ties in its priority queue; every other attribute is
+    numpy's own.
+    """
+
+    _local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @property
+    def random(self) -> Any:
+        return getattr(self._local, "rng", None) or np.random
+
+
+_THREAD_RANDOM = _ThreadRandom()
+
+
+def _seed_shap_ties(shap: ModuleType, seed: int) -> None:
+    """Route shap's tie-breaking draws in this thread to a generator seeded with ``seed``."""
+    module = shap.explainers._partition  # noqa: SLF001 - the only module that draws from np.random
+    if module.np is not _THREAD_RANDOM:
+        module.np = _THREAD_RANDOM
+    _ThreadRandom._local.rng = np.random.RandomState(seed % 2**32)
+
+
 def _explain_one(adapter: ClassifierAdapter, text: str, predict: Predict, *, max_evals: int,
-                 batch_size: int) -> TokenShap:
+                 batch_size: int, seed: int = 0) -> TokenShap:
     shap = _import_shap()
+    _seed_shap_ties(shap, seed)
     masker = _masker(shap, adapter.tokenizer)
     explainer = shap.explainers.PartitionExplainer(lambda x: np.asarray(predict([str(t) for t in x])), masker,
                                                    output_names=list(adapter.labels))
@@ -106,7 +175,8 @@ def _explain_one(adapter: ClassifierAdapter, text: str, predict: Predict, *, max
 
 
 def shap_token_values(adapter: ClassifierAdapter, texts: Sequence[str], *, max_evals: int = 500,
-                      batch_size: int = 5, group_size: int = 16, progress: bool = False) -> list[TokenShap]:
+                      batch_size: int = 5, group_size: int = 16, progress: bool = False,
+                      seed: int = 0) -> list[TokenShap]:
     """Token-level SHAP values of each text over every class, with model calls shared across texts.
 
     Parameters
@@ -121,17 +191,20 @@ def shap_token_values(adapter: ClassifierAdapter, texts: Sequence[str], *, max_e
         Texts whose model calls are merged; 1 explains the texts one by one.
     progress : bool
         Progress bar over texts.
+    seed : int
+        Text ``i`` breaks shap's ties with a generator seeded ``seed + i``.
 
     Returns
     -------
     list of TokenShap
     """
-    items = check_inputs(adapter, texts)
+    items = list(enumerate(check_inputs(adapter, texts)))
     _import_shap()  # once, in this thread, before the worker threads start
     bar = tqdm(total=len(items), desc=f"{adapter.name}: SHAP", unit="text", disable=not progress, leave=False)
     try:
         return run_in_lockstep(
-            items, lambda text, fn: _explain_one(adapter, text, fn, max_evals=max_evals, batch_size=batch_size),
+            items, lambda item, fn: _explain_one(adapter, item[1], fn, max_evals=max_evals, batch_size=batch_size,
+                                                 seed=seed + item[0]),
             adapter.predict_proba, group_size=group_size, on_done=lambda: bar.update(1))
     finally:
         bar.close()
@@ -148,7 +221,7 @@ def explain_shap(adapter: ClassifierAdapter, texts: Sequence[str], *,
     """
     token_values = shap_token_values(adapter, texts, max_evals=settings.shap_max_evals,
                                      batch_size=settings.shap_batch_size, group_size=settings.group_size,
-                                     progress=settings.progress)
+                                     progress=settings.progress, seed=settings.seed)
     probs = adapter.predict_proba(texts)
     out = []
     for text, tv, p in zip(texts, token_values, probs):

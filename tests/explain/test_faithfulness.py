@@ -47,14 +47,18 @@ def test_faithfulness_hand_computation():
     e = _explanation("good fine ok nice", [3, 2, 0, 1])
     assert e.predicted == 1
     [f] = faithfulness([e], predict)
-    # ERASER bins with 4 words: k = 1, 1, 1, 1, 2
+    # ERASER bins with 4 words: k = 1, 1, 1, 1, 2; each distinct k once: {1, 2}
     # comprehensiveness: remove good -> 0.5 (0.4); remove good, fine -> 0.2 (0.7)
-    assert f.comprehensiveness_curve == pytest.approx([0.4, 0.4, 0.4, 0.4, 0.7])
-    assert f.comprehensiveness == pytest.approx((4 * 0.4 + 0.7) / 5)
+    assert f.ks == (1, 2)
+    assert f.comprehensiveness_curve == pytest.approx([0.4, 0.7])
+    assert f.comprehensiveness == pytest.approx((0.4 + 0.7) / 2)
     # sufficiency: keep good -> 0.5 (0.4); keep good, fine -> 0.8 (0.1)
-    assert f.sufficiency == pytest.approx((4 * 0.4 + 0.1) / 5)
-    # AOPC bins 10..100%: k = 1,1,2,2,2,3,3,4,4,4 -> drops 0.4,0.4,0.7,0.7,0.7,0.8,0.8,0.8,0.8,0.8
-    assert f.aopc == pytest.approx((2 * 0.4 + 3 * 0.7 + 5 * 0.8) / 10)
+    assert f.sufficiency == pytest.approx((0.4 + 0.1) / 2)
+    # ERASER's AOPC is comprehensiveness over the same bins
+    assert f.aopc == pytest.approx(f.comprehensiveness)
+    # deletion curve 10..100%: k = 1,1,2,2,2,3,3,4,4,4 -> distinct {1, 2, 3, 4}: drops 0.4, 0.7, 0.8, 0.8
+    assert f.deletion_ks == (1, 2, 3, 4)
+    assert f.deletion_area == pytest.approx((0.4 + 0.7 + 0.8 + 0.8) / 4)
 
 
 def test_better_explanations_score_better():
@@ -63,7 +67,7 @@ def test_better_explanations_score_better():
     fg, fb = faithfulness([good, bad], predict)
     assert fg.comprehensiveness > fb.comprehensiveness
     assert fg.sufficiency < fb.sufficiency
-    assert fg.aopc > fb.aopc
+    assert fg.aopc > fb.aopc and fg.deletion_area > fb.deletion_area
 
 
 def test_agreement_hand_computation():
@@ -73,6 +77,8 @@ def test_agreement_hand_computation():
     taus, overlaps = agreement([a, a], [b, c], top_k=2)
     np.testing.assert_allclose(taus, [-1.0, 1.0])
     np.testing.assert_allclose(overlaps, [0.0, 1.0])
+    taus, _ = agreement([a], [b], top_k=2, on="magnitude")
+    np.testing.assert_allclose(taus, [-1.0])
     flat = _explanation("good fine ok nice", [1, 1, 1, 1])
     taus, _ = agreement([a], [flat], top_k=2)
     assert np.isnan(taus[0])
