@@ -57,7 +57,10 @@ class ModelSpec:
     kind : {"masked_lm", "causal_lm", "encoder", "classifier"}, optional
         The adapter to build; detected from the model config's architecture when omitted.
     dtype : {"auto", "float32", "float16", "bfloat16"}
-        "auto" is float32 on CPU and bfloat16 on CUDA.
+        "auto" is float32 on every device (on CUDA with TF32 matmuls allowed): bias scores compare the
+        log-likelihoods of nearly equal sentences to 3 decimals, and in bfloat16 those comparisons
+        change with the batch a sentence lands in. bfloat16/float16 are an explicit opt-in; their drift
+        against float32 is stated in ``docs/definitions.md``.
     batch_size : int
         Sequences per forward pass.
     max_length : int
@@ -68,6 +71,11 @@ class ModelSpec:
         Run model code shipped with the checkpoint; off by default.
     revision : str, optional
         Hub revision (branch, tag or commit) for hub ids.
+    start_token : str
+        Causal LMs: the token every sentence is conditioned on. "auto": the tokenizer's BOS token unless
+        it is a chat-turn marker (``<|im_start|>`` and the like, as in instruct models), then the document
+        separator ``<|endoftext|>`` when the vocabulary has it, else EOS (GPT-2 style). "bos", "eos", or
+        a literal token of the vocabulary. Recorded in the model provenance.
     """
 
     id: str
@@ -78,6 +86,7 @@ class ModelSpec:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     revision: str | None = None
+    start_token: str = "auto"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -102,7 +111,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # float32 storage and accumulation, TF32 matmul inputs
+            torch.backends.cudnn.allow_tf32 = True
+        return torch.float32
     try:
         return _DTYPES[dtype]
     except KeyError:
@@ -514,17 +526,55 @@ class MaskedLMAdapter(ModelAdapter):
                 for vs, ix in zip(values.tolist(), indices.tolist())]
 
 
+_CHAT_MARKERS = ("im_start", "start_header_id", "start_of_turn", "<|user|>", "<|system|>", "[INST]")
+
+
+def document_start(tokenizer: Any, choice: str = "auto", *, name: str = "") -> tuple[int, str]:
+    """The token id a causal LM conditions each sentence on, and the rule that chose it.
+
+    See :attr:`ModelSpec.start_token`. bias-bench and StereoSet condition GPT-style models on the document
+    separator ``<|endoftext|>``; an instruct model's BOS is a chat-turn opener, not a document start.
+    """
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    if choice == "bos" or choice == "eos":
+        tid = bos if choice == "bos" else eos
+        if tid is None:
+            raise RaikitInputError(f"model {name!r}: start_token = {choice!r} but the tokenizer has no "
+                                   f"{choice.upper()} token")
+        return int(tid), choice
+    if choice != "auto":
+        tid = tokenizer.convert_tokens_to_ids(choice)
+        if tid is None or tid == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(tid) != choice:
+            raise RaikitInputError(f"model {name!r}: start_token {choice!r} is not a token of the vocabulary "
+                                   "(use auto, bos, eos or a token)")
+        return int(tid), "configured token"
+    bos_token = tokenizer.bos_token
+    if bos is not None and not any(m in str(bos_token) for m in _CHAT_MARKERS):
+        return int(bos), "BOS"
+    vocab = tokenizer.get_vocab()
+    if "<|endoftext|>" in vocab:
+        return int(vocab["<|endoftext|>"]), ("document separator <|endoftext|> (BOS is a chat marker)"
+                                              if bos is not None else "document separator <|endoftext|>")
+    if eos is not None:
+        return int(eos), "EOS" + (" (BOS is a chat marker)" if bos is not None else "")
+    if bos is not None:
+        return int(bos), "BOS (a chat marker; the tokenizer has no other)"
+    raise RaikitInputError(f"model {name!r}: the tokenizer has neither a BOS nor an EOS token")
+
+
 class CausalLMAdapter(ModelAdapter):
     """A causal (decoder-only) language model: sentence log-likelihood, candidate scoring, generation."""
 
     kind: ClassVar[ModelKind] = "causal_lm"
 
-    def __init__(self, model: Any, tokenizer: Any, **kwargs: Any) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, start_token: str = "auto", **kwargs: Any) -> None:
         super().__init__(model, tokenizer, **kwargs)
-        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        if prefix is None:
-            raise RaikitInputError(f"model {self.name!r}: the tokenizer has neither a BOS nor an EOS token")
-        self.prefix_id: int = int(prefix)
+        self.prefix_id, self.start_token_rule = document_start(tokenizer, start_token, name=self.name)
+        self.start_token: str = str(tokenizer.convert_ids_to_tokens(self.prefix_id))
+
+    def describe(self) -> dict[str, Any]:
+        """As :meth:`ModelAdapter.describe`, plus the document-start token every sentence is conditioned on."""
+        return {**super().describe(), "start_token": self.start_token, "start_token_rule": self.start_token_rule}
 
     @torch.inference_mode()
     def _continuation_log_probs(self, prefixes: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
@@ -545,7 +595,7 @@ class CausalLMAdapter(ModelAdapter):
         return out
 
     def token_log_probs(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Per-token log p of each text, conditioned on the BOS (or EOS) token as prefix."""
+        """Per-token log p of each text, conditioned on the document-start token (:func:`document_start`)."""
         encoded = self.encode(texts, add_special_tokens=False)
         return self._continuation_log_probs([[self.prefix_id]] * len(encoded), encoded, "log-likelihood")
 
@@ -739,7 +789,8 @@ def _check_texts(texts: Sequence[str]) -> None:
 
 def wrap_model(model: Any, tokenizer: Any, *, kind: ModelKind | None = None, name: str = "in-memory",
                device: str | torch.device = "auto", batch_size: int = 32, max_length: int = 512,
-               progress: bool = True, metadata: dict[str, Any] | None = None) -> ModelAdapter:
+               progress: bool = True, metadata: dict[str, Any] | None = None,
+               start_token: str = "auto") -> ModelAdapter:
     """Wrap an already loaded transformers model and tokenizer in the adapter for its kind.
 
     Parameters
@@ -748,6 +799,8 @@ def wrap_model(model: Any, tokenizer: Any, *, kind: ModelKind | None = None, nam
         A ``PreTrainedModel`` and its tokenizer.
     kind : str, optional
         Detected from ``model.config.architectures`` (or the class name) when omitted.
+    start_token : str
+        Causal LMs only: see :attr:`ModelSpec.start_token`.
     """
     if kind is None:
         arch = getattr(model.config, "architectures", None) or [type(model).__name__]
@@ -756,8 +809,9 @@ def wrap_model(model: Any, tokenizer: Any, *, kind: ModelKind | None = None, nam
         raise RaikitInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
     dev = resolve_device(device)
     model = model.to(dev)
+    extra = {"start_token": start_token} if kind == "causal_lm" else {}
     return _ADAPTERS[kind](model, tokenizer, name=name, device=dev, batch_size=batch_size,
-                           max_length=max_length, progress=progress, metadata=metadata)
+                           max_length=max_length, progress=progress, metadata=metadata, **extra)
 
 
 _AUTO_CLASSES = {
@@ -846,4 +900,5 @@ def load_model(spec: ModelSpec | str, *, device: str | torch.device = "auto", of
         where = "offline, not in the local cache" if offline and not local.exists() else reason
         raise RaikitInputError(f"model {spec.id!r}: could not be loaded ({where})") from exc
     return wrap_model(model, tokenizer, kind=kind, name=spec.id, device=dev, batch_size=spec.batch_size,
-                      max_length=spec.max_length, progress=progress, metadata=metadata)
+                      max_length=spec.max_length, progress=progress, metadata=metadata,
+                      start_token=spec.start_token)

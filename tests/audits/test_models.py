@@ -112,3 +112,48 @@ def test_missing_model_is_an_input_error(tmp_path):
 def test_wrap_rejects_bad_kind(minilm_tok):
     with pytest.raises(RaikitInputError, match="unknown model kind"):
         wrap_model(tiny.tiny_encoder(minilm_tok), minilm_tok, kind="vision")
+
+
+def _chat_tokenizer():
+    """A word-level tokenizer whose BOS is a chat-turn marker, as in instruct models (SmolLM2, Qwen)."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>", "the", "nurse", "said", "she", "he", "was",
+             "tired", "."]
+    tk = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|im_start|>",
+                                                eos_token="<|im_end|>", unk_token="<unk>", pad_token="<|im_end|>")
+
+
+def test_causal_lm_conditions_on_the_document_start_not_a_chat_marker():
+    tok = _chat_tokenizer()
+    model = tiny.tiny_causal(tok, seed=5)
+    lm = wrap_model(model, tok, kind="causal_lm", device="cpu", progress=False)
+    assert lm.prefix_id == tok.convert_tokens_to_ids("<|endoftext|>") != tok.bos_token_id
+    assert lm.describe()["start_token"] == "<|endoftext|>" and "chat marker" in lm.describe()["start_token_rule"]
+    text = "the nurse said she was tired ."
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([[lm.prefix_id] + ids])).logits[0, :-1], -1)
+    manual = float(sum(logp[i, t] for i, t in enumerate(ids)))
+    assert lm.sentence_log_likelihood([text])[0] == pytest.approx(manual, abs=1e-4)
+    as_bos = wrap_model(model, tok, kind="causal_lm", device="cpu", progress=False, start_token="bos")
+    assert as_bos.prefix_id == tok.bos_token_id
+    assert as_bos.sentence_log_likelihood([text])[0] != pytest.approx(manual, abs=1e-4)
+    with pytest.raises(RaikitInputError, match="not a token"):
+        wrap_model(model, tok, kind="causal_lm", device="cpu", progress=False, start_token="<s>")
+    gpt = tiny.word_tokenizer(["the nurse said"], style="gpt")  # a plain BOS stays the start
+    plain = wrap_model(tiny.tiny_causal(gpt), gpt, kind="causal_lm", device="cpu", progress=False)
+    assert plain.prefix_id == gpt.bos_token_id and plain.describe()["start_token"] == "<bos>"
+
+
+def test_auto_dtype_is_float32_everywhere():
+    """Scoring compares nearly equal log-likelihoods to 3 decimals: bfloat16 is an opt-in, never the default."""
+    from raikit.audits.models import _resolve_dtype
+
+    assert ModelSpec(id="x").dtype == "auto"
+    assert _resolve_dtype("auto", torch.device("cpu")) is torch.float32
+    assert _resolve_dtype("auto", torch.device("cuda")) is torch.float32
+    assert _resolve_dtype("bfloat16", torch.device("cuda")) is torch.bfloat16
