@@ -76,7 +76,27 @@ def test_causal_scores_equal_plain_forward(random_causal, real_items):
             expected = np.exp(_mean_logp(random_causal, [bos] + tok.encode(context),
                                          tok.encode(" " + source["stereotype"])))
         assert row.score_stereotype == pytest.approx(expected, rel=1e-4)
-    assert set(result.by_split) == {"intrasentence", "intersentence"}
+    assert set(result.splits) == {"intrasentence", "intersentence"}
+
+
+def test_causal_intersentence_is_reported_apart_from_the_headline(random_causal, real_items):
+    """The headline follows the reference (intrasentence only); raikit's intersentence rule stands apart."""
+    result = stereoset(random_causal, data=real_items, split="both")
+    items = result.items
+    scores = [items[f"score_{o}"].to_numpy(float) for o in ("stereotype", "anti-stereotype", "unrelated")]
+    for split, ss, lms in (("intrasentence", result.ss, result.lms),
+                           ("intersentence", result.intersentence["ss"], result.intersentence["lms"])):
+        keep = (items["type"] == split).to_numpy()
+        assert keep.any() and not keep.all()
+        expected = stereoset_score(*(x[keep] for x in scores), items["target"][keep].tolist())
+        assert ss.value == pytest.approx(expected["ss"]) and lms.value == pytest.approx(expected["lms"])
+        assert ss.n == int(keep.sum())
+    section = result.to_section()
+    assert {"ss", "lms", "icat", "intersentence.ss", "intersentence.lms", "intersentence.icat"} <= set(section.metrics)
+    assert not any(k.startswith("by_split") for k in section.metrics)
+    assert any("not pooled" in n for n in section.notes)
+    intra_only = stereoset(random_causal, data=real_items, split="intrasentence")
+    assert intra_only.ss.value == pytest.approx(result.ss.value) and not intra_only.intersentence
 
 
 def test_official_per_target_evaluation():
