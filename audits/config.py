@@ -230,9 +230,11 @@ def validate_options(table: Mapping[str, Any], options_type: type, *, where: str
     hints = typing.get_type_hints(options_type)
     fields = {f.name: f for f in dataclasses.fields(options_type)}
     problems = []
+    suggested = set()
     for key, value in table.items():
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
+            suggested.update(close)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(fields) or 'none'}"
             problems.append(f"{where}: unknown key {key!r}{hint}")
         elif _non_finite(value):
@@ -241,7 +243,7 @@ def validate_options(table: Mapping[str, Any], options_type: type, *, where: str
             problems.append(f"{where}: key {key!r} must be {_type_name(hints[key])}, got {_show(value)}")
         elif isinstance(value, int) and not isinstance(value, bool) and value < 0 and _COUNT_NAME.search(key):
             problems.append(f"{where}: key {key!r} counts items and cannot be negative, got {value!r}")
-    missing = [name for name, f in fields.items() if name not in table
+    missing = [name for name, f in fields.items() if name not in table and name not in suggested  # one line a typo
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     problems += [f"{where}: missing required key {name!r}" for name in missing]
     if problems:
@@ -369,6 +371,8 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
         if not isinstance(probe, str):
             problems.append(f"{where}: key 'probe' must be a string, got {_show(probe)}")
             return
+        if model is None and not model_tables:
+            return  # "no model" is reported once for the whole config
         if model is None:
             problems.append(f"{where}: key 'model' is required when the config has several models "
                             f"({', '.join(model_tables)})")
