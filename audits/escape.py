@@ -22,8 +22,8 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REPLACEMENT", "clean", "clean_tree", "has_control", "for_terminal", "for_markdown", "md_code",
-           "for_xml"]
+__all__ = ["REPLACEMENT", "clean", "clean_tree", "clean_input", "has_control", "for_terminal", "for_markdown",
+           "md_code", "for_xml"]
 
 REPLACEMENT = "\ufffd"
 
@@ -61,6 +61,18 @@ def clean(text: Any) -> str:
     if s.isascii() and s.isprintable():
         return s
     return "".join(REPLACEMENT if _bad(ch) else ch for ch in s)
+
+
+def clean_input(text: Any) -> str:
+    """A text about to go to a model or an explainer: control and format characters become spaces.
+
+    Spaces rather than U+FFFD, so that word segmentation (raikit's, LIME's, SHAP's) sees the same words
+    either side of a NUL or an escape sequence.
+    """
+    s = str(text)
+    if s.isascii() and s.isprintable():
+        return s
+    return "".join(" " if _bad(ch) or ch == "\r" else ch for ch in s)
 
 
 def clean_tree(value: Any) -> Any:

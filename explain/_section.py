@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
+from raikit.audits.escape import clean_input
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, data_key
 from raikit.explain._attention import pooled_position, rollout, word_attention_map
@@ -153,6 +154,7 @@ def run_explain(adapter: Any, options: ExplainOptions, ctx: RunContext) -> Secti
     if not texts:
         texts = list(DEFAULT_TEXTS)
         notes.append(f"No texts were configured; the {len(texts)} built-in example sentences were explained.")
+    texts = [clean_input(t) if isinstance(t, str) else t for t in texts]  # NUL, ESC, bidi controls -> spaces
     texts = list(dict.fromkeys(check_inputs(adapter, texts, where=f"{_WHERE} texts")))
     if len(texts) > options.max_texts:
         notes.append(f"Only the first {options.max_texts} of {len(texts)} texts were explained (max_texts).")
@@ -214,7 +216,7 @@ def run_explain(adapter: Any, options: ExplainOptions, ctx: RunContext) -> Secti
                   "predicted": explanations[m][i].labels[explanations[m][i].predicted], **scores[m]} for m in scored]
 
     flagged_details = []
-    flagged = [t for t in dict.fromkeys(ctx.flagged_texts) if isinstance(t, str) and t.strip()]
+    flagged = [clean_input(t) for t in dict.fromkeys(ctx.flagged_texts) if isinstance(t, str) and t.strip()]
     flagged = flagged[:options.max_flagged]
     if flagged:
         f_expl, f_faith = _explain_set(adapter, flagged, methods, settings)
