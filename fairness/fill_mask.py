@@ -195,6 +195,36 @@ def check_inputs(templates: Sequence[Template], lexicons: Mapping[str, Lexicon],
     return target_name, chosen, tgroups
 
 
+def _joint_instances(templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *, group_slot: str,
+                     max_instances: int | None, seed: int) -> pd.DataFrame:
+    """Template instances; with ``max_instances``, one seeded subsample of group words shared by every template.
+
+    Subsampling each template on its own would give each group a different mix of templates, so a group
+    gap would partly be a template gap. Here the group words are subsampled once, stratified by group (each
+    group keeps its share of the ``max_instances`` words, at least one), and every template is filled with
+    those same words; other slots are expanded in full. ``attrs["n_total"]`` is the instance count
+    without subsampling.
+    """
+    full = expand(templates, lexicons, mask=_MASK_MARK)
+    lex = lexicons[group_slot]
+    if max_instances is None or max_instances >= len(lex.words):
+        return full
+    if max_instances < 1:
+        raise RaikitInputError(f"max_instances must be at least 1, got {max_instances}")
+    rng = np.random.default_rng(seed)
+    total = len(lex.words)
+    kept: dict[str, tuple[str, ...]] = {}
+    for g, words in lex.groups.items():
+        k = min(len(words), max(1, round(max_instances * len(words) / total)))
+        kept[g] = tuple(words[int(i)] for i in np.sort(rng.choice(len(words), size=k, replace=False)))
+    reduced = dict(lexicons)
+    reduced[group_slot] = Lexicon(name=lex.name, groups=kept, source=lex.source)
+    inst = expand(templates, reduced, mask=_MASK_MARK)
+    inst.attrs["n_total"] = full.attrs.get("n_total", len(full))
+    inst.attrs["group_words"] = {g: list(ws) for g, ws in kept.items()}
+    return inst
+
+
 def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Mapping[str, Lexicon], *,
                        group_slot: str = "person", targets: str | None = None, neutral: str = "the person",
                        max_instances: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -228,7 +258,7 @@ def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Ma
     target_lex = lexicons[target_name]
     target_pairs = target_lex.pairs()
     target_words = [w for w, _ in target_pairs]
-    inst = expand(templates, lexicons, max_instances=max_instances, seed=seed, mask=_MASK_MARK)
+    inst = _joint_instances(templates, lexicons, group_slot=group_slot, max_instances=max_instances, seed=seed)
     tpl_by_id = {t.id: t for t in templates}
     slot_cols = {t.id: t.slots for t in templates}
     prior_texts = []
@@ -279,6 +309,7 @@ def association_scores(adapter: Any, templates: Sequence[Template], lexicons: Ma
     })
     frame["score"] = frame["log_p"] - frame["log_prior"]
     frame.attrs["n_total"] = inst.attrs.get("n_total", n)
+    frame.attrs["group_words"] = inst.attrs.get("group_words", {})
     return frame
 
 
@@ -414,7 +445,9 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
     n_total = frame.attrs.get("n_total", 0)
     n_inst = frame["text"].nunique()
     if n_total > n_inst:
-        notes.append(f"fill_mask: a fixed random subsample of {n_inst} of {n_total} template instances was scored "
+        notes.append(f"fill_mask: a fixed random subsample of {n_inst} of {n_total} template instances was scored: "
+                     f"the same {sum(len(w) for w in frame.attrs.get('group_words', {}).values()) or 'subsampled'} "
+                     "group words in every template "
                      f"(seed {seed}).")
     gap = per_target["gap"].to_numpy(dtype=float)
     if tgroups is not None:
@@ -468,7 +501,8 @@ class FillMaskOptions:
     top_k : int
         Model completions kept per group word and template.
     max_instances : int
-        Cap on instances per template (a seeded subsample beyond it).
+        Group words per template: beyond it, one seeded subsample of the group words (stratified by
+        group) is used for every template, so every group is scored on the same templates.
     n_bootstrap, n_permutations : int
     """
 

@@ -111,3 +111,18 @@ def test_one_word_groups_still_get_an_interval_over_targets(random_mlm):
     result = fill_mask_bias(random_mlm, templates=TEMPLATES[:1], lexicons=SMALL, n_bootstrap=200)
     lo, hi = result.bias_ci
     assert lo <= result.bias_score <= hi
+
+
+def test_subsample_gives_every_group_the_same_templates(random_mlm):
+    """max_instances picks one stratified set of group words for all templates, not a mix per template."""
+    templates = [Template(id=f"t{i}", text=f"{{person}} {verb} a {{mask}}.", targets="occupation")
+                 for i, verb in enumerate(["is", "works as", "became", "wants to be", "trained as", "was"])]
+    frame = association_scores(random_mlm, templates, LEXICONS, max_instances=4, seed=3)
+    words_by_template = frame.groupby("template_id")["group_word"].apply(lambda s: frozenset(s))
+    assert words_by_template.nunique() == 1  # the same group words in every template
+    words = next(iter(words_by_template))
+    groups = {LEXICONS["person"].group_of(w) for w in words}
+    assert len(words) == 4 and groups == {"male", "female"}
+    per_group = frame.drop_duplicates(["template_id", "group_word"]).groupby("group")["template_id"].apply(set)
+    assert per_group["male"] == per_group["female"] == {t.id for t in templates}
+    assert frame.attrs["n_total"] == len(templates) * len(LEXICONS["person"].words)
