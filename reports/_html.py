@@ -89,6 +89,22 @@ class SectionView:
     advice: str = ""
     figures: tuple[tuple[str, Any], ...] = ()
     raw: str = ""
+    definition: str = ""
+
+
+#: Where each section's formulas are stated (docs/definitions.md in the repository). The link is relative to
+#: a report written to ``out/<run-id>/`` inside a checkout; the anchor names the section wherever it is read.
+DEFINITIONS_DOC = "../../docs/definitions.md"
+_DEFINITION_ANCHORS = {"crows_pairs": "crows-pairs", "stereoset": "stereoset", "aul": "aul-aula",
+                       "honest": "honest", "fill_mask": "fill-mask", "seat": "seat-weat",
+                       "template_seat": "template-seat", "counterfactual": "counterfactual",
+                       "behaviour": "behaviour", "groups": "groups", "explain": "explain"}
+
+
+def definition_link(key: str) -> str:
+    """``docs/definitions.md#<anchor>`` for a section key (``fairness.crows_pairs``, ``explain``), or ""."""
+    anchor = _DEFINITION_ANCHORS.get(key.rsplit(".", 1)[-1])
+    return f"{DEFINITIONS_DOC}#{anchor}" if anchor else ""
 
 
 @dataclass
@@ -294,7 +310,8 @@ def _section_view(results: Mapping[str, Any], key: str, budget: _Budget) -> Sect
         citation=str(section.get("citation") or ""), model=str(section.get("model") or ""),
         seconds=f"{fmt(seconds, 3)} s" if is_number(seconds) else "", notes=tuple(map(str, section.get("notes") or [])),
         metrics=tuple(rows), facts=tuple(facts), forests=forests, tables=tuple(tables), texts=tuple(texts),
-        faithfulness=tuple(faith), advice=advice, figures=tuple(figures), raw=to_json(rest) if rest else "")
+        faithfulness=tuple(faith), advice=advice, figures=tuple(figures), raw=to_json(rest) if rest else "",
+        definition=definition_link(key))
 
 
 @functools.cache
