@@ -424,6 +424,8 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             write_json_atomic(confined(run_dir, f".sections/{planned.key}.json"), entry)
             sections[planned.key] = entry
             finished += 1
+            recorded[planned.table.model] = adapter.describe()  # batch size actually used (out-of-memory retries)
+            write_json_atomic(confined(run_dir, ".sections/_models.json"), recorded)
             _log(progress, f"    done in {seconds:.1f} s")
 
         results = _assemble(audit, sections, adapters, run_dir, started, dev, offline, done, recorded)
