@@ -134,6 +134,27 @@ def _text_entry(i: int, text: str, by_method: dict[str, Explanation], scores: di
     return entry
 
 
+def _words_beyond_window(adapter: Any, text: str, spans: Any) -> int:
+    """How many words of ``text`` start after the last character the model reads (its token window).
+
+    The model sees at most ``adapter.max_length`` tokens; words past them get no attribution from any
+    method, and the reader must be told so.
+    """
+    enc = adapter.tokenizer(text, truncation=True, max_length=adapter.max_length, return_offsets_mapping=True)
+    covered = max((int(e) for s, e in enc["offset_mapping"] if e > s), default=0)
+    return sum(1 for start, _ in spans if start >= covered)
+
+
+def _mark_window(entry: dict[str, Any], adapter: Any, notes: list[str], what: str) -> None:
+    """Record in a text's entry (and in the notes) how many of its words were beyond the model's window."""
+    beyond = _words_beyond_window(adapter, entry["text"], entry["spans"])
+    entry["words_beyond_window"] = beyond
+    entry["window_tokens"] = int(adapter.max_length)
+    if beyond:
+        notes.append(f"{what} {entry['id']}: {beyond} of {len(entry['spans'])} words lie beyond the model's "
+                     f"{adapter.max_length}-token window; the model never reads them, so they get no attribution.")
+
+
 def _explain_set(adapter: Any, texts: list[str], methods: list[str],
                  settings: ExplainSettings) -> tuple[dict[str, list[Explanation]], dict[str, list[Any]]]:
     explanations = {m: EXPLAINERS.get(m)(adapter, texts, settings=settings) for m in methods}
@@ -212,6 +233,7 @@ def run_explain(adapter: Any, options: ExplainOptions, ctx: RunContext) -> Secti
         scores = {m: {"comprehensiveness": faith[m][i].comprehensiveness, "sufficiency": faith[m][i].sufficiency,
                       "aopc": faith[m][i].aopc, "deletion_area": faith[m][i].deletion_area} for m in scored}
         per_text.append(_text_entry(i, text, {m: explanations[m][i] for m in scored}, scores, maps[i]))
+        _mark_window(per_text[-1], adapter, notes, "text")
         rows += [{"set": "texts", "text_id": i, "text": text, "method": m, "n_words": len(explanations[m][i].words),
                   "predicted": explanations[m][i].labels[explanations[m][i].predicted], **scores[m]} for m in scored]
 
@@ -226,6 +248,7 @@ def run_explain(adapter: Any, options: ExplainOptions, ctx: RunContext) -> Secti
                           "sufficiency": f_faith[m][i].sufficiency, "aopc": f_faith[m][i].aopc,
                           "deletion_area": f_faith[m][i].deletion_area} for m in methods}
             flagged_details.append(_text_entry(i, text, {m: f_expl[m][i] for m in methods}, scores, f_maps[i]))
+            _mark_window(flagged_details[-1], adapter, notes, "flagged text")
             rows += [{"set": "flagged", "text_id": i, "text": text, "method": m,
                       "n_words": len(f_expl[m][i].words), "predicted": f_expl[m][i].labels[f_expl[m][i].predicted],
                       **scores[m]} for m in methods]
