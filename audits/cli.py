@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("old", help="results.json of the earlier run")
     diff.add_argument("new", help="results.json of the later run")
 
+    retrain = sub.add_parser("retrain", help="retrain a model and write its model folder (no re-audit)")
+    methods = retrain.add_subparsers(dest="method", required=True, parser_class=_Parser)
+    dp = methods.add_parser("dp", help="DP fine-tuning from the config's [privacy] table, with its non-private "
+                                       "baseline and membership-inference attacks")
+    dp.add_argument("config", help="audit TOML file with a [privacy] table")
+    dp.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
+    dp.add_argument("--seed", type=int, help="override [run] seed")
+    dp.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override [run] device")
+    dp.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
+    dp.add_argument("--quiet", action="store_true", help="no progress output")
+
     sub.add_parser("models", help="list the built-in model aliases, whether each is ready, and its size")
 
     probes = sub.add_parser("probes", help="list the configurable sections, or show one with its options")
@@ -124,6 +135,29 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     print(f"gates:   {len(gates) - len(failed)} passed, {len(failed)} failed")
     for g in failed:
         print(f"  FAILED {for_terminal(g['message'])}")
+    return outcome.exit_code
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from raikit.audits.runner import run_audit
+
+    if not Path(args.config).is_file():
+        raise RaikitInputError("config file not found", where=args.config)
+    capability = {"dp": "privacy"}[args.method]
+    outcome = run_audit(args.config, out_dir=args.out, seed=args.seed, device=args.device,
+                        offline=True if args.offline else None, progress=not args.quiet, only=(capability,),
+                        reaudit=False)
+    print(f"results: {for_terminal(outcome.out_dir / 'results.json')}")
+    for key, entry in outcome.results["sections"].items():
+        for name, saved in (entry.get("retrained_models") or {}).items():
+            print(f"model:   {for_terminal(outcome.out_dir / saved['path'])}  ({key}.{name})")
+    metrics = outcome.results["metrics"]
+    if "privacy.dp.epsilon" in metrics:
+        eps, delta = metrics["privacy.dp.epsilon"]["value"], metrics["privacy.dp.delta"]["value"]
+        print(f"privacy: epsilon {eps:.3g} at delta {delta:.1g}; accuracy "
+              f"{metrics['privacy.dp.accuracy']['value']:.3f} (DP)"
+              + (f", {metrics['privacy.baseline.accuracy']['value']:.3f} (baseline)"
+                 if "privacy.baseline.accuracy" in metrics else ""))
     return outcome.exit_code
 
 
@@ -223,7 +257,7 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"audit": _cmd_audit, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,
+_COMMANDS = {"audit": _cmd_audit, "retrain": _cmd_retrain, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,
              "probes": _cmd_probes}
 
 
@@ -231,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``raikit`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     with _clean_errors(args.debug):
-        if args.command == "audit" and _wants_offline(args):
+        if args.command in ("audit", "retrain") and _wants_offline(args):
             set_offline()  # before anything imports huggingface_hub, which reads the switches once
         previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Metric", "SectionResult", "SCHEMA_VERSION"]
+__all__ = ["Metric", "SectionResult", "RetrainedModel", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = "1.0"
 
@@ -75,6 +75,25 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class RetrainedModel:
+    """A model a capability trained (privacy, federated), for the runner to save and re-audit.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        The trained model, a plain transformers model on the CPU.
+    tokenizer
+        Its tokenizer.
+    description : mapping
+        JSON-able facts about how it was trained (shown with the model in results and reports).
+    """
+
+    model: Any
+    tokenizer: Any
+    description: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SectionResult:
     """What one audit section (a probe, an explainer run, ...) produces.
 
@@ -88,12 +107,17 @@ class SectionResult:
         JSON-able material for the report (examples, per-text explanations, ...).
     notes : tuple of str
         Limitations the reader must know (subsamples, skipped items).
+    models : mapping of str to RetrainedModel
+        Models the section trained (``{"dp": ..., "baseline": ...}``). Capabilities write no files:
+        the runner saves each as a model folder in the run and re-runs the audit's classifier
+        sections on it.
     """
 
     metrics: Mapping[str, Metric] = field(default_factory=dict)
     tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    models: Mapping[str, RetrainedModel] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tables excluded: they are written as CSV files)."""

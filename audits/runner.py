@@ -28,9 +28,9 @@ from raikit.audits.errors import RaikitInputError, RunFailedError, RunInterrupte
 from raikit.audits.io import confined, is_safe_name, write_csv_atomic, write_json_atomic
 from raikit.audits.escape import for_terminal
 from raikit.audits.offline import set_offline
-from raikit.audits.models import ModelAdapter, ModelSpec, load_model, looks_like_path, resolve_device
+from raikit.audits.models import ModelAdapter, ModelSpec, load_model, looks_like_path, resolve_device, wrap_model
 from raikit.audits.registry import Registry
-from raikit.audits.results import SCHEMA_VERSION, Metric, SectionResult
+from raikit.audits.results import SCHEMA_VERSION, Metric, RetrainedModel, SectionResult
 from raikit.audits.sections import RunContext, Section, default_data_dir
 
 __all__ = ["Audit", "AuditOutcome", "PlannedSection", "load_audit", "run_audit", "default_config_text",
@@ -91,22 +91,33 @@ def _registry(capability: str, where: str) -> Registry[Section]:
         from raikit.fairness import SECTIONS
 
         return SECTIONS
-    if capability == "explain":
-        from raikit.explain import SECTION
+    # explain, privacy and federated each have one section, raikit.<capability>.SECTION
+    import importlib
 
-        registry: Registry[Section] = Registry("explain section")
-        registry.register(SECTION.name)(SECTION)
-        return registry
-    raise RaikitInputError(f"[{capability}] is not available in this version of raikit", where=where.split(": [")[0])
+    section = getattr(importlib.import_module(f"raikit.{capability}"), "SECTION", None)
+    if section is None:
+        raise RaikitInputError(f"[{capability}] is not available in this version of raikit",
+                               where=where.split(": [")[0])
+    registry: Registry[Section] = Registry(f"{capability} section")
+    registry.register(section.name)(section)
+    return registry
+
+
+def _has_section(capability: str) -> bool:
+    try:
+        _registry(capability, where="raikit")
+    except RaikitInputError:
+        return False
+    return True
 
 
 def available_sections() -> dict[str, tuple[str, Section]]:
     """Every configurable section of this version: name -> (its TOML table, the Section), fairness first."""
     out: dict[str, tuple[str, Section]] = {}
-    for capability in ("fairness", "explain"):  # the capabilities with sections; privacy and federated have none yet
+    for capability in [c for c in _ORDER if _has_section(c)]:
         registry = _registry(capability, where="raikit")
         for name in registry.names():
-            table = capability if capability == "explain" else f"{capability}.{name}"
+            table = f"{capability}.{name}" if capability == "fairness" else capability
             out[name] = (table, registry.get(name))
     return out
 
@@ -268,8 +279,9 @@ def _find_resumable(out_root: Path, sha: str, seed: int) -> Path | None:
 
 
 def _section_entry(planned: PlannedSection, result: SectionResult, seconds: float, tables: dict[str, str],
-                   model_key: str) -> dict[str, Any]:
+                   model_key: str, *, key: str | None = None) -> dict[str, Any]:
     body = result.to_dict()
+    key = key or planned.key
     return {
         "capability": planned.table.capability,
         "probe": planned.table.probe,
@@ -281,7 +293,7 @@ def _section_entry(planned: PlannedSection, result: SectionResult, seconds: floa
         "notes": body["notes"],
         "details": body["details"],
         "tables": tables,
-        "metrics": {f"{planned.key}.{name}": m for name, m in body["metrics"].items()},
+        "metrics": {f"{key}.{name}": m for name, m in body["metrics"].items()},
     }
 
 
@@ -295,9 +307,93 @@ def _flagged_texts(sections: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]
     return tuple(dict.fromkeys(texts))
 
 
+def _save_retrained(run_dir: Path, name: str, retrained: RetrainedModel) -> dict[str, Any]:
+    """Save a retrained model as ``<run>/models/<name>/`` (safetensors), atomically; its files' SHA-256."""
+    import hashlib
+
+    target = confined(run_dir, f"models/{name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    description = json.loads(json.dumps(dict(retrained.description), default=str))
+    try:
+        retrained.model.save_pretrained(str(tmp), safe_serialization=True)
+        retrained.tokenizer.save_pretrained(str(tmp))
+        write_json_atomic(tmp / "raikit.json", description)
+        hashes = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(tmp.iterdir()) if f.is_file()}
+        weights = wrap_model(retrained.model, retrained.tokenizer, device="cpu", progress=False).weights_sha256
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"path": str(target.relative_to(run_dir)), "weights_sha256": weights, "files_sha256": hashes,
+            "description": description}
+
+
+def _reaudit(audit: Audit, source: PlannedSection, sections: dict[str, dict[str, Any]], done: Mapping[str, Any],
+             run_dir: Path, ctx: RunContext, dev: Any, progress: bool) -> None:
+    """Run the audit's classifier sections on each model ``source`` retrained, as sections of their own.
+
+    A section is re-run when it reads the same model as ``source`` and accepts a classifier; its copy is
+    keyed ``<source>.<variant>.<section>`` (``privacy.dp.fairness.groups``) with the same options, and
+    the explain section explains the same texts as the original. A before/after table of every re-run
+    metric goes into ``source``'s details.
+    """
+    targets = [p for p in audit.plan if p.table.capability in ("fairness", "explain")
+               and p.table.model == source.table.model and "classifier" in p.section.model_kinds]
+    if not targets:
+        return
+    spec = audit.config.models[source.table.model]
+    originals = {k: v for k, v in sections.items() if "reaudit_of" not in v}
+    explain_ctx = dataclasses.replace(ctx, flagged_texts=_flagged_texts(originals))
+    entry = sections[source.key]
+    for variant, saved in entry["retrained_models"].items():
+        folder = run_dir / saved["path"]
+        adapter: ModelAdapter | None = None
+        for target in targets:
+            key = f"{source.key}.{variant}.{target.key}"
+            if key in done:
+                sections[key] = done[key]
+                continue
+            if adapter is None:
+                adapter = load_model(dataclasses.replace(spec, id=str(folder), kind="classifier"), device=dev,
+                                     offline=True, progress=progress)
+            _log(progress, f"re-audit: {target.key} on the {variant} model of {source.key}")
+            t0 = time.perf_counter()
+            result = target.section.run(adapter, target.options,
+                                        explain_ctx if target.table.capability == "explain" else ctx)
+            seconds = time.perf_counter() - t0
+            tables = {}
+            for name, frame in result.tables.items():
+                file = f"{key}.{name}.csv"
+                write_csv_atomic(confined(run_dir, file), frame)
+                tables[name] = file
+            reaudit_entry = _section_entry(target, result, seconds, tables, f"{source.key}.{variant}", key=key)
+            reaudit_entry["reaudit_of"] = target.key
+            reaudit_entry["description"] = (f"Re-audit of the {variant} model ({source.key}): "
+                                            f"{target.section.description}")
+            write_json_atomic(confined(run_dir, f".sections/{key}.json"), reaudit_entry)
+            sections[key] = reaudit_entry
+            _log(progress, f"    done in {seconds:.1f} s")
+    rows = []
+    for target in targets:
+        for metric, original in sections[target.key]["metrics"].items():
+            row: dict[str, Any] = {"metric": metric, "original": original.get("value"),
+                                   "original_ci95": original.get("ci95")}
+            for variant in entry["retrained_models"]:
+                moved = sections[f"{source.key}.{variant}.{target.key}"]["metrics"].get(f"{source.key}.{variant}.{metric}")
+                row[variant] = None if moved is None else moved.get("value")
+                row[f"{variant}_ci95"] = None if moved is None else moved.get("ci95")
+            rows.append(row)
+    entry["details"]["reaudit"] = rows
+    write_json_atomic(confined(run_dir, f".sections/{source.key}.json"), entry)
+
+
 def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "out", seed: int | None = None,
               device: str | None = None, offline: bool | None = None, resume: bool = False,
-              progress: bool = True) -> AuditOutcome:
+              progress: bool = True, only: tuple[str, ...] | None = None, reaudit: bool = True) -> AuditOutcome:
     """Run an audit end to end.
 
     Parameters
@@ -312,6 +408,11 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         Reuse the sections already completed by the latest run with the same config and seed.
     progress : bool
         Progress messages and bars on stderr.
+    only : tuple of str, optional
+        Run only these capabilities (``("privacy",)`` for ``raikit retrain dp``); gates on metrics of
+        the other sections are not evaluated.
+    reaudit : bool
+        Re-run the audit's classifier sections (on the same model) on every model a section retrained.
 
     Returns
     -------
@@ -326,6 +427,14 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         A section failed; finished sections stay checkpointed for ``--resume``.
     """
     audit = load_audit(config_path, seed=seed)
+    if only is not None:
+        plan = tuple(p for p in audit.plan if p.table.capability in only)
+        if not plan:
+            raise RaikitInputError(f"the config has no [{'] or ['.join(only)}] section to run",
+                                   where=audit.config.source)
+        keys = tuple(f"{p.key}." for p in plan)
+        audit = dataclasses.replace(audit, plan=plan,
+                                    gates=tuple(g for g in audit.gates if str(g.metric).startswith(keys)))
     cfg = audit.config
     run_opts = cfg.run
     try:
@@ -421,14 +530,27 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
                 write_csv_atomic(confined(run_dir, file), frame)
                 tables[name] = file
             entry = _section_entry(planned, result, seconds, tables, planned.table.model)
+            if result.models:
+                entry["retrained_models"] = {name: _save_retrained(run_dir, f"{planned.key}.{name}", model)
+                                             for name, model in result.models.items()}
             write_json_atomic(confined(run_dir, f".sections/{planned.key}.json"), entry)
             sections[planned.key] = entry
             finished += 1
             recorded[planned.table.model] = adapter.describe()  # batch size actually used (out-of-memory retries)
             write_json_atomic(confined(run_dir, ".sections/_models.json"), recorded)
             _log(progress, f"    done in {seconds:.1f} s")
+        if reaudit:
+            for planned in audit.plan:
+                if sections.get(planned.key, {}).get("retrained_models"):
+                    _reaudit(audit, planned, sections, done, run_dir, ctx, dev, progress)
 
         results = _assemble(audit, sections, adapters, run_dir, started, dev, offline, done, recorded)
+        for key, entry in sections.items():  # retrained models are models of the run too (model card, provenance)
+            for name, saved in (entry.get("retrained_models") or {}).items():
+                results["models"][f"{key}.{name}"] = {
+                    "id": saved["path"], "kind": "classifier", "weights_sha256": saved["weights_sha256"],
+                    "retrained_from": entry["model"], "files_sha256": saved["files_sha256"],
+                    "metadata": saved["description"]}
         from raikit.audits.gates import evaluate_gates
 
         outcomes = evaluate_gates(list(audit.gates), results["metrics"])

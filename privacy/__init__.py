@@ -1,0 +1,18 @@
+"""raikit.privacy: differentially private fine-tuning (Opacus), its baseline and membership-inference audits.
+
+>>> from raikit.audits import load_model                                  # doctest: +SKIP
+>>> from raikit.privacy import PrivacyOptions, run_privacy
+>>> from raikit.audits.sections import RunContext
+>>> clf = load_model("builtin:minilm-sentiment")                          # doctest: +SKIP
+>>> result = run_privacy(clf, PrivacyOptions(epsilon=8.0), RunContext())  # doctest: +SKIP
+>>> result.metrics["dp.epsilon"].value, result.metrics["mia.dp.auc"].value  # doctest: +SKIP
+"""
+from raikit.privacy._mia import (
+    AttackResult, clopper_pearson, empirical_epsilon, evaluate_attack, lira_scores, loss_scores,
+)
+from raikit.privacy._section import ATTACKS, SECTION, PrivacyOptions, default_delta, run_privacy
+
+__all__ = [
+    "PrivacyOptions", "SECTION", "run_privacy", "default_delta", "ATTACKS",
+    "AttackResult", "evaluate_attack", "loss_scores", "lira_scores", "clopper_pearson", "empirical_epsilon",
+]
