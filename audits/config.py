@@ -237,10 +237,10 @@ def validate_options(table: Mapping[str, Any], options_type: type, *, where: str
             suggested.update(close)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(fields) or 'none'}"
             problems.append(f"{where}: unknown key {key!r}{hint}")
-        elif _non_finite(value):
-            problems.append(f"{where}: key {key!r} must be a finite number, got {_show(value)}")
         elif not _matches(value, hints[key]):
             problems.append(f"{where}: key {key!r} must be {_type_name(hints[key])}, got {_show(value)}")
+        elif _non_finite(value):
+            problems.append(f"{where}: key {key!r} must be a finite number, got {_show(value)}")
         elif isinstance(value, int) and not isinstance(value, bool) and value < 0 and _COUNT_NAME.search(key):
             problems.append(f"{where}: key {key!r} counts items and cannot be negative, got {value!r}")
     missing = [name for name, f in fields.items() if name not in table and name not in suggested  # one line a typo
