@@ -262,7 +262,7 @@ def _quiet_opacus() -> Iterator[None]:
 
 def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int], *,
               settings: TrainSettings, dp: DPSettings | None = None, device: str | torch.device = "cpu",
-              progress: bool = True, desc: str = "training") -> TrainedModel:
+              progress: bool = True, desc: str = "training", proximal_mu: float = 0.0) -> TrainedModel:
     """Fine-tune a copy of a sequence classifier on labelled texts.
 
     Parameters
@@ -283,6 +283,10 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
         Show a progress bar.
     desc : str
         Progress bar label.
+    proximal_mu : float
+        FedProx (Li et al., MLSys 2020): adds ``mu / 2 * ||w - w0||^2`` over the trained parameters to
+        each step's loss, ``w0`` being the starting weights (the global model of a federated round).
+        0 (the default) trains exactly as without it; not available under DP.
 
     Returns
     -------
@@ -314,6 +318,9 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     loader = torch.utils.data.DataLoader(data, batch_size=logical, shuffle=dp is None or not dp.poisson_sampling,
                                          generator=generator)
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
+    if proximal_mu and dp is not None:
+        raise RaikitInputError("key 'proximal_mu': the FedProx term is not available with DP training")
+    anchors = [p.detach().clone() for p in trainable] if proximal_mu else []
     criterion: Any = torch.nn.CrossEntropyLoss()
     engine = None
     if dp is not None:
@@ -364,6 +371,9 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                         part = slice(start, start + physical)
                         pi, pm, py = ids[part].to(device), mask[part].to(device), y[part].to(device)
                         loss = criterion(work(**_inputs(work, pi, pm)).logits, py) * (len(py) / len(y))
+                        if anchors:  # FedProx proximal term, split across the physical batches like the loss
+                            loss = loss + (proximal_mu / 2) * (len(py) / len(y)) * sum(
+                                (p - a).pow(2).sum() for p, a in zip(trainable, anchors))
                         loss.backward()
                         last_losses.append(float(loss.detach()) * len(y) / len(py))
                     optimizer.step()

@@ -1,0 +1,307 @@
+"""The Flower ServerApp and ClientApp (Message API) that fine-tune a sequence classifier.
+
+``build_apps(...)`` returns a ``(ServerApp, ClientApp)`` pair bound to task providers: in simulation the
+providers hand back objects built in the calling process; in a deployment each process builds its task
+from the audit config named in its node or run config (see ``raikit.federated._deploy``).
+
+The ServerApp runs a FedAvg or FedProx strategy (``flwr.serverapp.strategy``), optionally wrapped in
+Flower's server-side DP wrapper (``DifferentialPrivacyServerSideFixedClipping``, with Flower's RDP
+accountant when ``dp-accounting`` is installed). It talks to the clients through a recording proxy of
+the Grid, so that whatever the strategy, every round's sampled clients, replies, failures and
+per-client metrics are kept: the report names each lost client and the round it was lost in, and a
+training round with fewer replies than ``min_clients`` stops the run.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from raikit.federated._task import ClientData, Task, local_evaluate, local_train
+
+__all__ = ["ServerPlan", "RoundLog", "build_apps", "run_server"]
+
+QUERY_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """What the ServerApp runs.
+
+    Attributes
+    ----------
+    strategy : {"fedavg", "fedprox"}
+    rounds, clients, clients_per_round, min_clients : int
+    proximal_mu : float
+    seed : int
+    round_timeout : float
+        Seconds a round waits for replies.
+    join_timeout : float
+        Seconds the server waits for ``clients`` SuperNodes before the first round.
+    central_dp : bool
+        Wrap the strategy in Flower's server-side fixed-clipping DP.
+    central_noise_multiplier, central_clipping_norm, central_delta : float
+    """
+
+    strategy: str = "fedavg"
+    rounds: int = 3
+    clients: int = 3
+    clients_per_round: int = 0
+    min_clients: int = 2
+    proximal_mu: float = 0.0
+    seed: int = 0
+    round_timeout: float = 600.0
+    join_timeout: float = 120.0
+    central_dp: bool = False
+    central_noise_multiplier: float = 1.0
+    central_clipping_norm: float = 1.0
+    central_delta: float = 1e-5
+
+
+@dataclass
+class RoundLog:
+    """What the server saw: clients, rounds, failures, and the final global weights."""
+
+    node_to_client: dict[int, str] = field(default_factory=dict)
+    client_facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    per_client: dict[str, list[float | None]] = field(default_factory=dict)
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    dp_per_client: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    central_dp: dict[str, Any] = field(default_factory=dict)
+    final_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node_to_client": {str(k): v for k, v in self.node_to_client.items()},
+                "client_facts": self.client_facts, "rounds": self.rounds, "per_client": self.per_client,
+                "lost": self.lost, "dp_per_client": self.dp_per_client, "central_dp": self.central_dp,
+                "seconds": self.seconds, "error": self.error}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RoundLog":
+        log = cls(**{k: v for k, v in data.items() if k != "node_to_client"})
+        log.node_to_client = {int(k): v for k, v in data.get("node_to_client", {}).items()}
+        return log
+
+
+class _RecordingGrid:
+    """Delegates to Flower's Grid; records every train/evaluate exchange and enforces ``min_clients``."""
+
+    def __init__(self, grid: Any, log: RoundLog, plan: ServerPlan) -> None:
+        self._grid = grid
+        self._log = log
+        self._plan = plan
+        self._round_started = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+    def _client(self, node: int) -> str:
+        return self._log.node_to_client.get(node, f"node-{node}")
+
+    def send_and_receive(self, messages: Iterable[Any], *, timeout: float | None = None) -> Iterable[Any]:
+        from flwr.app import MessageType
+
+        messages = list(messages)
+        if not messages:
+            return []
+        kind = messages[0].metadata.message_type
+        sent = [m.metadata.dst_node_id for m in messages]
+        started = time.perf_counter()
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        seconds = time.perf_counter() - started
+        config = next(iter(messages[0].content.config_records.values()), {})
+        rnd = int(config.get("server-round", 0))
+        ok = {r.metadata.src_node_id: r for r in replies if not r.has_error()}
+        failed = {r.metadata.src_node_id: r.error.reason for r in replies if r.has_error()}
+        for node in sent:
+            if node not in ok:
+                reason = failed.get(node) or "no reply before the round timeout (client gone)"
+                self._log.lost.append({"round": rnd, "phase": "train" if kind == MessageType.TRAIN else "evaluate",
+                                       "client": self._client(node), "node_id": node,
+                                       "reason": (reason or "")[:300]})
+        if kind == MessageType.TRAIN:
+            self._round_started = started
+            row = {"round": rnd, "clients_sampled": len(sent), "clients_ok": len(ok), "train_seconds": seconds}
+            losses = []
+            for node, reply in ok.items():
+                metrics = next(iter(reply.content.metric_records.values()), {})
+                client = self._client(node)
+                losses.append(float(metrics.get("train-loss", math.nan)))
+                if "dp-epsilon" in metrics:
+                    self._log.dp_per_client.setdefault(client, []).append(
+                        {"round": rnd, **{k[3:]: float(metrics[k]) for k in metrics if k.startswith("dp-")}})
+            row["train_loss"] = float(sum(losses) / len(losses)) if losses else None
+            self._log.rounds.append(row)
+            if len(ok) < self._plan.min_clients:
+                raise _TooFewClients(f"round {rnd}: {len(ok)} of {len(sent)} clients returned an update, "
+                                     f"fewer than min_clients = {self._plan.min_clients}")
+        elif kind == MessageType.EVALUATE:
+            correct = n = 0
+            for node, reply in ok.items():
+                metrics = next(iter(reply.content.metric_records.values()), {})
+                correct += int(metrics["correct"])
+                n += int(metrics["num-examples"])
+                client = self._client(node)
+                self._log.per_client.setdefault(client, [None] * (rnd - 1))
+                series = self._log.per_client[client]
+                series.extend([None] * (rnd - len(series)))
+                series[rnd - 1] = float(metrics["accuracy"])
+                self._log.client_facts.setdefault(client, {})["last_eval"] = {"correct": int(metrics["correct"]),
+                                                                             "n": int(metrics["num-examples"])}
+            for row in self._log.rounds:
+                if row["round"] == rnd:
+                    row.update({"accuracy": correct / n if n else None, "eval_examples": n,
+                                "eval_correct": correct, "clients_evaluated": len(ok),
+                                "round_seconds": time.perf_counter() - self._round_started})
+        return replies
+
+
+class _TooFewClients(RuntimeError):
+    pass
+
+
+def _state_to_record(state: dict[str, torch.Tensor]) -> Any:
+    from flwr.app import ArrayRecord
+
+    return ArrayRecord(torch_state_dict={k: v.detach().cpu().contiguous() for k, v in state.items()})
+
+
+def _wait_for_nodes(grid: Any, wanted: int, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = list(grid.get_node_ids())
+        if len(nodes) >= wanted or time.monotonic() > deadline:
+            return nodes
+        time.sleep(0.5)
+
+
+def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan, log: RoundLog) -> RoundLog:
+    """The ServerApp's body: meet the clients, run the strategy, keep the log and the final weights."""
+    from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+    from flwr.serverapp import strategy as strategies
+
+    started = time.perf_counter()
+    nodes = _wait_for_nodes(grid, plan.clients, plan.join_timeout)
+    if len(nodes) < plan.min_clients:
+        raise _TooFewClients(f"only {len(nodes)} SuperNode(s) joined within {plan.join_timeout:g} s, fewer than "
+                             f"min_clients = {plan.min_clients}")
+    hello = [Message(content=RecordDict({"config": ConfigRecord({"what": "describe"})}),
+                     message_type=MessageType.QUERY, dst_node_id=node) for node in nodes]
+    for reply in grid.send_and_receive(hello, timeout=min(plan.round_timeout, QUERY_TIMEOUT)):
+        if reply.has_error():
+            continue
+        facts = dict(next(iter(reply.content.config_records.values())))
+        client = str(facts.pop("client"))
+        log.node_to_client[reply.metadata.src_node_id] = client
+        log.client_facts.setdefault(client, {}).update(facts)
+    n_nodes = len(nodes)
+    per_round = plan.clients_per_round or n_nodes
+    common = dict(fraction_train=min(1.0, per_round / n_nodes), fraction_evaluate=1.0,
+                  min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=plan.min_clients,
+                  min_available_nodes=plan.min_clients)
+    if plan.strategy == "fedprox":
+        strategy: Any = strategies.FedProx(**common, proximal_mu=plan.proximal_mu)
+    else:
+        strategy = strategies.FedAvg(**common)
+    accountant = None
+    if plan.central_dp:
+        sampled = max(int(n_nodes * common["fraction_train"]), common["min_train_nodes"])
+        try:
+            from flwr.supercore.privacy_accounting import (
+                NeighboringRelation, PrivacyConfig, SamplingMethod,
+            )
+            from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+            accountant = RdpAccountant(PrivacyConfig(
+                target_delta=plan.central_delta, population_size=n_nodes,
+                neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                sampling_method=SamplingMethod.NO_AMPLIFICATION))
+        except ImportError:  # older Flower or no dp-accounting: noise without a reported epsilon
+            accountant = None
+        strategy = strategies.DifferentialPrivacyServerSideFixedClipping(
+            strategy, plan.central_noise_multiplier, plan.central_clipping_norm, sampled,
+            **({"accountant": accountant} if accountant is not None else {}))
+    recorder = _RecordingGrid(grid, log, plan)
+    train_config = ConfigRecord({"seed": plan.seed, "proximal-mu": float(plan.proximal_mu)})
+    result = strategy.start(grid=recorder, initial_arrays=_state_to_record(task_state), num_rounds=plan.rounds,
+                            timeout=plan.round_timeout, train_config=train_config)
+    log.final_state = {k: v.clone() for k, v in result.arrays.to_torch_state_dict().items()}
+    if plan.central_dp:
+        log.central_dp = {"noise_multiplier": plan.central_noise_multiplier,
+                          "clipping_norm": plan.central_clipping_norm, "clients_per_round": strategy.num_sampled_clients,
+                          "delta": plan.central_delta, "population": n_nodes}
+        spent = strategy.privacy_spent() if accountant is not None else None
+        if spent is not None:
+            log.central_dp.update({"epsilon": float(spent.epsilon), "releases": int(spent.num_releases),
+                                   "accounting": str(spent.accounting_method),
+                                   "unit": "client-level (add or remove one client), no sampling amplification"})
+    log.seconds = time.perf_counter() - started
+    return log
+
+
+def build_apps(server_task: Callable[[Any], tuple[dict[str, torch.Tensor], ServerPlan]],
+               client_task: Callable[[Any], tuple[Task, ClientData]],
+               on_done: Callable[[RoundLog, Any], None]) -> tuple[Any, Any]:
+    """A ServerApp and a ClientApp.
+
+    Parameters
+    ----------
+    server_task : callable
+        ``context -> (initial exchanged state, ServerPlan)``.
+    client_task : callable
+        ``context -> (Task, this node's ClientData)``.
+    on_done : callable
+        ``(RoundLog, context)``: called when the ServerApp finishes or fails (``log.error`` set).
+    """
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    server = ServerApp()
+    client = ClientApp()
+
+    @server.main()
+    def main(grid: Any, context: Any) -> None:
+        log = RoundLog()
+        try:
+            state, plan = server_task(context)
+            run_server(grid, state, plan, log)
+        except Exception as exc:  # reported to the caller, who turns it into a one-line error
+            log.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, _TooFewClients) else str(exc)
+        on_done(log, context)
+
+    @client.query()
+    def describe(msg: Message, context: Any) -> Message:
+        task, data = client_task(context)
+        counts = data.train["label"].value_counts().sort_index()
+        facts = {"client": data.client, "train": int(len(data.train)), "test": int(len(data.test)),
+                 "labels": ",".join(f"{task.label_names[int(i)]}:{int(c)}" for i, c in counts.items())}
+        return Message(content=RecordDict({"facts": ConfigRecord(facts)}), reply_to=msg)
+
+    @client.train()
+    def train(msg: Message, context: Any) -> Message:
+        task, data = client_task(context)
+        config = msg.content["config"]
+        rnd = int(config["server-round"])
+        state = msg.content["arrays"].to_torch_state_dict()
+        seed = int(config.get("seed", 0)) * 1000 + rnd * 97 + task.client_index(data.client)
+        new_state, facts = local_train(task, data, state, server_round=rnd, seed=seed,
+                                       proximal_mu=float(config.get("proximal-mu", 0.0)))
+        content = RecordDict({"arrays": ArrayRecord(torch_state_dict=new_state),
+                              "metrics": MetricRecord({k: v for k, v in facts.items()})})
+        return Message(content=content, reply_to=msg)
+
+    @client.evaluate()
+    def evaluate(msg: Message, context: Any) -> Message:
+        task, data = client_task(context)
+        facts = local_evaluate(task, data, msg.content["arrays"].to_torch_state_dict())
+        return Message(content=RecordDict({"metrics": MetricRecord(facts)}), reply_to=msg)
+
+    return server, client

