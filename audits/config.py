@@ -207,7 +207,8 @@ def _non_finite(value: Any) -> bool:
 
 
 #: Integer options that count things: a negative value is never meaningful (``max_items = -5``).
-_COUNT_NAME = re.compile(r"^(max_|min_|n_|num_)|(_size|_samples|_evals|_resamples|_permutations|_bootstrap)$|^(k|top_k)$")
+_COUNT_NAME = re.compile(r"^(max_|min_|n_|num_)|(_size|_samples|_evals|_resamples|_permutations|_bootstrap)$"
+                         r"|^(k|top_k)$")
 
 
 def validate_options(table: Mapping[str, Any], options_type: type, *, where: str) -> tuple[Any, list[str]]:

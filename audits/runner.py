@@ -598,10 +598,12 @@ def _recorded_provenance(run_dir: Path, started: str) -> tuple[dict[str, Any], s
     except (OSError, json.JSONDecodeError):
         pass
     try:
-        started = json.loads((run_dir / ".sections" / "_run.json").read_text(encoding="utf-8")).get("started") or started
+        meta = json.loads((run_dir / ".sections" / "_run.json").read_text(encoding="utf-8"))
+        started = (meta.get("started") if isinstance(meta, dict) else None) or started
     except (OSError, json.JSONDecodeError):
         pass
-    models = {k: v for k, v in models.items() if isinstance(v, dict) and v.get("weights_sha256") and v.get("kind")}
+    models = {k: v for k, v in models.items() if isinstance(v, dict) and v.get("weights_sha256") and v.get("kind")
+              } if isinstance(models, dict) else {}
     return models, started
 
 

@@ -44,7 +44,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     gates = gate_rows(results)
     lines = [f"## {icon} {for_markdown(options['title'])}: {state}", ""]
     passed = sum(g.passed for g in gates)
-    lines.append(f"Run {md_code(run.get('id', '-'))} ({for_markdown(run.get('finished') or run.get('started') or '-')}), "
+    when = run.get("finished") or run.get("started") or "-"
+    lines.append(f"Run {md_code(run.get('id', '-'))} ({for_markdown(when)}), "
                  f"raikit {for_markdown(run.get('raikit_version', '?'))}, seed {fmt(run.get('seed'))}, config sha256 "
                  f"{md_code(str(run.get('config_sha256') or '-')[:12])}.")
     lines.append("")

@@ -101,5 +101,6 @@ def test_non_finite_option_is_a_config_error():
     from raikit.audits.config import validate_options
     from raikit.fairness.classifier import BehaviourOptions
 
-    built, problems = validate_options({"tolerance": float("nan")}, BehaviourOptions, where="a.toml: [fairness.behaviour]")
-    assert built is None and problems == ["a.toml: [fairness.behaviour]: key 'tolerance' must be a finite number, got nan"]
+    where = "a.toml: [fairness.behaviour]"
+    built, problems = validate_options({"tolerance": float("nan")}, BehaviourOptions, where=where)
+    assert built is None and problems == [f"{where}: key 'tolerance' must be a finite number, got nan"]
