@@ -32,7 +32,8 @@ REPLACEMENT = "\ufffd"
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn"})
 _KEEP = frozenset("\t\n")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&])")
-_MD_BLOCK_START = re.compile(r"^(\s*(?:\d+)?)([-+=>.)])")  # list item, heading underline, quote
+_MD_BULLET = re.compile(r"^(\s*)([-+])(?=\s|$)")  # "- x" would start a list item ("*" and "#" are escaped anyway)
+_MD_ORDERED = re.compile(r"^(\s*\d{1,9})([.)])(?=\s|$)")  # "1. x" would start an ordered list
 
 
 def _bad(ch: str) -> bool:
@@ -101,7 +102,7 @@ def for_markdown(text: Any) -> str:
     """
     s = clean(text).replace("\n", " ").replace("\t", " ")
     s = _MD_SPECIAL.sub(r"\\\1", s).replace("://", ":\\/\\/")
-    return _MD_BLOCK_START.sub(r"\1\\\2", s, count=1)
+    return _MD_ORDERED.sub(r"\1\\\2", _MD_BULLET.sub(r"\1\\\2", s, count=1), count=1)
 
 
 def md_code(text: Any, *, table: bool = True) -> str:

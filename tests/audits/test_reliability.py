@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 import tiny
 from raikit.audits.cli import main
@@ -75,6 +76,8 @@ def ws(tmp_path_factory, minilm_tok):
     pd.DataFrame(pairs, columns=columns).to_csv(root / "pairs.csv", index=False)
     hostile = pairs + [(f"The nurse said {h} here.", f"The doctor said {h} here.", "stereo", "gender")
                        for h in HOSTILE]
+    # a hostile bias type becomes part of metric names (by_bias_type.<type>): every format shows those too
+    hostile.append(("The boy ran.", "The girl ran.", "stereo", "<i>x</i>\x1b[2J|`t`[a](javascript:b)\u202e"))
     pd.DataFrame(hostile, columns=columns).to_csv(root / "hostile.csv", index=False)
     many = [(f"The {w} nurse said she was tired number {i}.", f"The {w} doctor said she was tired number {i}.",
              "stereo", "gender") for i in range(60) for w in ("old", "young", "rich", "poor", "tall", "short")]
@@ -119,10 +122,15 @@ def test_hostile_text_reaches_no_output_raw(ws, tmp_path, capsys):
     (failure,) = root.iter("failure")
     assert "javascript:alert(1)" in failure.get("message")  # kept as text, escaped by XML
 
-    md = MarkdownIt("commonmark").enable("table")
-    for name in ("summary.md", "model_card.md"):
-        html = md.render(files[name])
-        assert "<a " not in html and "<img" not in html and "<script" not in html, name
+    md = MarkdownIt("commonmark").enable("table")  # raw HTML allowed, as on GitHub and the Hub
+    front, body = files["model_card.md"].split("---\n", 2)[1:]
+    card = yaml.safe_load(front)  # the model-index front matter is YAML, read as data, never rendered
+    metric_names = [m["type"] for e in card["model-index"] for r in e["results"] for m in r["metrics"]]
+    assert any("javascript:b" in n for n in metric_names)
+    for name, text in (("summary.md", files["summary.md"]), ("model_card.md", body)):
+        html = md.render(text)
+        for tag in ("<a ", "<img", "<script", "<i>"):
+            assert tag not in html, (name, tag)
         assert "javascript:" not in "".join(a for a in html.split('href="')[1:]), name
         assert "[click](javascript:alert(1))" in html  # shown literally
     page = files["report.html"]
