@@ -823,9 +823,14 @@ _AUTO_CLASSES = {
 
 
 def looks_like_path(model_id: str) -> bool:
-    """Whether a model id is written as a path (``./x``, ``../x``, ``/x``, ``~/x``, ``C:\\x``), not a hub id."""
+    """Whether a model id is written as a path, not a hub id.
+
+    Paths: ``./x``, ``../x``, ``/x``, ``~/x``, ``C:\\x``, anything with a backslash, and ``a/b/c`` (a hub id
+    is ``name`` or ``namespace/name``: at most one slash).
+    """
     return model_id.startswith(("./", "../", "/", "~", ".\\", "..\\", "\\")) or model_id in (".", "..") or (
-        len(model_id) > 2 and model_id[1] == ":" and model_id[2] in "/\\")
+        len(model_id) > 2 and model_id[1] == ":" and model_id[2] in "/\\") or model_id.count("/") > 1 or (
+        "\\" in model_id)
 
 
 def _has_only_pickle_weights(path: Path) -> bool:

@@ -120,6 +120,8 @@ ROWS = [
      ["[models.lm]: key 'id': no such model folder '/no/such/raikit-model'"]),
     ("model-path-home", '[models.lm]\nid = "~/no-such-raikit-model"\n',
      ["[models.lm]: key 'id': no such model folder '~/no-such-raikit-model'"]),
+    ("model-path-nested", '[models.lm]\nid = "models/sub/mine"\n',
+     ["[models.lm]: key 'id': no such model folder 'models/sub/mine'"]),
     ("model-key-unknown", ENC + '[fairness.seat]\nmodel = "encc"\n',
      ["[fairness.seat]: key 'model' names unknown model 'encc'; defined: enc"]),
     # -- section tables ---------------------------------------------------------------------------------
