@@ -25,6 +25,8 @@ distinct sentence is embedded once across all tests.
 """
 from __future__ import annotations
 
+import difflib
+
 import itertools
 import json
 import math
@@ -318,8 +320,10 @@ def _load_tests(options: SeatOptions, ctx: RunContext) -> list[SeatTest]:
         path = folder / f"{name}.jsonl"
         if not path.is_file():
             known = sorted(p.stem for p in folder.glob("*.jsonl"))
-            raise RaikitInputError(f"no SEAT test {name!r} in {folder}; known: {', '.join(known)}",
-                                   where="key 'tests'")
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known[:12])}"
+            more = f" ({len(known)} tests there)" if len(known) > 12 else ""
+            raise RaikitInputError(f"no SEAT test {name!r} in {folder}; {hint}{more}", where="key 'tests'")
         with data_key("tests", path):
             tests.append(load_seat_test(path))
     return tests
