@@ -26,7 +26,6 @@ distinct sentence is embedded once across all tests.
 from __future__ import annotations
 
 import difflib
-
 import itertools
 import json
 import math
