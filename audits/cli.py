@@ -110,6 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
     dp.add_argument("--quiet", action="store_true", help="no progress output")
 
+    federated = sub.add_parser("federated", help="federated retraining across processes or machines (Flower)")
+    roles = federated.add_subparsers(dest="role", required=True, parser_class=_Parser)
+    serve = roles.add_parser("serve", help="start a SuperLink (TLS with raikit's certificates), run the config's "
+                                           "audit with its [federated] section on the SuperNodes that join")
+    serve.add_argument("config", help="audit TOML file with a [federated] table")
+    serve.add_argument("--host", default="127.0.0.1", help="address the SuperLink listens on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9093, help="SuperLink port (default: 9093)")
+    serve.add_argument("--certs", help="folder of ca.pem/server.pem/server.key (created when missing; "
+                                       "default: <out>/federation)")
+    serve.add_argument("--san", action="append", default=[], help="extra host name or IP for the SuperLink "
+                                                                   "certificate (repeatable)")
+    serve.add_argument("--insecure", action="store_true", help="no TLS (recorded in the results and report)")
+    serve.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
+    serve.add_argument("--seed", type=int, help="override [run] seed")
+    serve.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
+    serve.add_argument("--quiet", action="store_true", help="no progress output")
+    join = roles.add_parser("join", help="start a SuperNode holding one partition of the config's [federated] data")
+    join.add_argument("--config", required=True, help="the audit TOML the SuperLink runs")
+    join.add_argument("--partition", type=int, required=True, help="this SuperNode's partition (0-based)")
+    join.add_argument("--superlink", default="127.0.0.1:9093", help="SuperLink host:port (default: 127.0.0.1:9093)")
+    join.add_argument("--root-certificates", help="the SuperLink's CA certificate (ca.pem from serve)")
+    join.add_argument("--insecure", action="store_true", help="no TLS")
+    join.add_argument("--seed", type=int, help="override [run] seed (as given to serve)")
+    join.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
+
     sub.add_parser("models", help="list the built-in model aliases, whether each is ready, and its size")
 
     probes = sub.add_parser("probes", help="list the configurable sections, or show one with its options")
@@ -159,6 +184,12 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
               + (f", {metrics['privacy.baseline.accuracy']['value']:.3f} (baseline)"
                  if "privacy.baseline.accuracy" in metrics else ""))
     return outcome.exit_code
+
+
+def _cmd_federated(args: argparse.Namespace) -> int:
+    from raikit.federated._cli import join, serve
+
+    return serve(args) if args.role == "serve" else join(args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -257,7 +288,7 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"audit": _cmd_audit, "retrain": _cmd_retrain, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,
+_COMMANDS = {"audit": _cmd_audit, "retrain": _cmd_retrain, "federated": _cmd_federated, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,
              "probes": _cmd_probes}
 
 
@@ -265,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``raikit`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     with _clean_errors(args.debug):
-        if args.command in ("audit", "retrain") and _wants_offline(args):
+        if args.command in ("audit", "retrain", "federated") and _wants_offline(args):
             set_offline()  # before anything imports huggingface_hub, which reads the switches once
         previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
         try:

@@ -153,6 +153,29 @@ def _read(o: FederatedOptions, ctx: RunContext) -> LabelledTexts:
     return data
 
 
+def _align_labels(data: LabelledTexts, adapter: Any, o: FederatedOptions) -> LabelledTexts:
+    """Check the class count against the model; follow the model's label order when the names agree."""
+    if len(data.label_names) != len(adapter.labels):
+        raise RaikitInputError(f"key 'labels': the data has {len(data.label_names)} classes "
+                               f"{list(data.label_names)}, the model {len(adapter.labels)} {adapter.labels}")
+    if {n.lower() for n in data.label_names} == {str(x).lower() for x in adapter.labels} and not o.labels:
+        order = {str(name).lower(): i for i, name in enumerate(adapter.labels)}
+        remap = np.array([order[n.lower()] for n in data.label_names])
+        frame = data.frame.assign(label=remap[data.frame["label"].to_numpy()])
+        data = LabelledTexts(frame=frame, label_names=tuple(adapter.labels), source=data.source, sha256=data.sha256)
+    return data
+
+
+def effective_options(o: FederatedOptions) -> FederatedOptions:
+    """The options with ``raikit federated serve``'s SuperLink applied: it sets ``RAIKIT_FEDERATED_*`` in its
+    own process so that the config's section runs against the SuperLink it started (runtime deployment)."""
+    if not os.environ.get("RAIKIT_FEDERATED_SUPERLINK"):
+        return o
+    return dataclasses.replace(o, runtime="deployment", superlink=os.environ["RAIKIT_FEDERATED_SUPERLINK"],
+                               root_certificates=os.environ.get("RAIKIT_FEDERATED_ROOT_CERTIFICATES", ""),
+                               insecure=os.environ.get("RAIKIT_FEDERATED_INSECURE") == "1")
+
+
 def _local_split(frame: pd.DataFrame, held_out: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label-stratified local train/test split of one client's rows (at least one training row)."""
     rng = np.random.default_rng(seed)
@@ -191,7 +214,7 @@ def _n_clients(o: FederatedOptions, data: LabelledTexts | None) -> int:
 
 def check(options: FederatedOptions, ctx: RunContext) -> None:
     """Every ``[federated]`` problem that can be found before a model loads, the data file's included."""
-    o = options
+    o = effective_options(options)
     problems: list[str] = []
 
     def bad(key: str, rule: str) -> None:
@@ -381,16 +404,8 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
     from raikit.federated._flower import RoundLog
     from raikit.federated._task import load_arrays, predict
 
-    o = options
-    data = _read(o, ctx)
-    if len(data.label_names) != len(adapter.labels):
-        raise RaikitInputError(f"key 'labels': the data has {len(data.label_names)} classes "
-                               f"{list(data.label_names)}, the model {len(adapter.labels)} {adapter.labels}")
-    if {n.lower() for n in data.label_names} == {str(x).lower() for x in adapter.labels} and not o.labels:
-        order = {str(name).lower(): i for i, name in enumerate(adapter.labels)}
-        remap = np.array([order[n.lower()] for n in data.label_names])
-        frame = data.frame.assign(label=remap[data.frame["label"].to_numpy()])
-        data = LabelledTexts(frame=frame, label_names=tuple(adapter.labels), source=data.source, sha256=data.sha256)
+    o = effective_options(options)
+    data = _align_labels(_read(o, ctx), adapter, o)
     clients = build_clients(data, o, ctx.seed)
     task = make_task(adapter.model, adapter.tokenizer, data.label_names, clients, o, ctx.seed,
                      device=str(adapter.device), max_length=adapter.max_length, batch_size=adapter.batch_size)
@@ -402,7 +417,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
     else:
         from raikit.federated._deploy import run_deployment
 
-        log, wall, transport = run_deployment(o, ctx)
+        log, wall, transport = run_deployment(o, ctx, task.initial_state(), plan)
         if o.insecure:
             notes.append("The deployment ran WITHOUT TLS (insecure = true): model updates crossed the network "
                          "unencrypted and unauthenticated.")

@@ -1,0 +1,405 @@
+"""Deployment runtime: a real SuperLink and SuperNodes in separate processes, TLS by default.
+
+- ``make_certificates``: a private CA and a SuperLink certificate (``cryptography``), for the hosts and
+  addresses the SuperNodes will dial; the CA certificate is what SuperNodes and the run submitter trust.
+- ``start_superlink`` / ``start_supernode``: ``flower-superlink`` / ``flower-supernode`` subprocesses,
+  each in its own process group (stopped with the whole group), the virtual environment's ``bin/`` on
+  PATH (the SuperLink spawns ``flower-superexec`` by name).
+- ``run_deployment``: what the ``[federated]`` section does with ``runtime = "deployment"``: write a job
+  folder (initial weights, server plan), build a Flower App from it and submit it with ``flwr run`` to the
+  SuperLink, wait for the ServerApp to write its log and the final weights back, read them.
+- ``server_app`` / ``client_app``: the module-level apps the SuperLink and SuperNodes load. The ServerApp
+  reads its job folder; each ClientApp builds its partition from the audit config and the partition id
+  its SuperNode was started with (``raikit federated join --config ... --partition N``).
+
+Flower does the networking; raikit writes none of its own.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from raikit.audits.errors import RaikitInputError, RunFailedError
+
+__all__ = ["make_certificates", "start_superlink", "start_supernode", "stop_process", "wait_for_port",
+           "run_deployment", "server_app", "client_app", "ENV_OVERRIDES", "venv_env"]
+
+# raikit federated serve hands its SuperLink to the [federated] section through these variables
+ENV_OVERRIDES = {"RAIKIT_FEDERATED_SUPERLINK": "superlink", "RAIKIT_FEDERATED_ROOT_CERTIFICATES": "root_certificates",
+                 "RAIKIT_FEDERATED_INSECURE": "insecure"}
+
+
+# ---------------------------------------------------------------- certificates
+def make_certificates(folder: Path, hosts: list[str] | tuple[str, ...] = ("127.0.0.1", "localhost"),
+                      days: int = 30) -> dict[str, Path]:
+    """A CA (``ca.pem``, ``ca.key``) and a SuperLink certificate (``server.pem``, ``server.key``) valid for
+    ``hosts`` (IP addresses or DNS names). Keys are ECDSA P-256, written with mode 0600."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(minutes=5)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "raikit federation CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now)
+          .not_valid_after(now + _dt.timedelta(days=days))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(hosts[0]))]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + _dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": folder / "ca.pem", "ca_key": folder / "ca.key", "cert": folder / "server.pem",
+             "key": folder / "server.key"}
+
+    def write(path: Path, data: bytes, private: bool = False) -> None:
+        path.write_bytes(data)
+        if private:
+            path.chmod(0o600)
+
+    pem = serialization.Encoding.PEM
+    write(paths["ca"], ca.public_bytes(pem))
+    write(paths["cert"], cert.public_bytes(pem))
+    for name, k in (("ca_key", ca_key), ("key", key)):
+        write(paths[name], k.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+              private=True)
+    return paths
+
+
+# ---------------------------------------------------------------- processes
+def venv_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for Flower's executables: this interpreter's ``bin/`` first on PATH."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra or {})
+    return env
+
+
+def _exe(name: str) -> str:
+    found = shutil.which(name, path=venv_env()["PATH"])
+    if not found:
+        raise RaikitInputError(f"{name} not found next to {sys.executable}; install flwr in this environment")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Wait until ``host:port`` accepts TCP connections (fails early if ``proc`` exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RunFailedError(f"the process serving {host}:{port} exited with code {proc.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RunFailedError(f"nothing answered on {host}:{port} within {timeout:g} s")
+
+
+def _popen(cmd: list[str], log: Path | None, env: dict[str, str], new_session: bool = True) -> subprocess.Popen:
+    """Start ``cmd`` with its output appended to ``log`` (inherited when None), in a process group of its own."""
+    out = open(log, "ab") if log is not None else None  # noqa: SIM115 (the child keeps it)
+    try:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None, env=env,
+                                start_new_session=new_session)
+    finally:
+        if log is not None:
+            out.close()
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """Stop ``proc`` and its process group: SIGTERM, then SIGKILL after ``timeout``."""
+    if proc is None:
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # children that outlived the leader are still in its group
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def start_superlink(*, host: str = "127.0.0.1", port: int = 9093, certs: dict[str, Path] | None = None,
+                    insecure: bool = False, workdir: Path, log: Path | None = None,
+                    timeout: float = 60.0) -> subprocess.Popen:
+    """Start ``flower-superlink`` (Fleet, Control and ServerAppIo APIs on ``host:port``) and wait for it."""
+    if certs is None and not insecure:
+        raise RaikitInputError("a SuperLink needs certificates (or --insecure)")
+    cmd = [_exe("flower-superlink"), "--host", host, "--port", str(port),
+           "--database", str(workdir / "superlink.db"), "--disable-runtime-dependency-installation"]
+    if insecure:
+        cmd.append("--insecure")
+    else:
+        assert certs is not None
+        cmd += ["--ssl-ca-certfile", str(certs["ca"]), "--ssl-certfile", str(certs["cert"]),
+                "--ssl-keyfile", str(certs["key"])]
+    proc = _popen(cmd, log, venv_env({"FLWR_HOME": str(workdir / "flwr-home")}))
+    try:
+        wait_for_port("127.0.0.1" if host in ("0.0.0.0", "::") else host, port, timeout, proc)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def start_supernode(*, superlink: str, node: Path, partition: int, root_certificates: Path | None,
+                    insecure: bool = False, port: int | None = None, workdir: Path,
+                    log: Path | None = None, max_wait: float = 600.0, new_session: bool = True) -> subprocess.Popen:
+    """Start ``flower-supernode`` serving the partition :func:`prepare_node` wrote to ``node``."""
+    node_config = f'raikit-node="{Path(node).resolve()}" partition-id={int(partition)}'
+    cmd = [_exe("flower-supernode"), "--superlink", superlink, "--node-config", node_config,
+           "--host", "127.0.0.1", "--port", str(port or free_port()), "--max-wait-time", str(max_wait)]
+    if insecure:
+        cmd.append("--insecure")
+    else:
+        if root_certificates is None or not Path(root_certificates).is_file():
+            raise RaikitInputError(f"certificate file not found: {root_certificates}", where="--root-certificates")
+        cmd += ["--root-certificates", str(Path(root_certificates).resolve())]
+    workdir.mkdir(parents=True, exist_ok=True)
+    return _popen(cmd, log, venv_env({"FLWR_HOME": str(workdir / "flwr-home")}), new_session=new_session)
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A one-line input error naming ``address`` when nothing listens there."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        raise RaikitInputError(f"SuperLink {address} is unreachable ({type(exc).__name__}: {exc})",
+                               where="key 'superlink'") from None
+
+
+# ---------------------------------------------------------------- the apps the SuperLink and SuperNodes load
+_APP_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "raikit-federated"
+version = "1.0.0"
+description = "raikit federated retraining (the apps live in the installed raikit package)"
+dependencies = []
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "raikit"
+
+[tool.flwr.app.components]
+serverapp = "raikit_fed_app:server_app"
+clientapp = "raikit_fed_app:client_app"
+
+[tool.flwr.app.config]
+raikit-job = ""
+"""
+_APP_MODULE = ("import raikit.federated._deploy as _raikit\n\n"
+               "server_app = _raikit.server_app\nclient_app = _raikit.client_app\n")
+
+_CLIENT_CACHE: dict[str, Any] = {}
+
+
+def prepare_node(config: Path, partition: int, seed: int | None, folder: Path) -> dict[str, Any]:
+    """What ``raikit federated join`` does once, before its SuperNode starts: validate the audit config, load
+    the model, build this partition (seeded, as in the simulation) and write them to ``folder``, so that each
+    ClientApp process (Flower starts one per message) only reads a model folder and a small JSON file.
+
+    Raises
+    ------
+    RaikitInputError
+        Bad config, model or data (the same one-line errors as ``raikit audit``), or a partition out of range.
+    """
+    import dataclasses
+
+    from raikit.audits.models import load_model
+    from raikit.audits.runner import _data_dir, load_audit
+    from raikit.audits.sections import RunContext
+    from raikit.federated._section import _align_labels, _read, build_clients, make_task
+
+    audit = load_audit(config, seed=seed)
+    planned = next((p for p in audit.plan if p.table.capability == "federated"), None)
+    if planned is None:
+        raise RaikitInputError("the config has no [federated] table", where=str(config))
+    o = planned.options
+    ctx = RunContext(seed=audit.config.run.seed, base_dir=audit.config.base_dir, data_dir=_data_dir(audit.config),
+                     progress=False)
+    adapter = load_model(audit.config.models[planned.table.model], device="cpu", offline=True, progress=False)
+    data = _align_labels(_read(o, ctx), adapter, o)
+    clients = build_clients(data, o, ctx.seed)
+    if not 0 <= partition < len(clients):
+        raise RaikitInputError(f"must be between 0 and {len(clients) - 1} ({len(clients)} clients), got {partition}",
+                               where="--partition")
+    task = make_task(adapter.model, adapter.tokenizer, data.label_names, clients, o, ctx.seed,
+                     max_length=adapter.max_length, batch_size=adapter.batch_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    adapter.model.save_pretrained(folder / "model")
+    adapter.tokenizer.save_pretrained(folder / "model")
+    mine = clients[partition]
+    spec = {"client": mine.client, "index": partition, "clients": [c.client for c in clients],
+            "label_names": list(data.label_names), "keys": task.keys,
+            "settings": dataclasses.asdict(task.settings), "dp": dataclasses.asdict(task.dp) if task.dp else None,
+            "proximal_mu": task.proximal_mu, "max_length": task.max_length, "batch_size": task.batch_size,
+            "train": mine.train.to_dict(orient="list"), "test": mine.test.to_dict(orient="list")}
+    (folder / "node.json").write_text(json.dumps(spec), encoding="utf-8")
+    return {"client": mine.client, "train": len(mine.train), "test": len(mine.test), "seed": ctx.seed}
+
+
+def _client_task(context: Any) -> Any:
+    """This SuperNode's task, from the folder ``raikit federated join`` prepared (cached per process)."""
+    folder = str(context.node_config["raikit-node"])
+    if folder not in _CLIENT_CACHE:
+        import pandas as pd
+        import transformers
+
+        from raikit.audits.training import DPSettings, TrainSettings
+        from raikit.federated._task import ClientData, Task
+
+        spec = json.loads((Path(folder) / "node.json").read_text(encoding="utf-8"))
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(Path(folder) / "model").eval()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(Path(folder) / "model")
+        empty = pd.DataFrame({"text": [], "label": []})
+        clients = [ClientData(client=c, train=empty, test=empty) for c in spec["clients"]]
+        mine = ClientData(client=spec["client"], train=pd.DataFrame(spec["train"]), test=pd.DataFrame(spec["test"]))
+        clients[spec["index"]] = mine
+        task = Task(model=model, tokenizer=tokenizer, label_names=tuple(spec["label_names"]), clients=clients,
+                    settings=TrainSettings(**spec["settings"]), dp=DPSettings(**spec["dp"]) if spec["dp"] else None,
+                    proximal_mu=spec["proximal_mu"], keys=spec["keys"], max_length=spec["max_length"],
+                    batch_size=spec["batch_size"])
+        _CLIENT_CACHE[folder] = (task, mine)
+    return _CLIENT_CACHE[folder]
+
+
+def _server_task(context: Any) -> Any:
+    import torch  # noqa: F401
+    from safetensors.torch import load_file
+
+    from raikit.federated._flower import ServerPlan
+
+    job = Path(str(context.run_config["raikit-job"]))
+    plan = ServerPlan(**json.loads((job / "plan.json").read_text(encoding="utf-8")))
+    return load_file(str(job / "initial.safetensors")), plan
+
+
+def _server_done(log: Any, context: Any) -> None:
+    from safetensors.torch import save_file
+
+    job = Path(str(context.run_config["raikit-job"]))
+    if log.final_state:
+        save_file({k: v.contiguous() for k, v in log.final_state.items()}, str(job / "final.safetensors"))
+    tmp = job / "log.json.tmp"
+    tmp.write_text(json.dumps(log.to_json()), encoding="utf-8")
+    tmp.replace(job / "log.json")
+
+
+def _build() -> tuple[Any, Any]:
+    from raikit.federated._flower import build_apps
+
+    return build_apps(_server_task, _client_task, _server_done)
+
+
+server_app, client_app = _build()
+
+
+# ---------------------------------------------------------------- submitting a run
+def submit_run(*, job: Path, superlink: str, root_certificates: Path | None, insecure: bool,
+               log: Path) -> subprocess.Popen:
+    """``flwr run`` of the raikit app against ``superlink`` with ``raikit-job`` pointing at ``job``."""
+    app = job / "app"
+    app.mkdir(parents=True, exist_ok=True)
+    (app / "pyproject.toml").write_text(_APP_PYPROJECT, encoding="utf-8")
+    (app / "raikit_fed_app.py").write_text(_APP_MODULE, encoding="utf-8")
+    home = job / "flwr-home"
+    home.mkdir(exist_ok=True)
+    conn = [f'[superlink]\ndefault = "raikit"\n\n[superlink.raikit]\naddress = "{superlink}"']
+    conn.append("insecure = true" if insecure else f'root-certificates = "{Path(root_certificates).resolve()}"')
+    (home / "config.toml").write_text("\n".join(conn) + "\n", encoding="utf-8")
+    cmd = [_exe("flwr"), "run", str(app), "raikit", "--run-config", f'raikit-job="{job.resolve()}"', "--stream"]
+    return _popen(cmd, log, venv_env({"FLWR_HOME": str(home)}))
+
+
+def run_deployment(o: Any, ctx: Any, state: dict[str, Any], plan: Any) -> tuple[Any, float, dict[str, Any]]:
+    """Submit the federated run to the SuperLink in ``o.superlink`` and wait for its result.
+
+    Returns the server's RoundLog, the wall time, and transport facts for the report.
+    """
+    import dataclasses
+
+    from safetensors.torch import load_file, save_file
+
+    from raikit.federated._flower import RoundLog
+
+    raise_if = o.root_certificates and not o.insecure
+    certs = ctx.resolve_path(o.root_certificates) if raise_if else None
+    if certs is not None and not certs.is_file():
+        raise RaikitInputError(f"certificate file not found: {certs}", where="key 'root_certificates'")
+    check_reachable(o.superlink)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="raikit-federated-") as tmp:
+        job = Path(tmp)
+        job.chmod(0o700)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(job / "initial.safetensors"))
+        (job / "plan.json").write_text(json.dumps(dataclasses.asdict(plan)), encoding="utf-8")
+        runner = submit_run(job=job, superlink=o.superlink, root_certificates=certs, insecure=o.insecure,
+                            log=job / "flwr-run.log")
+        limit = plan.join_timeout + plan.rounds * 2 * plan.round_timeout + 120
+        try:
+            while not (job / "log.json").exists():
+                if time.perf_counter() - started > limit:
+                    raise RunFailedError(f"[federated]: no result from the SuperLink {o.superlink} within {limit:g} s")
+                if runner.poll() is not None and runner.returncode != 0:
+                    tail = (job / "flwr-run.log").read_text(errors="replace").strip().splitlines()[-3:]
+                    raise RunFailedError(f"[federated]: flwr run against {o.superlink} failed: {' | '.join(tail)}")
+                time.sleep(0.5)
+        finally:
+            stop_process(runner, timeout=5)
+        log = RoundLog.from_json(json.loads((job / "log.json").read_text(encoding="utf-8")))
+        if (job / "final.safetensors").exists():
+            log.final_state = load_file(str(job / "final.safetensors"))
+    transport = {"runtime": "deployment", "superlink": o.superlink, "tls": not o.insecure,
+                 "insecure": bool(o.insecure), "root_certificates": str(certs) if certs else None}
+    return log, time.perf_counter() - started, transport

@@ -1,0 +1,154 @@
+"""The deployment runtime for real: `raikit federated serve` (a SuperLink over TLS with raikit's
+certificates) and three `raikit federated join` SuperNodes as separate processes on loopback; one SuperNode
+is killed during round 1 and training still completes, the lost client is named, and no process is left."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import synth
+from raikit.federated._deploy import free_port
+
+RAIKIT = [sys.executable, "-c", "import sys; from raikit.audits.cli import main; sys.exit(main())"]
+
+
+def _config(root: Path, extra: str = "") -> Path:
+    path = root / "audit.toml"
+    path.write_text('[run]\nseed = 0\ndevice = "cpu"\n[models.clf]\nid = "clf"\n'
+                    '[federated]\nmodel = "clf"\ndata = "data.csv"\nclients = 3\nmin_clients = 2\nrounds = 2\n'
+                    'local_epochs = 2\nbatch_size = 16\nlearning_rate = 3e-3\nmax_length = 16\n'
+                    f'round_timeout = 60.0\njoin_timeout = 90.0\n{extra}'
+                    '[report]\nformats = ["html"]\n', encoding="utf-8")
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+SEEN: dict[int, psutil.Process] = {}
+
+
+def _track(procs) -> None:
+    """Remember every descendant of ``procs`` (the SuperLink, SuperNodes and the apps they spawn)."""
+    for p in procs:
+        try:
+            root = psutil.Process(p.pid)
+            for child in [root, *root.children(recursive=True)]:
+                SEEN.setdefault(child.pid, child)
+        except psutil.NoSuchProcess:
+            continue
+
+
+def _alive() -> list[psutil.Process]:
+    out = []
+    for proc in SEEN.values():
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(p.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            try:
+                p.wait(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _wait_for(predicate, timeout: float, what: str, procs=(), track=()) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _track(track)
+        if predicate():
+            return
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"{p.args[-3:]} exited with {p.returncode} while waiting for {what}")
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_path):
+    synth.make_task(tmp_path)
+    config = _config(tmp_path)
+    port = free_port()
+    certs = tmp_path / "certs"
+    log = tmp_path / "serve.log"
+    procs: list[subprocess.Popen] = []
+    try:
+        with log.open("wb") as out:
+            serve = subprocess.Popen([*RAIKIT, "federated", "serve", str(config), "--port", str(port), "--certs",
+                                      str(certs), "--out", str(tmp_path / "out"), "--quiet"],
+                                     stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path,
+                                     start_new_session=True)
+        procs.append(serve)
+        _wait_for(lambda: (certs / "superlink.log").exists() and b"join with" in log.read_bytes()
+                  or (certs / "ca.pem").exists() and _listening(port), 120, "the SuperLink", [serve])
+        assert (certs / "ca.pem").is_file() and (certs / "server.key").stat().st_mode & 0o077 == 0
+        joins = []
+        for partition in range(3):
+            with (tmp_path / f"join{partition}.log").open("wb") as out:
+                joins.append(subprocess.Popen(
+                    [*RAIKIT, "federated", "join", "--config", str(config), "--partition", str(partition),
+                     "--superlink", f"127.0.0.1:{port}", "--root-certificates", str(certs / "ca.pem")],
+                    stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path, start_new_session=True))
+        procs += joins
+        # Kill SuperNode 2 (its whole process group: join, flower-supernode, its ClientApp) once round 1 began:
+        # the three replies to the server's opening query are in, so the round-1 training messages are out.
+        _wait_for(lambda: (certs / "superlink.log").read_bytes().count(b"Push replies") >= 3, 300, "round 1",
+                  [serve], procs)
+        os.killpg(joins[2].pid, signal.SIGKILL)
+        joins[2].wait(timeout=10)
+        _wait_for(lambda: serve.poll() is not None, 420, "the run to finish", (), procs)
+        text = log.read_text(errors="replace")
+        assert serve.returncode == 0, text[-3000:]
+        [run] = [p for p in (tmp_path / "out").iterdir() if p.is_dir() and p.name != "federation"]
+        res = json.loads((run / "results.json").read_text())
+        m = res["metrics"]
+        assert m["federated.rounds"]["value"] == 2
+        lost = m["federated.clients_lost"]["details"]["lost"]
+        assert any(x["client"] == "2" and x["round"] == 1 for x in lost), lost
+        assert "lost client 2 (round 1)" in text or "client 2 (round 1)" in text
+        details = res["sections"]["federated"]["details"]
+        assert details["transport"]["tls"] is True and details["transport"]["insecure"] is False
+        assert all(r["clients_ok"] >= 2 for r in details["rounds"])
+        assert (run / "models" / "federated.global" / "model.safetensors").is_file()
+        assert 0 <= m["federated.accuracy"]["value"] <= 1
+    finally:
+        _stop(procs)
+        time.sleep(1)
+        leftover = _alive()
+        for p in leftover:
+            p.kill()
+    assert not leftover, [p.cmdline()[:4] for p in leftover]
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
