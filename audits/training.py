@@ -237,7 +237,7 @@ class _Batches(torch.utils.data.Dataset):
 def _inputs(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Forward kwargs, trimmed to the longest text of the batch; explicit position and type ids where accepted."""
     length = max(int(mask.sum(1).max()), 1)
-    ids, mask = ids[:, :length], mask[:, :length]
+    ids, mask = ids[:, :length].contiguous(), mask[:, :length].contiguous()  # ghost clipping views input ids
     kwargs = {"input_ids": ids, "attention_mask": mask}
     target = model
     while hasattr(target, "_module"):  # Opacus GradSampleModule
