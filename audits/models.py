@@ -770,8 +770,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or isinstance(exc, MemoryError):
         return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
-                                              or "not enough memory" in text)
+    return isinstance(exc, RuntimeError) and any(
+        phrase in text for phrase in ("out of memory", "can't allocate memory", "cannot allocate memory",
+                                      "not enough memory", "bad_alloc"))
 
 
 def _free_memory(device: torch.device) -> None:

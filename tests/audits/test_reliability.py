@@ -326,7 +326,9 @@ def test_out_of_memory_halves_the_batch_and_records_it(tmp_path):
     script = tmp_path / "oom.py"
     script.write_text(OOM_SCRIPT)
     env = _env()
-    env["HF_HUB_OFFLINE"] = "1"
+    # one thread and one malloc arena: no thread reserves address space of its own under the limit
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               MALLOC_ARENA_MAX="1", RAYON_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
