@@ -380,15 +380,33 @@ def _reaudit(audit: Audit, source: PlannedSection, sections: dict[str, dict[str,
     rows = []
     for target in targets:
         for metric, original in sections[target.key]["metrics"].items():
-            row: dict[str, Any] = {"metric": metric, "original": original.get("value"),
-                                   "original_ci95": original.get("ci95")}
+            row: dict[str, Any] = {"metric": metric}
+            cells = {"original": original}
             for variant in entry["retrained_models"]:
-                moved = sections[f"{source.key}.{variant}.{target.key}"]["metrics"].get(f"{source.key}.{variant}.{metric}")
-                row[variant] = None if moved is None else moved.get("value")
-                row[f"{variant}_ci95"] = None if moved is None else moved.get("ci95")
+                other = sections[f"{source.key}.{variant}.{target.key}"]["metrics"]
+                cells[variant] = other.get(f"{source.key}.{variant}.{metric}") or {}
+            for name, cell in cells.items():
+                ci = cell.get("ci95") or [None, None]
+                row.update({name: cell.get("value"), f"{name} low": ci[0], f"{name} high": ci[1]})
+            row["moved"] = any(_separated(original, cell) for name, cell in cells.items() if name != "original")
             rows.append(row)
+    rows.sort(key=lambda r: not r["moved"])  # what moved beyond its interval first
     entry["details"]["reaudit"] = rows
+    if rows:  # the report shows the first rows; the CSV has them all
+        import pandas as pd
+
+        file = f"{source.key}.reaudit.csv"
+        write_csv_atomic(confined(run_dir, file), pd.DataFrame(rows))
+        entry.setdefault("tables", {})["reaudit"] = file
     write_json_atomic(confined(run_dir, f".sections/{source.key}.json"), entry)
+
+
+def _separated(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two metrics' 95% intervals do not overlap (a difference the intervals support)."""
+    ca, cb = a.get("ci95"), b.get("ci95")
+    if not ca or not cb or None in ca or None in cb:
+        return False
+    return bool(ca[1] < cb[0] or cb[1] < ca[0])
 
 
 def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "out", seed: int | None = None,

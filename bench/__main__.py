@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-MODULES = ("bench_adapters", "bench_explain")
+MODULES = ("bench_adapters", "bench_explain", "bench_privacy")
 
 
 def machine() -> str:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["forest_svg", "roc_svg", "lines_svg"]
+__all__ = ["forest_svg", "roc_svg", "lines_svg", "tradeoff_svg"]
 
 _COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
 _BLUE, _RED, _GREY = "#1d4ed8", "#b91c1c", "#6b7280"
@@ -107,6 +107,40 @@ def lines_svg(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *,
     ax.set_ylabel(_plain(ylabel))
     if 1 < len(series) <= 12:
         ax.legend(frameon=False, fontsize=8)
+    ax.grid(color="#e5e7eb", linewidth=0.6)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig, key)
+
+
+def tradeoff_svg(points: Sequence[tuple[str, float, float, tuple[float, float] | None]], *, key: str, xlabel: str,
+                 ylabel: str, reference: float | None = None) -> str:
+    """Labelled points with vertical 95% CIs: e.g. accuracy against membership-inference AUC per model.
+
+    Parameters
+    ----------
+    points : sequence of (label, x, y, y_ci95 or None)
+        One point per model.
+    key : str
+        Unique name of the figure within the page.
+    xlabel, ylabel : str
+        Axis names.
+    reference : float, optional
+        A vertical reference line (chance AUC 0.5).
+    """
+    fig = _figure(5.6, 3.6)
+    ax = fig.add_subplot()
+    for label, x, y, ci in points:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        if ci is not None and all(math.isfinite(c) for c in ci):
+            ax.plot([x, x], [ci[0], ci[1]], color=_BLUE, linewidth=1.4)
+        ax.plot([x], [y], marker="o", color=_BLUE, markersize=5)
+        ax.annotate(_plain(label), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if reference is not None:
+        ax.axvline(reference, color=_GREY, linestyle="--", linewidth=1)
+    ax.set_xlabel(_plain(xlabel))
+    ax.set_ylabel(_plain(ylabel))
+    ax.margins(x=0.25, y=0.15)
     ax.grid(color="#e5e7eb", linewidth=0.6)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig, key)

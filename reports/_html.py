@@ -218,6 +218,33 @@ def _privacy_facts(key: str, details: Mapping[str, Any], metrics: Sequence[Metri
     return facts
 
 
+def _privacy_tradeoff(results: Mapping[str, Any], key: str, details: Mapping[str, Any],
+                      budget: _Budget) -> tuple[str, Any] | None:
+    """Accuracy (with its CI) against the loss attack's AUC, one point per model: what privacy cost."""
+    from markupsafe import Markup
+
+    from raikit.reports._figures import tradeoff_svg
+
+    metrics = results.get("metrics") or {}
+    points = []
+    for item in details.get("privacy_utility") or []:
+        if not isinstance(item, Mapping) or not is_number(item.get("attack_auc")):
+            continue
+        name = str(item.get("model"))
+        accuracy = metrics.get(f"{key}.{name}.accuracy") or {}
+        ci = accuracy.get("ci95") if isinstance(accuracy, Mapping) else None
+        epsilon = item.get("epsilon")
+        label = f"{name} (epsilon {fmt(epsilon)})" if is_number(epsilon) else f"{name} (no DP)"
+        if is_number(item.get("accuracy")):
+            points.append((label, float(item["attack_auc"]), float(item["accuracy"]),
+                           tuple(ci) if isinstance(ci, list) and len(ci) == 2 and all(map(is_number, ci)) else None))
+    if not points:
+        return None
+    svg = tradeoff_svg(points, key=budget.key("tradeoff"), xlabel="membership-inference AUC (0.5 = chance)",
+                       ylabel="held-out accuracy", reference=0.5)
+    return ("privacy-utility trade-off: accuracy against attack success", Markup(svg))
+
+
 def _rounds_figure(details: Mapping[str, Any], budget: _Budget) -> tuple[str, Any] | None:
     from markupsafe import Markup
 
@@ -275,11 +302,19 @@ def _section_view(results: Mapping[str, Any], key: str, budget: _Budget) -> Sect
                 used.add(dkey)
     if capability == "privacy":
         facts += _privacy_facts(key, details, rows)
-        roc = _find_roc(details)
-        if roc is not None and len(roc["fpr"]) == len(roc["tpr"]) and all(map(is_number, roc["fpr"] + roc["tpr"])):
-            auc = roc.get("auc") if is_number(roc.get("auc")) else None
-            figures.append(("membership-inference attack ROC",
-                            Markup(roc_svg(roc["fpr"], roc["tpr"], key=budget.key("roc"), auc=auc))))
+        attacks = details.get("attacks") if isinstance(details.get("attacks"), Mapping) else {}
+        rocs = [(f"membership-inference ROC: {name.replace('.', ' model, ')} attack", a.get("roc"))
+                for name, a in attacks.items() if isinstance(a, Mapping)] or [("membership-inference attack ROC",
+                                                                               _find_roc(details))]
+        for title, roc in rocs:
+            if (isinstance(roc, Mapping) and isinstance(roc.get("fpr"), list) and isinstance(roc.get("tpr"), list)
+                    and len(roc["fpr"]) == len(roc["tpr"]) and all(map(is_number, roc["fpr"] + roc["tpr"]))):
+                auc = roc.get("auc") if is_number(roc.get("auc")) else None
+                figures.append((title, Markup(roc_svg(roc["fpr"], roc["tpr"], key=budget.key("roc"), auc=auc))))
+        tradeoff = _privacy_tradeoff(results, key, details, budget)
+        if tradeoff is not None:
+            figures.append(tradeoff)
+        used.update({"attacks", "roc"})
     if capability == "federated":
         fig = _rounds_figure(details, budget)
         if fig:
