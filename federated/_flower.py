@@ -203,9 +203,12 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
         log.client_facts.setdefault(client, {}).update(facts)
     n_nodes = len(nodes)
     per_round = plan.clients_per_round or n_nodes
+    # Central DP needs equal client weights (each client's clipped update counts once); otherwise FedAvg
+    # weights clients by their number of training examples.
     common = dict(fraction_train=min(1.0, per_round / n_nodes), fraction_evaluate=1.0,
                   min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=plan.min_clients,
-                  min_available_nodes=plan.min_clients)
+                  min_available_nodes=plan.min_clients,
+                  weighted_by_key="unit-weight" if plan.central_dp else "num-examples")
     if plan.strategy == "fedprox":
         strategy: Any = strategies.FedProx(**common, proximal_mu=plan.proximal_mu)
     else:
@@ -295,13 +298,13 @@ def build_apps(server_task: Callable[[Any], tuple[dict[str, torch.Tensor], Serve
         new_state, facts = local_train(task, data, state, server_round=rnd, seed=seed,
                                        proximal_mu=float(config.get("proximal-mu", 0.0)))
         content = RecordDict({"arrays": ArrayRecord(torch_state_dict=new_state),
-                              "metrics": MetricRecord({k: v for k, v in facts.items()})})
+                              "metrics": MetricRecord({**facts, "unit-weight": 1})})
         return Message(content=content, reply_to=msg)
 
     @client.evaluate()
     def evaluate(msg: Message, context: Any) -> Message:
         task, data = client_task(context)
         facts = local_evaluate(task, data, msg.content["arrays"].to_torch_state_dict())
-        return Message(content=RecordDict({"metrics": MetricRecord(facts)}), reply_to=msg)
+        return Message(content=RecordDict({"metrics": MetricRecord({**facts, "unit-weight": 1})}), reply_to=msg)
 
     return server, client

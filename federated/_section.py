@@ -352,19 +352,70 @@ def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[A
     backend = {"client_resources": {"num_cpus": float(client_cpus), "num_gpus": 0.0},
                "init_args": {"num_cpus": max(cpus, min(os.cpu_count() or 1, cpus * len(task.clients))),
                              "include_dashboard": False, "log_to_driver": False}}
+    import warnings
+
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
-    flwr_logger.setLevel(logging.WARNING)
+    flwr_logger.setLevel(logging.ERROR)  # Flower's per-round INFO lines and run_simulation's deprecation notice
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     started = time.perf_counter()
     try:
-        flwr_run_simulation(server_app=server_app, client_app=client_app, num_supernodes=len(task.clients),
-                            backend_config=backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            flwr_run_simulation(server_app=server_app, client_app=client_app, num_supernodes=len(task.clients),
+                                backend_config=backend)
     finally:
         flwr_logger.setLevel(level)
+        _stop_ray()
     seconds = time.perf_counter() - started
     if "log" not in box:
         raise RunFailedError("[federated]: the Flower simulation ended without a result from the ServerApp")
     return box["log"], seconds
+
+
+def _stop_ray() -> None:
+    """Shut Ray down and reap the processes it started for this simulation (Flower leaves some unwaited)."""
+    import gc
+    import warnings
+
+    popens: list[Any] = []
+    try:
+        import ray
+
+        node = getattr(ray._private.worker, "_global_node", None)
+        for infos in (getattr(node, "all_processes", None) or {}).values():
+            popens += [info.process for info in infos if getattr(info, "process", None) is not None]
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 (best effort: Ray already gone)
+        pass
+    try:
+        import psutil
+
+        ours = [p for p in psutil.Process().children(recursive=True)
+                if any(mark in " ".join(p.cmdline()) for mark in ("/ray/", "raylet", "gcs_server", "default_worker"))]
+        for p in ours:
+            p.terminate()
+        _, alive = psutil.wait_procs(ours, timeout=5)
+        for p in alive:
+            p.kill()
+        psutil.wait_procs(alive, timeout=5)
+    except Exception:  # noqa: BLE001
+        pass
+    for proc in popens:  # Ray's own Popen objects: wait so that none is collected still "running"
+        try:
+            proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001
+            try:
+                proc.kill()
+                proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001
+                pass
+    with warnings.catch_warnings():  # Ray's Popen objects for processes reaped above
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
