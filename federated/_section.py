@@ -269,6 +269,10 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
                             f"{ctx.resolve_path(o.root_certificates)}")
     if problems:
         raise RaikitInputError("; ".join(problems))
+    if o.runtime == "deployment":
+        from raikit.federated._deploy import check_reachable
+
+        check_reachable(o.superlink, timeout=3.0)
     data = _read(o, ctx)
     n = _n_clients(o, data)
     if n < o.min_clients:

@@ -1,0 +1,79 @@
+"""Bad [federated] input and bad `raikit federated` flags: one line naming the key or address, exit 2,
+nothing written, before any model loads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import synth
+from raikit.audits.cli import main
+from raikit.federated._deploy import free_port
+
+DEAD = f"127.0.0.1:{free_port()}"  # nothing listens there
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("federated_bad")
+    synth.make_task(root)
+    return root
+
+
+def _config(root: Path, federated: str) -> Path:
+    path = root / "audit.toml"
+    path.write_text('[run]\nseed = 0\ndevice = "cpu"\n[models.clf]\nid = "clf"\n'
+                    f'[federated]\nmodel = "clf"\ndata = "data.csv"\nmax_length = 16\n{federated}\n', encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("federated,expected", [
+    ("clients = 2\nmin_clients = 3", "key 'clients': 2 clients is fewer than min_clients = 3"),
+    ('partition = "dirichlet"\nalpha = 0.0', "key 'alpha': must be a finite number > 0, got 0.0"),
+    ('partition = "dirichlet"\nalpha = -0.5', "key 'alpha': must be a finite number > 0, got -0.5"),
+    ('partition = "group"', "key 'partition': 'group' needs group_column"),
+    ('group_column = "group"\npartition = "group"\nmin_clients = 4', "key 'clients': 3 groups is fewer than min_clients = 4"),
+    ("clients_per_round = 1", "key 'clients_per_round': 1 is fewer than min_clients = 2"),
+    ('strategy = "fedsgd"', "key 'strategy': must be one of fedavg, fedprox, got 'fedsgd'"),
+    ("client_dp = true\ncentral_dp = true", "key 'central_dp': client_dp and central_dp are alternatives"),
+    (f'runtime = "deployment"\nsuperlink = "{DEAD}"\ninsecure = true', f"key 'superlink': SuperLink {DEAD} is unreachable"),
+    ('runtime = "deployment"\nroot_certificates = "missing-ca.pem"', "key 'root_certificates': certificate file not found"),
+    ('runtime = "deployment"', "key 'root_certificates': a deployment needs the SuperLink's CA certificate"),
+    ("rounds = 0", "key 'rounds': must be >= 1, got 0"),
+])
+def test_bad_federated_config_is_one_line_exit_2(root, tmp_path, capsys, federated, expected):
+    config = _config(root, federated)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", str(config), "--out", str(tmp_path / "out"), "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "[federated]" in err[0] and expected in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--superlink", DEAD, "--insecure"], f"--superlink: SuperLink {DEAD} is unreachable"),
+    (["--superlink", DEAD, "--root-certificates", "missing-ca.pem"], "--root-certificates: certificate file not found"),
+    (["--superlink", DEAD], "--root-certificates: the SuperLink's CA certificate is needed"),
+    (["--superlink", "nowhere", "--insecure"], "--superlink: must be host:port"),
+])
+def test_bad_join_flags_are_one_line_exit_2(root, capsys, flags, expected):
+    config = _config(root, "")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["federated", "join", "--config", str(config), "--partition", "0", *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+
+
+def test_serve_refuses_a_missing_config_and_an_incomplete_certificate_folder(root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["federated", "serve", str(tmp_path / "nope.toml")])
+    assert exit_info.value.code == 2 and "config file not found" in capsys.readouterr().err
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.pem").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["federated", "serve", str(_config(root, "")), "--certs", str(certs), "--port", str(free_port())])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "incomplete certificate folder" in err[0], err
