@@ -557,7 +557,9 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         "data": {**data.describe(), "seed": ctx.seed},
         "partition": {"scheme": o.partition, **({"alpha": o.alpha} if o.partition == "dirichlet" else {}),
                       "clients": table.to_dict(orient="records")},
-        "rounds": [{k: v for k, v in r.items() if v is not None} for r in log.rounds],
+        # plotted by the report (same scale): global accuracy and mean training loss per round
+        "rounds": [{k: r[k] for k in ("round", "accuracy", "train_loss") if r.get(k) is not None} for r in log.rounds],
+        "round_log": [{k: v for k, v in r.items() if v is not None} for r in log.rounds],
         "per_client": per_client_series,
         "lost_clients": log.lost,
         "strategy": {"name": o.strategy, **({"proximal_mu": o.proximal_mu} if o.strategy == "fedprox" else {}),
@@ -569,7 +571,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
                       if log.dp_per_client else None),
         "central_dp": log.central_dp or None,
         "centralized": centralized.describe() if centralized is not None else None,
-        "clients": log.client_facts,
+        "client_facts": log.client_facts,
     }
     if o.partition == "dirichlet" and o.alpha <= 0.1:
         notes.append(f"Dirichlet({o.alpha:g}) label skew: most clients hold mostly one class, the regime where "

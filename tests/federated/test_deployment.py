@@ -132,7 +132,7 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
         assert "lost client 2 (round 1)" in text or "client 2 (round 1)" in text
         details = res["sections"]["federated"]["details"]
         assert details["transport"]["tls"] is True and details["transport"]["insecure"] is False
-        assert all(r["clients_ok"] >= 2 for r in details["rounds"])
+        assert all(r["clients_ok"] >= 2 for r in details["round_log"])
         assert (run / "models" / "federated.global" / "model.safetensors").is_file()
         assert 0 <= m["federated.accuracy"]["value"] <= 1
     finally:
