@@ -273,6 +273,7 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
         remap = np.array([order[n.lower()] for n in data.label_names])
         frame = data.frame.assign(label=remap[data.frame["label"].to_numpy()])
         data = LabelledTexts(frame=frame, label_names=tuple(adapter.labels), source=data.source, sha256=data.sha256)
+    label_map = {name: int(i) for i, name in enumerate(data.label_names)}
     parts = data.split(fractions=_fractions(o), seed=ctx.seed)
     train, test, pool = parts["train"], parts["held_out"], parts["reference"]
     delta = o.delta or default_delta(len(train))
@@ -360,6 +361,7 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
     details = {
         "data": {**data.describe(), "split_seed": ctx.seed,
                  "split": {"train": len(train), "held_out": len(test), "reference": len(pool)}},
+        "labels": {"data": label_map, "model": list(adapter.labels)},
         "delta_rule": "given" if o.delta else f"default 1/(10 N) rounded down, N = {n_train}",
         "dp": dp_facts,
         "training": {name: t.describe() for name, t in trained.items()},
@@ -402,6 +404,8 @@ _METRICS = (
     "dp.epsilon", "dp.delta", "dp.noise_multiplier", "dp.sample_rate", "dp.steps", "dp.max_grad_norm",
     "dp.accuracy", "dp.accuracy_cost", "baseline.accuracy", "original.accuracy",
     "*.by_group.*", "mia.*",
+    # the runner's re-audit of the retrained models: privacy.dp.fairness.groups.accuracy.overall, ...
+    "dp.fairness.*", "dp.explain.*", "baseline.fairness.*", "baseline.explain.*",
 )
 
 SECTION = Section(

@@ -60,6 +60,8 @@ def ws(tmp_path_factory, minilm_tok):
     (data / "stereo_ok.jsonl").write_text(json.dumps(STEREOSET_ITEM) + "\n")
     (data / "texts.pdf").write_text("not a pdf\n")
     (data / "groups.csv").write_text("text,label\nI like it,positive\n")
+    (data / "labelled.csv").write_text("text,label\n" + "".join(f"text number {i},{['negative', 'positive'][i % 2]}\n"
+                                                               for i in range(40)))
     (data / "swaps.csv").write_bytes(b"")
     (data / "hurtlex.tsv").write_text("")
 
@@ -95,6 +97,7 @@ MLM = '[run]\ndevice = "cpu"\n[models.lm]\nid = "{root}/mlm"\n'
 CLF = '[run]\ndevice = "cpu"\n[models.clf]\nid = "{root}/clf"\n'
 ENC = '[models.enc]\nid = "builtin:minilm-l6"\n'
 CROWS = '[fairness.crows_pairs]\ndata = "{root}/data/pairs.csv"\n'
+PRIVACY = '[privacy]\nmodel = "clf"\ndata = "{root}/data/labelled.csv"\n'
 
 # (id, config text, expected fragments of the one error line after "<config>: ")
 # {root} is the workspace folder; every row must fail before any output is written.
@@ -199,7 +202,21 @@ ROWS = [
      ["[models.lm]: key 'id': model ", "evil", "could not be loaded"]),
     ("model-garbage-config", '[run]\ndevice = "cpu"\n[models.lm]\nid = "{root}/garbage"\n' + CROWS,
      ["[models.lm]: key 'id': model ", "garbage", "could not be loaded"]),
-    # privacy and federated parameters: rows for [privacy] and [federated] go here (added with those sections).
+    # -- [privacy] (checked with its data file before the model loads) -------------------------------------
+    ("privacy-epsilon-zero", CLF + PRIVACY + "epsilon = 0\n", ["[privacy]: key 'epsilon': must be a finite number > 0, got 0"]),
+    ("privacy-epsilon-negative", CLF + PRIVACY + "epsilon = -3.0\n", ["[privacy]: key 'epsilon'", "got -3.0"]),
+    ("privacy-delta-over-1-over-n", CLF + PRIVACY + "delta = 0.05\n",
+     ["[privacy]: key 'delta': must be below 1/N = 0.0357 for N = 28 training examples", "got 0.05"]),
+    ("privacy-label-column", CLF + PRIVACY + 'label_column = "sentiment"\n',
+     ["[privacy]: key 'label_column': column 'sentiment' not in", "labelled.csv"]),
+    ("privacy-single-label", CLF + PRIVACY.replace("labelled.csv", "groups.csv"),
+     ["[privacy]: key 'label_column':", "has a single label ('positive')"]),
+    ("privacy-attack", CLF + PRIVACY + 'attacks = ["shadow"]\n', ["[privacy]: key 'attacks': unknown attack(s) ['shadow']"]),
+    ("privacy-held-out", CLF + PRIVACY + "held_out = 0\n", ["[privacy]: key 'held_out': must be between 0 and 1, got 0"]),
+    ("privacy-grad-mode", CLF + PRIVACY + 'grad_sample_mode = "functorch"\n',
+     ["[privacy]: key 'grad_sample_mode': must be one of hooks, ghost, got 'functorch'"]),
+    ("privacy-unknown-key", CLF + PRIVACY + "epsilonn = 1.0\n", ["[privacy]: unknown key 'epsilonn'", "did you mean"]),
+    # federated parameters: rows for [federated] go here.
 ]
 
 
