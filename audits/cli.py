@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the built-in model aliases, whether each is ready, and its size")
 
+    from raikit.audits.data_cli import add_parser as add_data_parser
+
+    add_data_parser(sub, _Parser)
+
     probes = sub.add_parser("probes", help="list the configurable sections, or show one with its options")
     probes.add_argument("name", nargs="?", help="a section name (e.g. fill_mask, explain) to show as a TOML table")
     return parser
@@ -160,6 +164,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     print(f"gates:   {len(gates) - len(failed)} passed, {len(failed)} failed")
     for g in failed:
         print(f"  FAILED {for_terminal(g['message'])}")
+    for skipped in outcome.results["run"].get("skipped_sections", []):
+        print(f"skipped: {for_terminal(skipped['section'])} (data not installed: "
+              f"{for_terminal(', '.join(skipped['data_sets']))}); fetch with `{for_terminal(skipped['command'])}`")
     return outcome.exit_code
 
 
@@ -231,6 +238,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 1 if diff.regressions else 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from raikit.audits.data_cli import run
+
+    return run(args)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from raikit.audits.builtin import builtin_status
 
@@ -240,6 +253,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         size = f"{r['size_bytes'] / 1e6:7.1f} MB" if r["ready"] else "        -"
         state = "ready    " if r["ready"] else "not ready"
         print(f"{r['alias']:<{width}}  {r['kind']:<10}  {state}  {size}  {r['description']}")
+        if r.get("install"):
+            print(f"{'':<{width}}  not installed: {r['install']}")
+    if any(r.get("install") for r in rows):
+        print("With internet, any HuggingFace hub id works in place of a built-in model "
+              '([models.<key>] id = "<org>/<name>").')
     return 0
 
 
@@ -289,7 +307,7 @@ def _cmd_probes(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"audit": _cmd_audit, "retrain": _cmd_retrain, "federated": _cmd_federated, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,
-             "probes": _cmd_probes}
+             "probes": _cmd_probes, "data": _cmd_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from raikit.audits.offline import set_offline
 from raikit.audits.models import ModelAdapter, ModelSpec, load_model, looks_like_path, resolve_device, wrap_model
 from raikit.audits.registry import Registry
 from raikit.audits.results import SCHEMA_VERSION, Metric, RetrainedModel, SectionResult
-from raikit.audits.sections import RunContext, Section, default_data_dir
+from raikit.audits.sections import RunContext, Section
 
 __all__ = ["Audit", "AuditOutcome", "PlannedSection", "load_audit", "run_audit", "default_config_text",
            "DEFAULT_CONFIG_NAME"]
@@ -63,12 +63,27 @@ class PlannedSection:
 
 
 @dataclass(frozen=True)
+class SkippedSection:
+    """A section of the embedded default audit left out because a data set it reads is not installed."""
+
+    key: str
+    data_sets: tuple[str, ...]
+    command: str
+
+    def message(self) -> str:
+        """One line: what was skipped, why, and the command that fetches its data."""
+        sets = ", ".join(self.data_sets)
+        return f"{self.key} was skipped: data set(s) {sets} not installed; fetch with `{self.command}`"
+
+
+@dataclass(frozen=True)
 class Audit:
-    """A fully validated audit: config, sections to run, gates."""
+    """A fully validated audit: config, sections to run, gates (and default-audit sections skipped for data)."""
 
     config: AuditConfig
     plan: tuple[PlannedSection, ...]
     gates: tuple[Any, ...]
+    skipped: tuple[SkippedSection, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,7 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed))
     problems += _missing_model_folders(config)
     plan: list[PlannedSection] = []
+    skipped: list[SkippedSection] = []
     for table in sorted(config.sections, key=lambda t: _ORDER[t.capability]):
         try:
             section = _registry(table.capability, table.where).get(table.probe, where=table.where)
@@ -172,7 +188,10 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
             problems.append(f"{table.where}: probe {table.probe!r} needs a {' or '.join(section.model_kinds)} model, "
                             f"but model {table.model!r} ({spec.id}) is {_article(kind)} {kind}")
         if options is not None:
-            missing = _missing_files(options, config, table.where)
+            missing, absent = _missing_files(options, config, table.where)
+            if path is None and absent and len(absent) == len(missing):  # default audit: run what has its data
+                skipped.append(SkippedSection(table.prefix, tuple(absent), _fetch_command(absent, config)))
+                continue
             problems += missing
             if not missing and section.check is not None:
                 try:
@@ -186,30 +205,45 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
     from raikit.audits.gates import parse_gates
 
     known = [f"{p.key}.{m}" for p in plan for m in (p.section.metrics or ("*",))]
-    gates, gate_problems = parse_gates(config.gates, where=f"{source}: [gates]", known_metrics=known)
+    dropped = tuple(f"{s.key}." for s in skipped)
+    gate_table = {k: v for k, v in config.gates.items() if not str(k).startswith(dropped)} if dropped else config.gates
+    gates, gate_problems = parse_gates(gate_table, where=f"{source}: [gates]", known_metrics=known)
     problems += gate_problems
     if problems:
         raise ConfigError(problems)
-    return Audit(config=config, plan=tuple(plan), gates=tuple(gates))
+    return Audit(config=config, plan=tuple(plan), gates=tuple(gates), skipped=tuple(skipped))
 
 
 _PATH_FIELDS = ("data", "hurtlex", "swaps", "texts_file", "templates", "lexicons", "data_dir")
 
 
-def _data_dir(config: AuditConfig) -> Path:
+def _data_dir(config: AuditConfig) -> Path | None:
+    """``[run] data_dir`` resolved against the config's folder; None: ``{data_dir}`` is resolved per data set."""
     run = config.run
-    data_dir = Path(run.data_dir).expanduser() if run.data_dir else default_data_dir()
+    if not run.data_dir:
+        return None
+    data_dir = Path(run.data_dir).expanduser()
     return data_dir if data_dir.is_absolute() else (config.base_dir / data_dir).resolve()
 
 
-def _missing_files(options: Any, config: AuditConfig, where: str) -> list[str]:
-    """Problems for path options that point at nothing, found before any model loads.
+def _fetch_command(names: list[str], config: AuditConfig) -> str:
+    from raikit.audits.datasets import fetch_command
+
+    return fetch_command(names, target=_data_dir(config))
+
+
+def _missing_files(options: Any, config: AuditConfig, where: str) -> tuple[list[str], list[str]]:
+    """Problems for path options that point at nothing, found before any model loads, and the data sets absent.
 
     Checked: values containing ``{data_dir}`` and the usual path fields (``data``, ``hurtlex``, ...);
-    ``builtin:`` values name files shipped with raikit and are checked by the probe itself.
+    ``builtin:`` values name files shipped with raikit and are checked by the probe itself. A missing
+    ``{data_dir}/<set>/...`` path of a declared data set names the set and the ``raikit data fetch`` command.
     """
+    from raikit.audits.datasets import set_of
+
     ctx = RunContext(base_dir=config.base_dir, data_dir=_data_dir(config))
-    problems = []
+    problems: list[str] = []
+    absent: list[str] = []
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)
         for item in value if isinstance(value, list) else [value]:
@@ -217,10 +251,17 @@ def _missing_files(options: Any, config: AuditConfig, where: str) -> list[str]:
                 continue
             if "{data_dir}" in item or f.name in _PATH_FIELDS:
                 path = ctx.resolve_path(item)
-                if not path.exists():
+                if path.exists():
+                    continue
+                name = set_of(item)
+                if name is not None:
+                    absent.append(name)
+                    problems.append(f"{where}: key {f.name!r}: data set {name!r} is not installed (looked for {path}); "
+                                    f"fetch it with `{_fetch_command([name], config)}`")
+                else:
                     problems.append(f"{where}: key {f.name!r}: file not found: {path}"
                                     + (" (set [run] data_dir or $RAIKIT_DATA)" if "{data_dir}" in item else ""))
-    return problems
+    return problems, list(dict.fromkeys(absent))
 
 
 def _missing_model_folders(config: AuditConfig) -> list[str]:
@@ -464,6 +505,8 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
     if offline:
         set_offline()
     ctx = RunContext(seed=run_opts.seed, base_dir=cfg.base_dir, data_dir=_data_dir(cfg), progress=progress)
+    for skipped in audit.skipped:
+        _log(progress, skipped.message())
 
     out_root = Path(out_dir)
     run_dir = _find_resumable(out_root, cfg.sha256, run_opts.seed) if resume else None
@@ -643,6 +686,7 @@ def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mappi
     limitations = [f"{key}: {note}" for key, entry in sections.items() for note in entry.get("notes", [])]
     ran = {p.table.capability for p in audit.plan}
     limitations += [text for cap, text in _NOT_RUN.items() if cap not in ran]
+    limitations += [s.message() for s in audit.skipped]
     if done:
         limitations.append(f"{len(done)} section(s) were reused from an earlier run with the same config and seed "
                            f"(--resume): {', '.join(done)}")
@@ -663,6 +707,8 @@ def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mappi
             "device": str(dev),
             "offline": bool(offline),
             "section_seconds": {k: v.get("seconds") for k, v in sections.items()},
+            "skipped_sections": [{"section": s.key, "data_sets": list(s.data_sets), "command": s.command}
+                                 for s in audit.skipped],
         },
         "config": json.loads(json.dumps(dict(cfg.raw), default=str)),
         "models": models,

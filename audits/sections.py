@@ -22,14 +22,15 @@ __all__ = ["Section", "RunContext", "default_data_dir", "data_key", "at_least"]
 
 
 def default_data_dir() -> Path:
-    """``$RAIKIT_DATA`` if set, else ``../shared/data`` (beside a checkout), else ``./shared/data``."""
-    env = os.environ.get("RAIKIT_DATA")
-    if env:
-        return Path(env).expanduser()
-    for candidate in (Path("../shared/data"), Path("shared/data")):
-        if candidate.is_dir():
-            return candidate.resolve()
-    return Path("../shared/data").resolve()
+    """What ``{data_dir}`` means without ``[run] data_dir``: see :func:`raikit.audits.datasets.data_root`.
+
+    ``$RAIKIT_DATA`` if set, else the user data directory when it holds a declared data set, else a
+    checkout's ``../shared/data``, else the user data directory (where ``raikit data fetch`` puts sets).
+    Paths of the form ``{data_dir}/<set>/...`` are resolved per set by :meth:`RunContext.resolve_path`.
+    """
+    from raikit.audits.datasets import data_root
+
+    return data_root()
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ class RunContext:
         Seed for every random choice (subsamples, bootstrap, permutations).
     base_dir : Path
         Folder that relative paths in the config are resolved against (the config file's folder).
-    data_dir : Path
-        What ``{data_dir}`` in a path option expands to.
+    data_dir : Path, optional
+        What ``{data_dir}`` in a path option expands to (``[run] data_dir``); None: resolved per data set,
+        see :func:`raikit.audits.datasets.data_root`.
     progress : bool
         Show progress bars.
     flagged_texts : tuple of str
@@ -53,13 +55,15 @@ class RunContext:
 
     seed: int = 0
     base_dir: Path = field(default_factory=Path.cwd)
-    data_dir: Path = field(default_factory=default_data_dir)
+    data_dir: Path | None = None
     progress: bool = True
     flagged_texts: tuple[str, ...] = ()
 
     def resolve_path(self, value: str | os.PathLike[str]) -> Path:
         """Expand ``{data_dir}`` and ``~``, and resolve a relative path against ``base_dir``."""
-        text = str(value).replace("{data_dir}", str(self.data_dir))
+        from raikit.audits.datasets import expand_data_dir
+
+        text = expand_data_dir(str(value), self.data_dir)
         path = Path(text).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
 
