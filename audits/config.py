@@ -78,7 +78,8 @@ class RunOptions:
     device : {"auto", "cpu", "cuda"}
         Where models run.
     data_dir : str, optional
-        What ``{data_dir}`` expands to in path options (default: ``$RAIKIT_DATA`` or ``../shared/data``).
+        What ``{data_dir}`` expands to in path options (default: ``$RAIKIT_DATA``, else per data set the user
+        data directory of ``raikit data fetch``, else ``../shared/data`` beside a checkout).
     offline : bool
         Never touch the network.
     """
