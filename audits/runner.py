@@ -518,6 +518,12 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             file = run_dir / ".sections" / f"{planned.key}.json"
             if file.exists():
                 done[planned.key] = json.loads(file.read_text(encoding="utf-8"))
+        reaudited = {}  # re-audits of models a finished retraining section saved (their provenance is its entry)
+        for key in [k for k, entry in done.items() if entry.get("retrained_models")]:
+            for file in (run_dir / ".sections").glob(f"{key}.*.json"):
+                entry = json.loads(file.read_text(encoding="utf-8"))
+                if entry.get("reaudit_of"):
+                    reaudited[file.stem] = entry
         recorded, started = _recorded_provenance(run_dir, started)
         unrecorded = sorted({done[k]["model"] for k in done} - set(recorded))
         if unrecorded:
@@ -525,6 +531,7 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
                                    f"sha256, kind) of model(s) {', '.join(unrecorded)}; start a new run without "
                                    "--resume", where="--resume")
         _log(progress, f"resuming {run_dir} ({len(done)} of {len(audit.plan)} sections done)")
+        done.update(reaudited)
 
     # Load every model still needed before writing anything: a bad model leaves no output behind.
     adapters: dict[str, ModelAdapter] = {}

@@ -12,6 +12,7 @@ import pytest
 import tiny
 from raikit.audits.cli import main
 from raikit.audits.models import wrap_model
+from raikit.audits.runner import run_audit
 from raikit.audits.sections import RunContext
 from raikit.privacy import PrivacyOptions, default_delta, run_privacy
 
@@ -132,6 +133,12 @@ def test_audit_saves_retrained_models_and_reaudits_them(memorise, tmp_path):
     assert rows and {"metric", "original", "baseline", "dp"} <= set(rows[0])
     assert res["metrics"]["privacy.dp.epsilon"]["value"] <= 8.0
     assert "Privacy" in (run / "report.html").read_text()
+    # --resume of the finished run reuses the retraining and the re-audits (nothing retrained, same numbers)
+    stamp = (run / "models" / "privacy.dp" / "model.safetensors").stat().st_mtime_ns
+    again = run_audit(config, out_dir=tmp_path, resume=True, progress=False)
+    assert again.out_dir == run and again.results["metrics"] == res["metrics"]
+    assert (run / "models" / "privacy.dp" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert again.results["models"]["privacy.dp"]["weights_sha256"] == res["models"]["privacy.dp"]["weights_sha256"]
 
 
 def _load(folder: Path):
