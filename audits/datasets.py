@@ -13,12 +13,14 @@ else ``$RAIKIT_DATA``, else the user data directory when it holds the set, else 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.resources
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import tomllib
@@ -269,8 +271,6 @@ def fetch_command(names: Iterable[str], *, target: Path | None = None) -> str:
 
 
 def _quote(text: str) -> str:
-    import shlex
-
     return shlex.quote(text)
 
 
@@ -345,8 +345,14 @@ def fetch(dataset: DataSet, *, root: Path, source_dir: Path | str | None = None,
     todo = [f for f in dataset.files if not _valid(folder / f.path, f)]
     if not todo:
         return []
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dataset.name}-", suffix=".partial", dir=root))
+    created_root = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dataset.name}-", suffix=".partial", dir=root))
+    except OSError as exc:
+        raise RaikitInputError(f"cannot write to the data folder ({exc.strerror or type(exc).__name__})",
+                               where=f"{where}: {root}") from None
+    done = False
     try:
         for item in todo:
             part = staging / item.path
@@ -369,8 +375,12 @@ def fetch(dataset: DataSet, *, root: Path, source_dir: Path | str | None = None,
                     "licence_accepted": dataset.requires_acceptance}
         (staging / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         os.replace(staging / _MANIFEST, folder / _MANIFEST)
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not done and created_root:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only if empty: a failed first fetch leaves no folder behind
     return [item.path for item in todo]
 
 

@@ -181,7 +181,7 @@ def test_corrupted_download_fails_in_one_line_leaves_nothing_and_a_retry_succeed
     lines = _err_lines(capsys)
     assert len(lines) == 1, lines
     assert "'crows_pairs'" in lines[0] and f"expected sha256 {expected}" in lines[0]
-    assert _leftovers(data_root) == []  # no file, no staging folder, no set folder
+    assert not data_root.exists()  # no file, no staging folder, no set folder, not even the new data root
     target.write_bytes(original[:1000])  # truncated: the size gives it away
     assert _exit_code(["data", "fetch", "crows_pairs", "--from", served.url]) == 2
     assert "got 1000 bytes" in _err_lines(capsys)[0]
@@ -251,6 +251,14 @@ def test_hurtlex_is_fetched_only_after_its_licence_is_accepted(shared_data, data
     assert _exit_code(["data", "fetch", "hurtlex", "--accept-license", "hurtlex", "--from", str(shared_data)]) == 0
     assert '"licence_accepted": true' in (data_root / "hurtlex" / ".raikit-source.json").read_text()
     assert _exit_code(["data", "verify"]) == 0
+
+
+def test_an_unwritable_data_folder_is_one_line(shared_data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert _exit_code(["data", "fetch", "bias_bench", "--from", str(shared_data), "--dir", str(blocker / "x")]) == 2
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and "cannot write to the data folder" in lines[0] and str(blocker) in lines[0]
 
 
 def test_bad_data_commands_are_one_line_exit_2(data_root, capsys):
