@@ -353,9 +353,14 @@ def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[A
 
     server_app, client_app = build_apps(server_task, client_task, on_done)
     cpus = max(1, int(math.ceil(client_cpus)))
+    import shutil
+    import tempfile
+
+    # Ray's session files go to a temporary folder of this run, removed afterwards (not /tmp/ray)
+    ray_dir = tempfile.mkdtemp(prefix="raikit-ray-")
     backend = {"client_resources": {"num_cpus": float(client_cpus), "num_gpus": 0.0},
                "init_args": {"num_cpus": max(cpus, min(os.cpu_count() or 1, cpus * len(task.clients))),
-                             "include_dashboard": False, "log_to_driver": False}}
+                             "include_dashboard": False, "log_to_driver": False, "_temp_dir": ray_dir}}
     import warnings
 
     flwr_logger = logging.getLogger("flwr")
@@ -363,6 +368,7 @@ def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[A
     flwr_logger.setLevel(logging.ERROR)  # Flower's per-round INFO lines and run_simulation's deprecation notice
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    pythonpath = os.environ.get("PYTHONPATH")  # Flower's Ray backend overwrites it for its workers
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -373,6 +379,11 @@ def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[A
     finally:
         flwr_logger.setLevel(level)
         _stop_ray()
+        shutil.rmtree(ray_dir, ignore_errors=True)
+        if pythonpath is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = pythonpath
     seconds = time.perf_counter() - started
     if "log" not in box:
         raise RunFailedError("[federated]: the Flower simulation ended without a result from the ServerApp")
