@@ -369,7 +369,7 @@ def _save_retrained(run_dir: Path, name: str, retrained: RetrainedModel) -> dict
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"path": str(target.relative_to(run_dir)), "weights_sha256": weights, "files_sha256": hashes,
+    return {"path": str(target.relative_to(run_dir.resolve())), "weights_sha256": weights, "files_sha256": hashes,
             "description": description}
 
 

@@ -453,3 +453,16 @@ def test_wheel_installed_outside_the_checkout_fetches_data_and_runs_an_audit(sha
     assert (run_dir / "report.html").stat().st_size > 10_000
     assert raikit("audit", "--print-default").returncode == 0
     print(f"wheel build + install + fetch + audit: {time.perf_counter() - started:.1f} s")
+
+
+def test_a_retrained_model_is_saved_under_a_relative_run_folder(random_classifier, tmp_path, monkeypatch):
+    """``raikit audit --out out`` (relative, as in ``make demo``): the saved model's path is relative to the run."""
+    from raikit.audits.results import RetrainedModel
+    from raikit.audits.runner import _save_retrained
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = Path("out") / "run"
+    run_dir.mkdir(parents=True)
+    saved = _save_retrained(run_dir, "privacy.dp", RetrainedModel(random_classifier.model, random_classifier.tokenizer))
+    assert saved["path"] == "models/privacy.dp"
+    assert (tmp_path / "out" / "run" / "models" / "privacy.dp" / "model.safetensors").is_file()
