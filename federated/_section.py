@@ -313,7 +313,12 @@ def make_task(adapter_model: Any, tokenizer: Any, label_names: tuple[str, ...], 
     from raikit.federated._task import Task
 
     dp, _ = client_dp_settings(o, clients)
-    return Task(model=adapter_model, tokenizer=tokenizer, label_names=label_names, clients=clients,
+    # A fresh copy of the weights: the adapter's model may carry forward hooks installed by earlier sections
+    # (transformers' output-capturing hooks for attentions hold a ContextVar), which Ray cannot pickle.
+    clean = type(adapter_model)(adapter_model.config)
+    clean.load_state_dict(adapter_model.state_dict())
+    clean.eval()
+    return Task(model=clean, tokenizer=tokenizer, label_names=label_names, clients=clients,
                 settings=_settings(o, seed, o.local_epochs), dp=dp,
                 proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0, device=device,
                 max_length=max_length, batch_size=batch_size)
