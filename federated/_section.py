@@ -30,6 +30,7 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError, RunFailedError
 from raikit.audits.results import Metric, RetrainedModel, SectionResult
+from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
 from raikit.audits.sections import RunContext, Section
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
 from raikit.audits.training import ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune
@@ -438,28 +439,6 @@ def _stop_ray() -> None:
         gc.collect()
 
 
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return (float(ci.low), float(ci.high))
-
-
-def _accuracy(correct: np.ndarray, details: dict[str, Any] | None = None) -> Metric:
-    k, n = int(np.sum(correct)), len(correct)
-    return Metric(value=k / n, ci95=_wilson(k, n), n=n, details={"ci_method": "Wilson score", **(details or {})})
-
-
-def _paired_difference(a: np.ndarray, b: np.ndarray, *, seed: int, what: str) -> Metric:
-    diff = a.astype(float) - b.astype(float)
-    rng = np.random.default_rng(seed)
-    boot = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(2000)])
-    low, high = np.quantile(boot, [0.025, 0.975])
-    value = float(diff.mean())
-    return Metric(value=value, ci95=(min(float(low), value), max(float(high), value)), n=len(diff),
-                  details={"what": what, "ci_method": "paired percentile bootstrap over test examples (2000)"})
-
-
 def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> SectionResult:
     """Partition, train federated (simulated or deployed), train the centralized baseline, compare.
 
@@ -512,25 +491,25 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         correct["centralized"] = predict(task, centralized.model, texts) == y
     metrics: dict[str, Metric] = {}
     common = {"data": "pooled local test splits of every client (never trained on)"}
-    metrics["accuracy"] = _accuracy(correct["federated"], {**common, "model": "final global model"})
-    metrics["original.accuracy"] = _accuracy(correct["original"], common)
+    metrics["accuracy"] = accuracy_metric(correct["federated"], details={**common, "model": "final global model"})
+    metrics["original.accuracy"] = accuracy_metric(correct["original"], details=common)
     if centralized is not None:
-        metrics["centralized_accuracy"] = _accuracy(correct["centralized"], {
+        metrics["centralized_accuracy"] = accuracy_metric(correct["centralized"], details={
             **common, "epochs": o.rounds * o.local_epochs, "data_trained": "pooled client training data"})
-        metrics["accuracy_gap"] = _paired_difference(correct["centralized"], correct["federated"], seed=ctx.seed,
-                                                     what="centralized accuracy minus federated accuracy")
+        metrics["accuracy_gap"] = paired_difference(correct["centralized"], correct["federated"], seed=ctx.seed,
+                                                     what="centralized accuracy minus federated accuracy", unit="test examples")
     metrics["rounds"] = Metric(float(len(log.rounds)), None, len(log.rounds), {"planned": o.rounds})
     for c in clients:
         rows = (test["client"] == c.client).to_numpy()
         if rows.any():
-            metrics[f"per_client.{c.client}.accuracy"] = _accuracy(correct["federated"][rows], {
+            metrics[f"per_client.{c.client}.accuracy"] = accuracy_metric(correct["federated"][rows], details={
                 "data": f"client {c.client}'s local test split", "train_examples": len(c.train)})
     if data.has_groups:
         for group, rows in test.groupby("group", sort=True):
             idx = rows.index.to_numpy()
-            metrics[f"by_group.{group}.accuracy"] = _accuracy(correct["federated"][idx])
+            metrics[f"by_group.{group}.accuracy"] = accuracy_metric(correct["federated"][idx])
             if centralized is not None:
-                metrics[f"by_group.{group}.centralized_accuracy"] = _accuracy(correct["centralized"][idx])
+                metrics[f"by_group.{group}.centralized_accuracy"] = accuracy_metric(correct["centralized"][idx])
     lost_clients = sorted({x["client"] for x in log.lost})
     metrics["clients_lost"] = Metric(float(len(lost_clients)), None, len(clients),
                                      {"lost": [{k: x[k] for k in ("client", "round", "phase", "reason")}

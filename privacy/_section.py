@@ -27,6 +27,7 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, RetrainedModel, SectionResult
+from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
 from raikit.audits.sections import RunContext, Section
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
 from raikit.audits.training import (
@@ -198,29 +199,6 @@ def _train_settings(o: PrivacyOptions, seed: int) -> TrainSettings:
                          last_layers=o.last_layers, lora_rank=o.lora_rank, seed=seed)
 
 
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return (float(ci.low), float(ci.high))
-
-
-def _accuracy(correct: np.ndarray, details: dict[str, Any] | None = None) -> Metric:
-    k, n = int(correct.sum()), len(correct)
-    return Metric(value=k / n, ci95=_wilson(k, n), n=n, details={"ci_method": "Wilson score", **(details or {})})
-
-
-def _paired_difference(a: np.ndarray, b: np.ndarray, *, seed: int, what: str) -> Metric:
-    """mean(a) - mean(b) on the same examples, with a paired percentile bootstrap interval."""
-    diff = a.astype(float) - b.astype(float)
-    rng = np.random.default_rng(seed)
-    boot = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(2000)])
-    low, high = np.quantile(boot, [0.025, 0.975])
-    value = float(diff.mean())
-    return Metric(value=value, ci95=(min(float(low), value), max(float(high), value)), n=len(diff),
-                  details={"what": what, "ci_method": "paired percentile bootstrap over held-out examples (2000)"})
-
-
 def _attack_metrics(prefix: str, result: AttackResult, *, accountant_epsilon: float | None,
                     attack: str) -> dict[str, Metric]:
     n = result.n_members + result.n_non_members
@@ -307,17 +285,17 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
     for name, probs in test_probs.items():
         correct[name] = probs.argmax(axis=1) == y_test
     for name, hits in correct.items():
-        metrics[f"{name}.accuracy"] = _accuracy(hits, {"data": "held-out texts (never trained on)"})
+        metrics[f"{name}.accuracy"] = accuracy_metric(hits, details={"data": "held-out texts (never trained on)"})
     if "baseline" in correct:
-        metrics["dp.accuracy_cost"] = _paired_difference(correct["baseline"], correct["dp"], seed=ctx.seed,
+        metrics["dp.accuracy_cost"] = paired_difference(correct["baseline"], correct["dp"], seed=ctx.seed,
                                                          what="baseline accuracy minus DP accuracy")
     if data.has_groups:
         for group, rows in test.groupby("group", sort=True):
             idx = rows.index.to_numpy()
             for name, hits in correct.items():
-                metrics[f"{name}.by_group.{group}.accuracy"] = _accuracy(hits[idx])
+                metrics[f"{name}.by_group.{group}.accuracy"] = accuracy_metric(hits[idx])
             if "baseline" in correct:
-                metrics[f"dp.by_group.{group}.accuracy_cost"] = _paired_difference(
+                metrics[f"dp.by_group.{group}.accuracy_cost"] = paired_difference(
                     correct["baseline"][idx], correct["dp"][idx], seed=ctx.seed,
                     what=f"baseline minus DP accuracy, group {group}")
     dp_facts = trained["dp"].dp
