@@ -6,7 +6,9 @@ In an audit config::
     "fairness.crows_pairs.metric_score" = { max = 60.0, use = "ci", clause = "EU AI Act Art. 10(2)(f)" }
 
 ``use = "ci"`` compares the CI bound that is least favourable to the model: the upper bound against a
-``max``, the lower bound against a ``min``.
+``max``, the lower bound against a ``min``. Such a gate fails when the interval is no evidence about its
+value (:func:`ci_problem`): the value lies outside its own interval, or the interval has zero width at a
+small sample size (a bootstrap of five identical outcomes is ``[0, 0]``, which says nothing).
 """
 from __future__ import annotations
 
@@ -20,9 +22,45 @@ from typing import Any, Literal
 
 from raikit.audits.errors import RaikitInputError
 
-__all__ = ["Gate", "GateOutcome", "parse_gates", "evaluate_gates", "check", "gates_from_config"]
+__all__ = ["Gate", "GateOutcome", "parse_gates", "evaluate_gates", "check", "gates_from_config", "ci_problem",
+           "SMALL_N"]
 
 _KEYS = ("min", "max", "use", "clause")
+
+#: Below this many observations, a zero-width 95% interval is taken as a failed interval estimate (a
+#: bootstrap or percentile CI collapses to a point when every resample agrees), not as certainty.
+SMALL_N = 30
+
+
+def ci_problem(value: Any, ci95: Any, n: Any = None) -> str | None:
+    """Why a 95% CI cannot be used as evidence about its value, or None when it can.
+
+    Parameters
+    ----------
+    value : float
+        The point value.
+    ci95 : sequence of two floats, optional
+        The interval as recorded (``[low, high]``); None or a missing bound is not a problem here.
+    n : int, optional
+        The number of observations behind the value.
+
+    Returns
+    -------
+    str or None
+        ``"the value 0.4 lies outside its own 95% CI [0, 0.2]"`` or ``"the 95% CI [1, 1] has zero width at
+        n = 5 (below 30)"``; None when neither applies.
+    """
+    if not _number(value) or ci95 is None or len(ci95) != 2 or not all(_number(b) for b in ci95):
+        return None
+    low, high = float(ci95[0]), float(ci95[1])
+    tol = 1e-9 * max(1.0, abs(low), abs(high), abs(float(value)))
+    if not low - tol <= float(value) <= high + tol:
+        return f"the value {float(value):.4g} lies outside its own 95% CI [{low:.4g}, {high:.4g}]"
+    small = n is None or (_number(n) and n < SMALL_N)
+    if high - low <= tol and small:
+        size = "unknown n" if n is None else f"n = {int(n)}"
+        return f"the 95% CI [{low:.4g}, {high:.4g}] has zero width at {size} (below {SMALL_N})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,6 +106,7 @@ class GateOutcome:
     compared: float | None
     passed: bool
     message: str
+    ci_problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The form stored under ``gates`` in ``results.json``."""
@@ -75,7 +114,7 @@ class GateOutcome:
             "metric": self.gate.metric, "min": self.gate.min, "max": self.gate.max, "use": self.gate.use,
             "clause": self.gate.clause, "value": self.value,
             "ci95": None if self.ci95 is None else list(self.ci95), "compared": self.compared,
-            "passed": self.passed, "message": self.message,
+            "passed": self.passed, "message": self.message, "ci_problem": self.ci_problem,
         }
 
 
@@ -146,6 +185,9 @@ def _evaluate(gate: Gate, entry: Mapping[str, Any] | None) -> GateOutcome:
         ci95 = (float("nan") if ci[0] is None else float(ci[0]), float("nan") if ci[1] is None else float(ci[1]))
     failures = []
     compared = value
+    problem = ci_problem(value, ci95, entry.get("n")) if gate.use == "ci" else None
+    if problem:
+        failures.append(f"{problem}, so the interval is no evidence for a CI-based gate")
     if gate.min is None and gate.max is None:
         failures.append("no threshold (min or max) is set")
     for bound, limit in (("min", gate.min), ("max", gate.max)):
@@ -172,7 +214,7 @@ def _evaluate(gate: Gate, entry: Mapping[str, Any] | None) -> GateOutcome:
         msg = f"{name} = {value:.4g}{ci_text}: {'; '.join(failures)}{failures_note}{clause}"
     else:
         msg = f"{name} = {value:.4g}{ci_text} meets {gate.describe()}{failures_note}{clause}"
-    return GateOutcome(gate, value, ci95, compared, not failures, msg)
+    return GateOutcome(gate, value, ci95, compared, not failures, msg, problem)
 
 
 def evaluate_gates(gates: Sequence[Gate], metrics: Mapping[str, Mapping[str, Any]]) -> list[GateOutcome]:
