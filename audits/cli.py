@@ -25,6 +25,11 @@ from raikit.audits.offline import offline_from_env, set_offline
 __all__ = ["main", "build_parser"]
 
 
+#: ``raikit report --formats`` values -> the file each writes (``raikit.reports.REPORT_FILES``, kept here so that
+#: building the parser imports no report code; a test checks they agree).
+_REPORT_FORMATS = {"html": "report.html", "md": "summary.md", "junit": "junit.xml", "model_card": "model_card.md"}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2."""
 
@@ -89,15 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render every report from a results.json")
     report.add_argument("results", help="results.json of a run")
     report.add_argument("--out", help="report.html path (default: beside results.json); other files go beside it")
-    report.add_argument("--formats", default="html,md,junit,model_card", help="comma-separated formats")
+    report.add_argument("--formats", default=",".join(_REPORT_FORMATS), metavar="LIST",
+                        help="comma-separated, any of: " + ", ".join(f"{f} ({name})" for f, name
+                                                                    in _REPORT_FORMATS.items())
+                        + " (default: all)")
+    report.add_argument("--force", action="store_true", help="overwrite report files that already exist "
+                                                             "(default: refuse and write nothing)")
 
     gate = sub.add_parser("gate", help="re-evaluate the gates of a config on existing results (no model runs)")
     gate.add_argument("results", help="results.json of a run")
-    gate.add_argument("--config", required=True, help="audit TOML whose [gates] to apply")
+    gate.add_argument("--config", help="audit TOML whose [gates] to apply (default: the embedded default audit, "
+                                       "as for `raikit audit`)")
 
     diff = sub.add_parser("diff", help="metrics that moved beyond their confidence intervals between two runs")
     diff.add_argument("old", help="results.json of the earlier run")
     diff.add_argument("new", help="results.json of the later run")
+    diff.add_argument("--all", action="store_true", dest="all_rows",
+                      help="list every metric (default: only those that moved beyond their CI, appeared, "
+                           "disappeared or changed gate state)")
 
     retrain = sub.add_parser("retrain", help="retrain a model and write its model folder (no re-audit)")
     methods = retrain.add_subparsers(dest="method", required=True, parser_class=_Parser)
@@ -122,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--san", action="append", default=[], help="extra host name or IP for the SuperLink "
                                                                    "certificate (repeatable)")
     serve.add_argument("--insecure", action="store_true", help="no TLS (recorded in the results and report)")
+    serve.add_argument("--supernode-keys", help="folder of the SuperNodes' public keys (*.pub) to register "
+                                                "(default: <certs>/supernodes; a key pair per client is generated "
+                                                "there when it has none)")
+    serve.add_argument("--authorize", action="append", default=[], help="another SuperNode public key (OpenSSH "
+                                                                        "ECDSA .pub) to register (repeatable)")
+    serve.add_argument("--no-supernode-auth", action="store_true", help="let any SuperNode that trusts the CA join "
+                                                                         "(recorded in the results)")
     serve.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
     serve.add_argument("--seed", type=int, help="override [run] seed")
     serve.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
@@ -132,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--superlink", default="127.0.0.1:9093", help="SuperLink host:port (default: 127.0.0.1:9093)")
     join.add_argument("--root-certificates", help="the SuperLink's CA certificate (ca.pem from serve)")
     join.add_argument("--insecure", action="store_true", help="no TLS")
+    join.add_argument("--auth-key", help="this SuperNode's private key (supernode-N from serve's supernodes "
+                                         "folder, or your own whose .pub serve registered with --authorize)")
     join.add_argument("--seed", type=int, help="override [run] seed (as given to serve)")
     join.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
 
@@ -201,16 +224,19 @@ def _cmd_federated(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from raikit.reports import load_results, write_reports
+    from raikit.reports._write import report_paths
 
-    results = load_results(args.results)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats:
+        raise RaikitInputError(f"no format given; known: {', '.join(_REPORT_FORMATS)}", where="--formats")
     out_dir = Path(args.out).parent if args.out else Path(args.results).parent
-    files = write_reports(results, out_dir, formats=formats)
-    if args.out and "html" in formats:
-        html = out_dir / "report.html"
-        if html.resolve() != Path(args.out).resolve():
-            os.replace(html, args.out)
-            files = [Path(args.out) if f == html else f for f in files]
+    html_path = Path(args.out) if args.out else None
+    existing = [p for p in report_paths(out_dir, formats=formats, html_path=html_path).values() if p.exists()]
+    if existing and not args.force:
+        more = f" (and {len(existing) - 1} more report file(s))" if len(existing) > 1 else ""
+        raise RaikitInputError(f"already exists{more}; pass --force to overwrite", where=str(existing[0]))
+    results = load_results(args.results)
+    files = write_reports(results, out_dir, formats=formats, html_path=html_path, overwrite=args.force)
     for path in files:
         print(f"report: {for_terminal(path)}")
     return 0
@@ -221,7 +247,18 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from raikit.reports import load_results
 
     results = load_results(args.results)
-    gates = gates_from_config(args.config)
+    if args.config is None:
+        from raikit.audits.config import ConfigError, parse_toml
+        from raikit.audits.gates import parse_gates
+        from raikit.audits.runner import DEFAULT_CONFIG_NAME, default_config_text
+
+        raw, _ = parse_toml(default_config_text().encode("utf-8"), where=DEFAULT_CONFIG_NAME)
+        gates, problems = parse_gates(raw.get("gates", {}), where=f"{DEFAULT_CONFIG_NAME}: [gates]")
+        if problems:  # pragma: no cover  (the shipped default is tested)
+            raise ConfigError(problems)
+        print(f"gates of the embedded default audit ({len(gates)}; `raikit audit --print-default` shows them)")
+    else:
+        gates = gates_from_config(args.config)
     outcomes = evaluate_gates(gates, results.get("metrics", {}))
     for outcome in outcomes:
         print(f"{'PASS' if outcome.passed else 'FAIL'} {for_terminal(outcome.message)}")
@@ -234,7 +271,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from raikit.reports import diff_results, load_results
 
     diff = diff_results(load_results(args.old), load_results(args.new))
-    print("\n".join(for_terminal(line) for line in diff.to_text().splitlines()))
+    print("\n".join(for_terminal(line) for line in diff.to_text(all_rows=args.all_rows).splitlines()))
     return 1 if diff.regressions else 0
 
 

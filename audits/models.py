@@ -20,9 +20,9 @@ from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from raikit.audits.errors import RaikitInputError
+from raikit.audits.progress import progress_bar
 
 __all__ = [
     "ModelKind",
@@ -230,8 +230,8 @@ class ModelAdapter:
         (``batch_size_used``, ``oom_retries``).
         """
         order = np.asarray(order, dtype=np.int64)
-        bar = tqdm(total=len(order), desc=f"{self.name}: {desc}", unit="item", leave=False,
-                   disable=not self.progress or len(order) < 3 * self.batch_size)
+        bar = progress_bar(total=len(order), desc=f"{self.name}: {desc}", unit="item",
+                           disable=not self.progress or len(order) < 3 * self.batch_size)
         start = 0
         try:
             while start < len(order):

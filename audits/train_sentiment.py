@@ -44,7 +44,7 @@ def train_sentiment_classifier(target: Path, *, progress: bool = True, per_class
     import numpy as np
     import torch
     import transformers
-    from tqdm.auto import tqdm
+    from raikit.audits.progress import progress_bar
 
     from raikit.audits.builtin import package_dir
 
@@ -60,7 +60,7 @@ def train_sentiment_classifier(target: Path, *, progress: bool = True, per_class
     steps = epochs * int(np.ceil(len(train) / batch_size))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / steps))
     model.train()
-    bar = tqdm(total=steps, desc="training builtin:minilm-sentiment", disable=not progress, leave=False)
+    bar = progress_bar(total=steps, desc="training builtin:minilm-sentiment", disable=not progress)
     for epoch in range(epochs):
         shuffled = train.sample(frac=1.0, random_state=seed + epoch)
         for start in range(0, len(shuffled), batch_size):

@@ -299,7 +299,7 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     RunFailedError
         If the privacy spent ended above the target (never expected; checked, not assumed).
     """
-    from tqdm.auto import tqdm
+    from raikit.audits.progress import progress_bar
 
     if len(texts) != len(labels) or not len(texts):
         raise RaikitInputError(f"training needs texts and labels of equal, non-zero length "
@@ -341,7 +341,7 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
         else:
             work, optimizer, loader = made
     planned = settings.epochs * len(loader)
-    bar = tqdm(total=planned, desc=desc, unit="step", disable=not progress, leave=False)
+    bar = progress_bar(total=planned, desc=desc, unit="step", disable=not progress)
     steps = 0
     last_losses: list[float] = []
     started = time.perf_counter()

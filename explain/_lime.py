@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import regex
-from tqdm.auto import tqdm
 
 from raikit.audits.models import ClassifierAdapter
+from raikit.audits.progress import progress_bar
 from raikit.explain._base import EXPLAINERS, Explanation, ExplainSettings, make_explanation
 from raikit.explain._batching import Predict, run_in_lockstep
 from raikit.explain._words import word_spans
@@ -65,8 +65,8 @@ def explain_lime(adapter: ClassifierAdapter, texts: Sequence[str], *,
                  settings: ExplainSettings) -> list[Explanation]:
     """LIME word weights per class (coefficients of the local linear model); no base value."""
     items = list(enumerate(texts))
-    bar = tqdm(total=len(items), desc=f"{adapter.name}: LIME", unit="text", disable=not settings.progress,
-               leave=False)
+    bar = progress_bar(total=len(items), desc=f"{adapter.name}: LIME", unit="text",
+                       disable=not settings.progress)
     try:
         scores = run_in_lockstep(
             items, lambda item, fn: _lime_one(adapter, item[1], settings.seed + item[0], fn,

@@ -32,9 +32,9 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from raikit.audits.models import ClassifierAdapter
+from raikit.audits.progress import progress_bar
 from raikit.explain._base import EXPLAINERS, Explanation, ExplainSettings, check_inputs, make_explanation
 from raikit.explain._batching import Predict, run_in_lockstep
 from raikit.explain._words import merge_to_words, token_word_matrix, word_spans
@@ -200,7 +200,7 @@ def shap_token_values(adapter: ClassifierAdapter, texts: Sequence[str], *, max_e
     """
     items = list(enumerate(check_inputs(adapter, texts)))
     _import_shap()  # once, in this thread, before the worker threads start
-    bar = tqdm(total=len(items), desc=f"{adapter.name}: SHAP", unit="text", disable=not progress, leave=False)
+    bar = progress_bar(total=len(items), desc=f"{adapter.name}: SHAP", unit="text", disable=not progress)
     try:
         return run_in_lockstep(
             items, lambda item, fn: _explain_one(adapter, item[1], fn, max_evals=max_evals, batch_size=batch_size,

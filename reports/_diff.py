@@ -59,6 +59,13 @@ class DiffRow:
     regression: bool = False
     gate: str = ""
 
+    @property
+    def notable(self) -> bool:
+        """Moved beyond its CI, a regression, added or removed, or its gate changed state."""
+        old_gate, _, new_gate = self.gate.partition(" -> ")
+        return (self.moved_beyond_ci or self.regression or self.direction in ("added", "removed")
+                or old_gate != new_gate)
+
 
 @dataclass(frozen=True)
 class ResultsDiff:
@@ -78,20 +85,40 @@ class ResultsDiff:
         """Rows that moved beyond their CI, in either direction."""
         return tuple(r for r in self.rows if r.moved_beyond_ci)
 
-    def to_text(self) -> str:
-        """A plain-text table, moved rows marked ``*`` and regressions ``!``."""
+    def to_text(self, *, all_rows: bool = False) -> str:
+        """A plain-text table of the rows that moved, moved rows marked ``*`` and regressions ``!``.
+
+        Parameters
+        ----------
+        all_rows : bool
+            List every metric, not only those that moved beyond their CI, appeared, disappeared or
+            changed gate state (:attr:`DiffRow.notable`).
+
+        Returns
+        -------
+        str
+            The table and a summary line; "nothing moved" when no row is notable.
+        """
         def show(value: float | None, ci: tuple[float, float] | None) -> str:
             if value is None:
                 return "-"
             return f"{value:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
 
+        shown = self.rows if all_rows else tuple(r for r in self.rows if r.notable)
+        within = sum(r.direction in ("up", "down") and not r.notable for r in self.rows)
+        noise = f", {within} changed within their CI" if within else ""
+        if not shown:
+            same = "all identical" if not within else f"none beyond its 95% CI{noise}"
+            return f"nothing moved: {len(self.rows)} metrics, {same}"
         header = ("", "metric", f"old {self.old_id}".strip(), f"new {self.new_id}".strip(), "direction", "gate")
         body = [("!" if r.regression else "*" if r.moved_beyond_ci else "", r.metric, show(r.old_value, r.old_ci),
-                 show(r.new_value, r.new_ci), r.direction, r.gate) for r in self.rows]
+                 show(r.new_value, r.new_ci), r.direction, r.gate) for r in shown]
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body]]
-        lines.append(f"{len(self.rows)} metrics, {len(self.moved)} moved beyond their 95% CI, "
-                     f"{len(self.regressions)} regression(s)  (* moved beyond CI, ! regression)")
+        left_out = len(self.rows) - len(shown)
+        hidden = f"; {left_out} unchanged or within their CI not listed" if left_out else ""
+        lines.append(f"{len(self.rows)} metrics, {len(self.moved)} moved beyond their 95% CI{noise}, "
+                     f"{len(self.regressions)} regression(s){hidden}  (* moved beyond CI, ! regression)")
         return "\n".join(lines)
 
 

@@ -1,0 +1,160 @@
+"""CLI friction (issue 14 item 9): gate without --config, quiet diff, --formats help, no silent overwrite,
+plain progress lines when stderr is not a terminal."""
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from raikit.audits.cli import build_parser, main
+
+_METRICS = {
+    "fairness.crows_pairs.metric_score": {"value": 55.0, "ci95": [50.0, 60.0], "n": 150},
+    "fairness.stereoset.icat": {"value": 40.0, "ci95": [35.0, 45.0], "n": 100},
+    "fairness.counterfactual.flip_rate": {"value": 0.02, "ci95": [0.01, 0.04], "n": 300},
+    "explain.shap.comprehensiveness": {"value": 0.3, "ci95": [0.2, 0.4], "n": 8},
+    "fairness.seat.weat6.effect_size": {"value": 1.2, "ci95": [0.8, 1.6], "n": 16},
+}
+
+
+def _results(tmp_path, name="results.json", metrics=None):
+    path = tmp_path / name
+    path.write_text(json.dumps({"schema_version": "1.0", "run": {"id": name}, "metrics": metrics or _METRICS,
+                                "gates": []}))
+    return path
+
+
+def test_gate_without_config_applies_the_embedded_default_gates(tmp_path, capsys):
+    from raikit.audits.runner import default_config_text
+
+    default_gates = tomllib.loads(default_config_text())["gates"]
+    code = main(["gate", str(_results(tmp_path))])
+    out = capsys.readouterr().out
+    assert code == 1  # the default's icat >= 50 fails on 40
+    assert "embedded default" in out
+    for metric in default_gates:
+        assert metric in out
+    assert "FAIL fairness.stereoset.icat" in out
+    assert f"gates: {len(default_gates) - 1} passed, 1 failed" in out
+
+
+def test_diff_of_a_run_against_itself_says_nothing_moved(tmp_path, capsys):
+    path = _results(tmp_path)
+    assert main(["diff", str(path), str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"nothing moved: {len(_METRICS)} metrics, all identical"
+
+
+def test_diff_lists_only_rows_that_moved_unless_all(tmp_path, capsys):
+    new = copy.deepcopy(_METRICS)
+    new["fairness.seat.weat6.effect_size"] = {"value": 0.1, "ci95": [0.0, 0.3], "n": 16}  # beyond both CIs
+    new["fairness.crows_pairs.metric_score"] = {"value": 56.0, "ci95": [51.0, 61.0], "n": 150}  # within
+    del new["explain.shap.comprehensiveness"]
+    old_path, new_path = _results(tmp_path, "old.json"), _results(tmp_path, "new.json", new)
+    assert main(["diff", str(old_path), str(new_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    listed = {line.split()[1] if line.startswith(("*", "!")) else line.split()[0] for line in lines[1:-1]}
+    assert listed == {"fairness.seat.weat6.effect_size", "explain.shap.comprehensiveness"}
+    assert "1 changed within their CI" in lines[-1] and "3 unchanged or within their CI not listed" in lines[-1]
+    assert main(["diff", str(old_path), str(new_path), "--all"]) == 0
+    every = capsys.readouterr().out
+    assert all(name in every for name in _METRICS) and "not listed" not in every
+
+
+def test_formats_help_lists_every_format():
+    from raikit.reports import REPORT_FILES
+
+    report = build_parser()._subparsers._group_actions[0].choices["report"]  # noqa: SLF001
+    text = report.format_help()
+    for fmt, file_name in REPORT_FILES.items():
+        assert fmt in text and file_name in text
+
+
+def test_report_refuses_to_overwrite_without_force(tmp_path, capsys):
+    results = _results(tmp_path)
+    assert main(["report", str(results), "--formats", "md,junit"]) == 0
+    capsys.readouterr()
+    (tmp_path / "summary.md").write_text("edited by hand")
+    with pytest.raises(SystemExit) as err:
+        main(["report", str(results), "--formats", "md,junit"])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "summary.md: already exists" in lines[0] and "--force" in lines[0]
+    assert (tmp_path / "summary.md").read_text() == "edited by hand"
+    assert main(["report", str(results), "--formats", "md,junit", "--force"]) == 0
+    assert (tmp_path / "summary.md").read_text() != "edited by hand"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # atomic writes leave no temp file
+
+
+def test_report_out_writes_there_and_leaves_report_html_beside_it_alone(tmp_path, capsys):
+    results = _results(tmp_path)
+    (tmp_path / "report.html").write_text("an earlier report")
+    assert main(["report", str(results), "--formats", "html", "--out", str(tmp_path / "other.html")]) == 0
+    assert "other.html" in capsys.readouterr().out
+    assert (tmp_path / "report.html").read_text() == "an earlier report"
+    assert (tmp_path / "other.html").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_plain_progress_prints_whole_lines_about_every_tenth():
+    from raikit.audits.progress import PlainProgress
+
+    out, clock = io.StringIO(), itertools.count(0.0, 1.0)
+    bar = PlainProgress(total=100, desc="m: scoring", unit="item", file=out, min_interval=0.0,
+                        clock=lambda: next(clock))
+    for _ in range(100):
+        bar.update(1)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert len(lines) == 10 and lines[0].startswith("m: scoring:  10% 10/100") and "100% 100/100" in lines[-1]
+
+
+def test_plain_progress_is_silent_for_short_jobs_and_prints_while_slow_ones_go_on():
+    from raikit.audits.progress import PlainProgress
+
+    out = io.StringIO()
+    quick = PlainProgress(total=50, desc="quick", file=out, clock=lambda: 0.0)
+    for _ in range(50):
+        quick.update(1)
+    quick.close()
+    assert out.getvalue() == ""
+    clock = itertools.count(0.0, 40.0)  # 40 s per unit: every update is past max_interval
+    slow = PlainProgress(total=1000, desc="slow", file=out, clock=lambda: next(clock))
+    slow.update(1)
+    slow.update(1)
+    slow.close()
+    assert out.getvalue().splitlines()[-1].startswith("slow:   0% 2/1000")
+
+
+def test_progress_bar_is_plain_when_stderr_is_not_a_terminal(monkeypatch):
+    from raikit.audits.progress import PlainProgress, progress_bar
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert isinstance(progress_bar(total=3, desc="x"), PlainProgress)
+    off = progress_bar(total=3, desc="x", disable=True)
+    off.update(3)
+    off.close()
+    assert sys.stderr.getvalue() == ""
+
+
+def test_a_non_terminal_audit_run_writes_no_carriage_returns(tmp_path):
+    """A real audit with stderr to a pipe: progress comes as plain lines, never '\\r' redraws."""
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[models.m]\nid = "builtin:minilm-l6"\nbatch_size = 2\n'
+                   '[fairness.seat]\ntests = ["weat6"]\nn_samples = 200\nn_bootstrap = 50\n'
+                   '[report]\nformats = []\n')
+    script = ("import sys; import raikit.audits.progress as p; "
+              "p.PlainProgress.__init__.__kwdefaults__['min_interval'] = 0.0; "  # lines even for a quick run
+              "from raikit.audits.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script, "audit", str(cfg), "--out", str(tmp_path / "out"),
+                           "--offline"], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr
+    assert any(line.startswith("builtin:minilm-l6: embedding: 100%") for line in proc.stderr.splitlines()), proc.stderr
