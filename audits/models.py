@@ -222,12 +222,24 @@ class ModelAdapter:
         }
 
     # -- batching helpers --------------------------------------------------------------------
-    def _each_batch(self, order: Sequence[int] | np.ndarray, step: Callable[[np.ndarray], None], *, desc: str) -> None:
+    #: Token budget of one batch in :meth:`_each_batch` with ``lengths``: ``batch_size`` rows of this many tokens.
+    tokens_per_row: ClassVar[int] = 48
+    #: Most rows in a token-sized batch, as a multiple of ``batch_size`` (short sequences fill wider batches).
+    max_rows_factor: ClassVar[int] = 4
+
+    def _batch_rows(self, first_length: int) -> int:
+        """Rows of the next token-sized batch whose longest sequence has ``first_length`` tokens."""
+        budget = self.batch_size * self.tokens_per_row
+        return max(1, min(budget // max(1, first_length), self.batch_size * self.max_rows_factor))
+
+    def _each_batch(self, order: Sequence[int] | np.ndarray, step: Callable[[np.ndarray], None], *, desc: str,
+                    lengths: Sequence[int] | np.ndarray | None = None) -> None:
         """Call ``step(indices)`` on successive batches of ``order``; on out-of-memory, halve the batch and retry.
 
         ``step`` must write its results by index (so a retried batch overwrites nothing it should keep).
         The smaller batch size is kept for the rest of the run and reported by :meth:`describe`
-        (``batch_size_used``, ``oom_retries``).
+        (``batch_size_used``, ``oom_retries``). With ``lengths`` (tokens of each item, ``order`` longest
+        first) batches are sized by tokens: ``batch_size * tokens_per_row`` tokens, padding included.
         """
         order = np.asarray(order, dtype=np.int64)
         bar = progress_bar(total=len(order), desc=f"{self.name}: {desc}", unit="item",
@@ -235,7 +247,8 @@ class ModelAdapter:
         start = 0
         try:
             while start < len(order):
-                idx = order[start:start + self.batch_size]
+                rows = self.batch_size if lengths is None else self._batch_rows(int(lengths[order[start]]))
+                idx = order[start:start + rows]
                 try:
                     step(idx)
                 except Exception as exc:  # noqa: BLE001  (only out-of-memory is retried; the rest is re-raised)
@@ -260,7 +273,57 @@ class ModelAdapter:
         for row, seq in enumerate(sequences):
             ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
             mask[row, : len(seq)] = 1
-        return ids.to(self.device), mask.to(self.device)
+        return self._to_device(ids), self._to_device(mask)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Copy a host tensor to the input device (pinned and asynchronous on CUDA)."""
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def _head_split(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[Any, Any] | None:
+        """``(body, head)`` when ``head(body(...).last_hidden_state)`` is the model's logits, else None.
+
+        Running the vocabulary head only at the positions that are scored saves most of its cost (a
+        30k-50k-row matrix product at every position). Most masked and causal LMs are
+        ``head(base_model(x))`` (``cls``, ``lm_head``, ``predictions``); a few scale or cap their logits.
+        So the split is checked once against the model's own forward pass on the first batch
+        (``ids``, ``mask``) and used only if the logits agree; otherwise every call takes the full pass.
+        """
+        if "_split" in self.__dict__:
+            return self.__dict__["_split"]
+        body = getattr(self.model, "base_model", None)
+        head = next((getattr(self.model, n) for n in ("cls", "lm_head", "predictions")
+                     if isinstance(getattr(self.model, n, None), torch.nn.Module)), None)
+        split = None
+        if body is not None and head is not None and body is not self.model:
+            n = int(mask[0].sum())
+            full = self.model(input_ids=ids[:1, :n], attention_mask=mask[:1, :n]).logits.float()
+            hidden = body(input_ids=ids[:1, :n], attention_mask=mask[:1, :n])[0]
+            mine = head(hidden).float()
+            if mine.shape == full.shape and torch.allclose(mine, full, atol=1e-4, rtol=1e-4):
+                split = (body, head)
+        self.__dict__["_split"] = split
+        return split
+
+    def _scored_log_probs(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                          targets: torch.Tensor, **forward: Any) -> torch.Tensor:
+        """``log p(targets[k])`` from the logits at ``(rows[k], cols[k])``, the vocabulary head only there.
+
+        log p = logit(target) - logsumexp(logits), in float32; no full-vocabulary log-softmax at every
+        position. Stays on the device (no host synchronisation).
+        """
+        return _gathered_log_probs(self._logits_at(ids, mask, rows, cols, **forward), targets)
+
+    def _logits_at(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                   **forward: Any) -> torch.Tensor:
+        """Float32 logits at ``(rows[k], cols[k])`` only (see :meth:`_head_split`)."""
+        split = self._head_split(ids, mask)
+        if split is None:
+            return self.model(input_ids=ids, attention_mask=mask, **forward).logits[rows, cols].float()
+        body, head = split
+        hidden = body(input_ids=ids, attention_mask=mask, **forward)[0]
+        return head(hidden[rows, cols]).float()
 
     def _length_order(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Indices sorting sequences longest first, so each batch pads little."""
@@ -403,9 +466,9 @@ class MaskedLMAdapter(ModelAdapter):
         if len(token_ids) != len(positions):
             raise ValueError("token_ids and positions must have the same length")
         variants: list[tuple[int, int, int]] = [(i, j, p) for i, pos in enumerate(positions) for j, p in enumerate(pos)]
-        out = [np.zeros(len(pos), dtype=np.float64) for pos in positions]
-        lengths = np.array([len(token_ids[i]) for i, _, _ in variants])
+        lengths = np.array([len(token_ids[i]) for i, _, _ in variants], dtype=np.int64)
         order = np.argsort(-lengths, kind="stable")
+        done: list[tuple[np.ndarray, torch.Tensor]] = []
 
         def step(ks: np.ndarray) -> None:
             batch = [variants[k] for k in ks]
@@ -415,17 +478,17 @@ class MaskedLMAdapter(ModelAdapter):
                 seq[p] = self.mask_token_id
                 seqs.append(seq)
             ids, mask = self._pad(seqs)
-            logits = self.model(input_ids=ids, attention_mask=mask).logits
             rows = torch.arange(len(batch), device=self.device)
-            cols = torch.as_tensor([p for _, _, p in batch], device=self.device)
-            logp = torch.log_softmax(logits[rows, cols].float(), dim=-1)
-            targets = torch.as_tensor([token_ids[i][p] for i, _, p in batch], device=self.device)
-            values = logp[rows, targets].cpu().numpy()
-            for (i, j, _), v in zip(batch, values):
-                out[i][j] = v
+            cols = self._to_device(torch.as_tensor([p for _, _, p in batch]))
+            targets = self._to_device(torch.as_tensor([token_ids[i][p] for i, _, p in batch]))
+            done.append((ks, self._scored_log_probs(ids, mask, rows, cols, targets)))
 
-        self._each_batch(order, step, desc=desc)
-        return out
+        self._each_batch(order, step, desc=desc, lengths=lengths)
+        flat = np.zeros(len(variants), dtype=np.float64)
+        if done:  # one device-to-host copy for the whole call
+            flat[np.concatenate([k for k, _ in done])] = torch.cat([v for _, v in done]).cpu().numpy()
+        bounds = np.cumsum([0] + [len(pos) for pos in positions])
+        return [flat[bounds[i]:bounds[i + 1]].copy() for i in range(len(positions))]
 
     def pseudo_log_likelihood(self, texts: Sequence[str]) -> np.ndarray:
         """Pseudo-log-likelihood (Salazar et al. 2020): sum over tokens of log p(token | rest), masking each once."""
@@ -469,8 +532,14 @@ class MaskedLMAdapter(ModelAdapter):
         return [list(self.tokenizer(" " + c.strip(), add_special_tokens=False)["input_ids"]) for c in candidates]
 
     @torch.inference_mode()
-    def _mask_logprobs(self, texts: Sequence[str], mask_index: Sequence[int]) -> torch.Tensor:
-        """Log-softmax over the vocabulary at the chosen mask of each text, shape (n, vocab)."""
+    def _each_mask_logprobs(self, texts: Sequence[str], mask_index: Sequence[int],
+                            consume: Callable[[np.ndarray, torch.Tensor], None], *, desc: str) -> None:
+        """Call ``consume(indices, log_probs)`` per batch: float32 log-softmax over the vocabulary at the
+        chosen mask of each text (shape (batch, vocab), on the device).
+
+        The vocabulary head runs at the masks only, and nothing of shape (all texts, vocab) is ever held:
+        callers keep the columns or top-k they need, so memory is bounded by one batch.
+        """
         encoded = self.encode(texts)
         positions = []
         for text, ids, k in zip(texts, encoded, mask_index):
@@ -480,17 +549,14 @@ class MaskedLMAdapter(ModelAdapter):
                                        f"mask number {k + 1} was asked for")
             positions.append(masks[k])
         order = self._length_order(encoded)
-        out = torch.empty((len(encoded), self.model.config.vocab_size), dtype=torch.float32)
 
         def step(idx: np.ndarray) -> None:
             ids, mask = self._pad([encoded[i] for i in idx])
-            logits = self.model(input_ids=ids, attention_mask=mask).logits
             rows = torch.arange(len(idx), device=self.device)
-            cols = torch.as_tensor([positions[i] for i in idx], device=self.device)
-            out[torch.as_tensor(idx)] = torch.log_softmax(logits[rows, cols].float(), dim=-1).cpu()
+            cols = self._to_device(torch.as_tensor([positions[i] for i in idx]))
+            consume(idx, torch.log_softmax(self._logits_at(ids, mask, rows, cols), dim=-1))
 
-        self._each_batch(order, step, desc="fill-mask")
-        return out
+        self._each_batch(order, step, desc=desc, lengths=[len(e) for e in encoded])
 
     def fill_mask(self, texts: Sequence[str], candidates: Sequence[str], *,
                   mask_index: int | Sequence[int] = 0) -> np.ndarray:
@@ -515,15 +581,26 @@ class MaskedLMAdapter(ModelAdapter):
             raise RaikitInputError(f"model {self.name!r}: fill-mask candidates must be single tokens; "
                                    f"these are not: {', '.join(multi[:5])}")
         k = [mask_index] * len(texts) if isinstance(mask_index, int) else list(mask_index)
-        logp = self._mask_logprobs(texts, k)
-        return logp[:, [i[0] for i in ids]].numpy().astype(np.float64)
+        columns = self._to_device(torch.as_tensor([i[0] for i in ids], dtype=torch.long))
+        done: list[tuple[np.ndarray, torch.Tensor]] = []
+        self._each_mask_logprobs(texts, k, lambda idx, logp: done.append((idx, logp[:, columns])), desc="fill-mask")
+        out = np.zeros((len(texts), len(candidates)), dtype=np.float64)
+        if done:  # one device-to-host copy for the whole call
+            out[np.concatenate([i for i, _ in done])] = torch.cat([v for _, v in done]).cpu().numpy()
+        return out
 
     def top_k(self, texts: Sequence[str], *, k: int = 10, mask_index: int = 0) -> list[list[tuple[str, float]]]:
         """The ``k`` most likely tokens at a mask of each text, with log-probabilities."""
-        logp = self._mask_logprobs(texts, [mask_index] * len(texts))
-        values, indices = logp.topk(k, dim=-1)
-        return [[(self.tokenizer.decode([int(i)]).strip(), float(v)) for v, i in zip(vs, ix)]
-                for vs, ix in zip(values.tolist(), indices.tolist())]
+        out: list[Any] = [None] * len(texts)
+
+        def keep(idx: np.ndarray, logp: torch.Tensor) -> None:
+            values, indices = logp.topk(k, dim=-1)
+            for row, i in enumerate(idx):
+                out[i] = [(self.tokenizer.decode([int(t)]).strip(), float(v))
+                          for v, t in zip(values[row].tolist(), indices[row].tolist())]
+
+        self._each_mask_logprobs(texts, [mask_index] * len(texts), keep, desc="top-k")
+        return out
 
 
 _CHAT_MARKERS = ("im_start", "start_header_id", "start_of_turn", "<|user|>", "<|system|>", "[INST]")
@@ -579,20 +656,137 @@ class CausalLMAdapter(ModelAdapter):
     @torch.inference_mode()
     def _continuation_log_probs(self, prefixes: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
                                 desc: str) -> list[np.ndarray]:
+        """Log p of each continuation token given its prefix, one pass per (prefix + continuation).
+
+        Token-sized, length-sorted batches; the vocabulary head and the log-normaliser are computed only
+        at the positions that predict a continuation token; results stay on the device until one copy at
+        the end.
+        """
         seqs = [list(p) + list(c) for p, c in zip(prefixes, continuations)]
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         order = self._length_order(seqs)
-        out: list[Any] = [None] * len(seqs)
+        starts = [len(p) - 1 for p in prefixes]
+        done: list[tuple[np.ndarray, torch.Tensor]] = []
 
         def step(idx: np.ndarray) -> None:
             ids, mask = self._pad([seqs[i] for i in idx])
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            for row, i in enumerate(idx):
-                start, end = len(prefixes[i]) - 1, len(seqs[i]) - 1
-                out[i] = logp[row, start:end].cpu().numpy().astype(np.float64)
+            picks = [(r, t) for r, i in enumerate(idx) for t in range(starts[i], len(seqs[i]) - 1)]
+            targets = [seqs[i][t + 1] for i in idx for t in range(starts[i], len(seqs[i]) - 1)]
+            rows, cols = self._index_pairs(picks)
+            done.append((idx, self._scored_log_probs(ids, mask, rows, cols, self._long(targets))))
 
-        self._each_batch(order, step, desc=desc)
-        return out
+        self._each_batch(order, step, desc=desc, lengths=lengths)
+        return _split_flat(done, [len(s) - 1 - st for s, st in zip(seqs, starts)])
+
+    def _long(self, values: Sequence[int]) -> torch.Tensor:
+        return self._to_device(torch.as_tensor(list(values), dtype=torch.long))
+
+    def _index_pairs(self, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._long([a for a, _ in pairs]), self._long([b for _, b in pairs])
+
+    @torch.inference_mode()
+    def _shared_stem_log_probs(self, stems: Sequence[Sequence[int]], tails: Sequence[Sequence[Sequence[int]]], *,
+                               score_stem: bool, desc: str) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+        """Log-probabilities of several continuations (``tails[g]``) of one stem, the stem run once.
+
+        The stem goes through the model once per group and its key/value cache is shared by every tail
+        (selected once per tail; right-padded stems leave masked holes; tail positions continue each
+        stem's own length), so a context scored with three options costs one context pass, not three.
+        The head runs at scored positions only.
+
+        Returns
+        -------
+        (list of ndarray, list of list of ndarray)
+            Per stem, log p of its tokens 1.. given the earlier ones (empty unless ``score_stem``); per
+            group and tail, log p of the tail's tokens given the stem and the earlier tail tokens.
+        """
+        if any(len(s) < 1 for s in stems) or any(len(t) < 1 for ts in tails for t in ts):
+            raise ValueError("every stem and every tail needs at least one token")
+        # a group costs about (stem + longest tail) tokens per tail
+        cost = np.array([(len(s) + max((len(t) for t in ts), default=0)) * max(1, len(ts))
+                         for s, ts in zip(stems, tails)], dtype=np.int64)
+        order = np.argsort(-cost, kind="stable")
+        stem_done: list[tuple[np.ndarray, torch.Tensor]] = []
+        tail_done: list[tuple[np.ndarray, torch.Tensor]] = []
+        tail_index = np.cumsum([0] + [len(ts) for ts in tails])
+
+        def step(idx: np.ndarray) -> None:
+            ids, mask = self._pad([stems[g] for g in idx])
+            body, head = self._head_split(ids, mask) or (self.model, None)
+            out = body(input_ids=ids, attention_mask=mask, use_cache=True)
+            hidden = out[0] if head is not None else out.logits
+            cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            stem_len = [len(stems[g]) for g in idx]
+            owner = [r for r, g in enumerate(idx) for _ in tails[g]]
+            flat_tails = [t for g in idx for t in tails[g]]
+            owner_dev = self._long(owner)
+            cache.batch_select_indices(owner_dev)
+            t_ids, t_mask = self._pad(flat_tails)
+            offsets = torch.as_tensor([stem_len[r] for r in owner], dtype=torch.long)
+            positions = self._to_device(offsets[:, None] + torch.arange(t_ids.shape[1])[None, :])
+            t_out = body(input_ids=t_ids, attention_mask=torch.cat([mask[owner_dev], t_mask], dim=1),
+                         position_ids=positions, use_cache=False, **{_cache_keyword(body): cache})
+            t_hidden = t_out[0] if head is not None else t_out.logits
+            # scored vectors: stem positions (if asked); each tail's first token from its stem's last
+            # position; each later tail token from the tail position before it
+            picks_s = [(r, t) for r, g in enumerate(idx) for t in range(len(stems[g]) - 1)] if score_stem else []
+            tgt_s = [stems[g][t + 1] for g in idx for t in range(len(stems[g]) - 1)] if score_stem else []
+            first = [(r, stem_len[r] - 1) for r in owner]
+            later = [(k, t) for k, tail in enumerate(flat_tails) for t in range(len(tail) - 1)]
+            vecs = [hidden[self._index_pairs(first)]]
+            if picks_s:
+                vecs.insert(0, hidden[self._index_pairs(picks_s)])
+            if later:
+                vecs.append(t_hidden[self._index_pairs(later)])
+            picked = torch.cat(vecs)
+            targets = tgt_s + [tail[0] for tail in flat_tails] + [tail[t + 1] for k, t in later
+                                                                   for tail in (flat_tails[k],)]
+            logp = _gathered_log_probs(head(picked) if head is not None else picked, self._long(targets))
+            n_s, n_f = len(tgt_s), len(flat_tails)
+            if score_stem:
+                stem_done.append((idx, logp[:n_s]))
+            later_lp = logp[n_s + n_f:]
+            cuts = np.cumsum([0] + [len(t) - 1 for t in flat_tails])
+            pieces = [torch.cat([logp[n_s + k:n_s + k + 1], later_lp[cuts[k]:cuts[k + 1]]]) for k in range(n_f)]
+            tail_ids = np.concatenate([np.arange(tail_index[g], tail_index[g + 1]) for g in idx])
+            tail_done.append((tail_ids, torch.cat(pieces)))
+
+        self._each_batch(order, step, desc=desc, lengths=cost)
+        stem_lp = (_split_flat(stem_done, [len(s) - 1 for s in stems]) if score_stem
+                   else [np.zeros(0) for _ in stems])
+        flat = _split_flat(tail_done, [len(t) for ts in tails for t in ts])
+        return stem_lp, [flat[tail_index[g]:tail_index[g + 1]] for g in range(len(stems))]
+
+    def shared_prefix_token_log_probs(self, groups: Sequence[Sequence[str]]) -> list[list[np.ndarray]]:
+        """:meth:`token_log_probs` of texts that come in groups sharing a beginning (a sentence's options).
+
+        The longest common token prefix of each group (the document-start token and at least one token
+        of every text excepted) is run once and its key/value cache shared; the result equals
+        :meth:`token_log_probs` of every text, float noise aside.
+
+        Returns
+        -------
+        list of list of ndarray
+            ``result[g][j]``: per-token log p of text ``j`` of group ``g``.
+        """
+        flat = [t for g in groups for t in g]
+        encoded = [[self.prefix_id] + ids for ids in self.encode(flat, add_special_tokens=False)]
+        stems, tails, at = [], [], 0
+        for group in groups:
+            seqs = encoded[at:at + len(group)]
+            at += len(group)
+            shortest = min((len(s) for s in seqs), default=1)
+            common = 1
+            while common < shortest - 1 and all(s[common] == seqs[0][common] for s in seqs):
+                common += 1
+            stems.append(seqs[0][:common] if seqs else [self.prefix_id])
+            tails.append([s[common:] for s in seqs])
+        if any(len(t) == 0 for ts in tails for t in ts):  # an empty text: nothing to share
+            lps = self.token_log_probs(flat)
+            cuts = np.cumsum([0] + [len(g) for g in groups])
+            return [lps[cuts[g]:cuts[g + 1]] for g in range(len(groups))]
+        stem_lp, tail_lp = self._shared_stem_log_probs(stems, tails, score_stem=True, desc="log-likelihood")
+        return [[np.concatenate([stem_lp[g], lp]) for lp in tail_lp[g]] for g in range(len(stems))]
 
     def token_log_probs(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Per-token log p of each text, conditioned on the document-start token (:func:`document_start`)."""
@@ -612,7 +806,20 @@ class CausalLMAdapter(ModelAdapter):
             raise ValueError("contexts and continuations must have the same length")
         ctx = [[self.prefix_id] + ids for ids in self.encode(contexts, add_special_tokens=False)]
         cont = self.encode(continuations, add_special_tokens=False)
-        return np.array([lp.sum() for lp in self._continuation_log_probs(ctx, cont, "continuations")])
+        if any(len(c) == 0 for c in cont):
+            return np.array([lp.sum() for lp in self._continuation_log_probs(ctx, cont, "continuations")])
+        # a context repeated with several continuations (a question's options) is run once, its cache shared
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, c in enumerate(ctx):
+            groups.setdefault(tuple(c), []).append(i)
+        keys = list(groups)
+        _, tail_lp = self._shared_stem_log_probs([list(c) for c in keys], [[cont[i] for i in groups[c]] for c in keys],
+                                                 score_stem=False, desc="continuations")
+        out = np.zeros(len(ctx), dtype=np.float64)
+        for key, lps in zip(keys, tail_lp):
+            for i, lp in zip(groups[key], lps):
+                out[i] = lp.sum()
+        return out
 
     @torch.inference_mode()
     def next_token_top_k(self, prompts: Sequence[str], *, k: int = 10) -> list[list[tuple[str, float]]]:
@@ -763,6 +970,34 @@ _ADAPTERS: dict[str, type[ModelAdapter]] = {
     "causal_lm": CausalLMAdapter,
     "classifier": ClassifierAdapter,
 }
+
+
+def _gathered_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(logits)[k, targets[k]]`` without materialising the log-softmax."""
+    logits = logits.float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def _cache_keyword(module: Any) -> str:
+    """The keyword a model's forward takes its key/value cache by (``cache`` since transformers 5.x)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+def _split_flat(done: Sequence[tuple[np.ndarray, torch.Tensor]], sizes: Sequence[int]) -> list[np.ndarray]:
+    """Reassemble per-item arrays from batches of concatenated values (``done``: item indices, values).
+
+    One device-to-host copy for the whole call; ``sizes[i]`` is how many values item ``i`` has.
+    """
+    flat = torch.cat([v for _, v in done]).cpu().numpy().astype(np.float64) if done else np.zeros(0)
+    pieces: list[np.ndarray] = [np.zeros(0)] * len(sizes)
+    at = 0
+    for idx, values in done:
+        for i in idx:
+            pieces[i] = flat[at:at + sizes[i]]
+            at += sizes[i]
+    return pieces
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

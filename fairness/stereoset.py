@@ -204,10 +204,12 @@ def score_stereoset(adapter: ModelAdapter, items: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(adapter, CausalLMAdapter):
         raise RaikitInputError(f"model {adapter.name!r} is a {adapter.kind}; StereoSet needs a masked_lm or causal_lm")
     if len(intra):
-        sentences = sum((intra[o].tolist() for o in OPTIONS), [])
-        scores = _geometric_mean_prob(adapter.token_log_probs(sentences)).reshape(3, len(intra))
+        # the three options of an item share their opening tokens: those run once (same numbers as
+        # scoring each sentence on its own, see CausalLMAdapter.shared_prefix_token_log_probs)
+        groups = [list(options) for options in zip(*(intra[o].tolist() for o in OPTIONS))]
+        per_item = adapter.shared_prefix_token_log_probs(groups)
         for j, option in enumerate(OPTIONS):
-            out.loc[intra.index, f"score_{option}"] = scores[j]
+            out.loc[intra.index, f"score_{option}"] = _geometric_mean_prob([lps[j] for lps in per_item])
     if len(inter):
         contexts = [c if c[-1:] in (".", "!", "?") else f"{c}." for c in inter["context"]] * 3
         continuations = [" " + s for s in sum((inter[o].tolist() for o in OPTIONS), [])]
