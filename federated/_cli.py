@@ -2,7 +2,11 @@
 
 ``serve`` starts a SuperLink (TLS with certificates raikit generates unless ``--insecure``), then runs the
 audit config with its ``[federated]`` section pointed at that SuperLink, so the final global model is
-saved and re-audited like any retrained model; the SuperLink is stopped when the run ends.
+saved and re-audited like any retrained model; the SuperLink is stopped when the run ends. With TLS and a
+Flower that supports it, SuperNode authentication is on by default: the SuperLink starts with
+``--enable-supernode-auth`` and ``serve`` registers the public key of every SuperNode allowed to join (the
+``*.pub`` files of ``--supernode-keys``, plus each ``--authorize``; when there are none it generates one key
+pair per client of the config), so a SuperNode with any other key, or none, is refused.
 ``join`` starts a SuperNode for one partition of the config's data and stays until the SuperLink goes away
 or it is stopped (Ctrl-C / SIGTERM stop its whole process group).
 """
@@ -33,9 +37,44 @@ def _certificates(folder: Path, hosts: list[str]) -> dict[str, Path]:
     return make_certificates(folder, hosts)
 
 
+def _check_authorized(args: argparse.Namespace) -> list[Path]:
+    """The ``--authorize`` public keys, each checked (one-line error naming a missing or malformed file)."""
+    from raikit.federated._deploy import key_fingerprint
+
+    extra = [Path(k) for k in args.authorize]
+    for key in extra:
+        if not key.is_file():
+            raise RaikitInputError(f"public key file not found: {key}", where="--authorize")
+        key_fingerprint(key)
+    return extra
+
+
+def _authorized_keys(args: argparse.Namespace, config: Path, folder: Path) -> list[Path]:
+    """The public keys ``serve`` registers: ``folder/*.pub`` and ``--authorize``; when both are empty, a new key
+    pair per client of the config's ``[federated]`` table, written to ``folder``."""
+    from raikit.federated._deploy import make_supernode_keys
+
+    extra = _check_authorized(args)
+    keys = sorted(folder.glob("*.pub")) if folder.is_dir() else []
+    if not keys and not extra:
+        from raikit.audits.runner import load_audit
+
+        planned = next((p for p in load_audit(config, seed=args.seed).plan if p.table.capability == "federated"),
+                       None)
+        if planned is None:
+            raise RaikitInputError("the config has no [federated] table", where=str(config))
+        make_supernode_keys(folder, [f"supernode-{i}" for i in range(int(planned.options.clients))])
+        keys = sorted(folder.glob("*.pub"))
+    return keys + extra
+
+
 def serve(args: argparse.Namespace) -> int:
+    import json
+
     from raikit.audits.runner import run_audit
-    from raikit.federated._deploy import check_reachable, start_superlink, stop_process
+    from raikit.federated._deploy import (
+        AUTH_ENV, check_reachable, register_supernodes, start_superlink, stop_process, supports_supernode_auth,
+    )
 
     config = Path(args.config)
     if not config.is_file():
@@ -49,6 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         pass
     else:
         raise RaikitInputError(f"{address} is already in use", where="--port")
+    _check_authorized(args)  # before anything is written
     out = Path(args.out)
     workdir = Path(args.certs) if args.certs else out / "federation"
     certs = None
@@ -57,19 +97,40 @@ def serve(args: argparse.Namespace) -> int:
                                                                  else []), *args.san]))
         certs = _certificates(workdir, hosts)
     workdir.mkdir(parents=True, exist_ok=True)
-    link = start_superlink(host=args.host, port=args.port, certs=certs, insecure=args.insecure, workdir=workdir,
-                           log=workdir / "superlink.log")
+    if args.insecure:
+        auth: dict = {"enabled": False, "why": "no TLS (--insecure): Flower authenticates SuperNodes only over TLS"}
+    elif args.no_supernode_auth:
+        auth = {"enabled": False, "why": "turned off (--no-supernode-auth)"}
+    elif not supports_supernode_auth():
+        auth = {"enabled": False, "why": "the installed Flower cannot register SuperNode keys"}
+    else:
+        auth = {"enabled": True}
+    keys_dir = Path(args.supernode_keys) if args.supernode_keys else workdir / "supernodes"
+    public_keys = _authorized_keys(args, config, keys_dir) if auth["enabled"] else []
+    link = start_superlink(host=args.host, port=args.port, certs=certs, insecure=args.insecure,
+                           supernode_auth=bool(auth["enabled"]), workdir=workdir, log=workdir / "superlink.log")
+    try:
+        if auth["enabled"]:
+            assert certs is not None
+            auth["keys"] = register_supernodes(superlink=address, root_certificates=certs["ca"],
+                                               public_keys=public_keys, workdir=workdir)
+    except BaseException:
+        stop_process(link)
+        raise
     ca = str(certs["ca"].resolve()) if certs else ""
     if not args.quiet:
         how = f"--root-certificates {for_terminal(ca)}" if certs else "--insecure"
-        print(f"superlink: {for_terminal(address)} ({'TLS' if certs else 'INSECURE, no TLS'}); log "
-              f"{for_terminal(workdir / 'superlink.log')}", file=sys.stderr)
+        if auth["enabled"]:
+            how += f" --auth-key {for_terminal(keys_dir.resolve())}/supernode-N"
+        print(f"superlink: {for_terminal(address)} ({'TLS' if certs else 'INSECURE, no TLS'}; SuperNode "
+              f"authentication {'on, ' + str(len(auth['keys'])) + ' key(s) registered' if auth['enabled'] else 'OFF'}"
+              f"); log {for_terminal(workdir / 'superlink.log')}", file=sys.stderr)
         print(f"join with: raikit federated join --config {for_terminal(config)} --partition N "
               f"--superlink {for_terminal(address)} {how}", file=sys.stderr)
     saved = {k: os.environ.get(k) for k in ("RAIKIT_FEDERATED_SUPERLINK", "RAIKIT_FEDERATED_ROOT_CERTIFICATES",
-                                            "RAIKIT_FEDERATED_INSECURE")}
+                                            "RAIKIT_FEDERATED_INSECURE", AUTH_ENV)}
     os.environ.update({"RAIKIT_FEDERATED_SUPERLINK": address, "RAIKIT_FEDERATED_ROOT_CERTIFICATES": ca,
-                       "RAIKIT_FEDERATED_INSECURE": "1" if args.insecure else "0"})
+                       "RAIKIT_FEDERATED_INSECURE": "1" if args.insecure else "0", AUTH_ENV: json.dumps(auth)})
     try:
         outcome = run_audit(config, out_dir=out, seed=args.seed, offline=True if args.offline else None,
                             progress=not args.quiet)
@@ -93,8 +154,33 @@ def serve(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _pass_on(log: Path, shown: int) -> int:
+    """Copy what ``log`` gained since byte ``shown`` to stderr; the new offset."""
+    try:
+        with log.open("rb") as f:
+            f.seek(shown)
+            chunk = f.read()
+    except OSError:
+        return shown
+    if chunk:
+        sys.stderr.write(chunk.decode("utf-8", errors="replace"))
+        sys.stderr.flush()
+    return shown + len(chunk)
+
+
+def _refusal(log: Path) -> str:
+    """Flower's reason when the SuperLink refused this SuperNode (unregistered key, or no key while the SuperLink
+    authenticates SuperNodes: API errors 2001 and 2004); empty otherwise."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in lines if "[code: 2001]" in line or "[code: 2004]" in line), "")
+
+
 def join(args: argparse.Namespace) -> int:
-    from raikit.federated._deploy import check_reachable, start_supernode
+    from raikit.audits.errors import RunFailedError
+    from raikit.federated._deploy import check_private_key, check_reachable, start_supernode
 
     config = Path(args.config)
     if not config.is_file():
@@ -112,6 +198,11 @@ def join(args: argparse.Namespace) -> int:
         root = Path(args.root_certificates)
         if not root.is_file():
             raise RaikitInputError(f"certificate file not found: {root}", where="--root-certificates")
+    auth_key = Path(args.auth_key) if args.auth_key else None
+    if auth_key is not None:
+        if args.insecure:
+            raise RaikitInputError("SuperNode authentication needs TLS; drop --insecure", where="--auth-key")
+        check_private_key(auth_key)
     try:
         check_reachable(args.superlink)
     except RaikitInputError:
@@ -124,14 +215,21 @@ def join(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="raikit-supernode-") as work:
         facts = prepare_node(config, args.partition, args.seed, Path(work) / "node")
         # same process group as this command: stopping `join` (or its group) stops the SuperNode and its apps
+        node_log = Path(work) / "supernode.log"
         node = start_supernode(superlink=args.superlink, node=Path(work) / "node", partition=args.partition,
-                               root_certificates=root, insecure=args.insecure, workdir=Path(work),
-                               log=None, max_wait=60.0, new_session=False)
+                               root_certificates=root, insecure=args.insecure, auth_key=auth_key, workdir=Path(work),
+                               log=node_log, max_wait=60.0, new_session=False)
         print(f"supernode: client {for_terminal(facts['client'])} (partition {args.partition}, {facts['train']} "
-              f"training and {facts['test']} test examples) joined {for_terminal(args.superlink)}"
-              f"{'' if root else ' (INSECURE, no TLS)'}", file=sys.stderr)
+              f"training and {facts['test']} test examples) joining {for_terminal(args.superlink)}"
+              f"{'' if root else ' (INSECURE, no TLS)'}{' with key ' + str(auth_key) if auth_key else ''}",
+              file=sys.stderr)
+        shown = 0
         try:
-            while node.poll() is None:
+            while True:  # the SuperNode's own log, passed on as it grows
+                done = node.poll() is not None
+                shown = _pass_on(node_log, shown)
+                if done:
+                    break
                 time.sleep(0.5)
         finally:
             if node.poll() is None:
@@ -140,4 +238,10 @@ def join(args: argparse.Namespace) -> int:
                     node.wait(timeout=10)
                 except Exception:  # noqa: BLE001
                     node.kill()
+        refused = _refusal(node_log)
+    if refused:
+        hint = (f"is {auth_key}.pub registered with the SuperLink (raikit federated serve --authorize)?" if auth_key
+                else "the SuperLink authenticates SuperNodes: pass a registered private key with --auth-key")
+        raise RunFailedError(f"the SuperLink {args.superlink} refused the SuperNode for partition {args.partition}: "
+                             f"{refused}; {hint}")
     return 0

@@ -2,6 +2,11 @@
 
 - ``make_certificates``: a private CA and a SuperLink certificate (``cryptography``), for the hosts and
   addresses the SuperNodes will dial; the CA certificate is what SuperNodes and the run submitter trust.
+- ``make_supernode_keys`` / ``register_supernodes``: SuperNode authentication. Each SuperNode holds an ECDSA
+  key pair (OpenSSH format, what ``flower-supernode --auth-supernode-private-key`` and ``flwr supernode
+  register`` read); the SuperLink runs with ``--enable-supernode-auth`` and only the public keys registered
+  through its Control API (``flwr supernode register``) may activate: an unknown key is refused (Flower's
+  ``[code: 2004] Failed to activate SuperNode``), and so is a SuperNode without a key.
 - ``start_superlink`` / ``start_supernode``: ``flower-superlink`` / ``flower-supernode`` subprocesses,
   each in its own process group (stopped with the whole group), the virtual environment's ``bin/`` on
   PATH (the SuperLink spawns ``flower-superexec`` by name).
@@ -32,12 +37,15 @@ from typing import Any
 
 from raikit.audits.errors import RaikitInputError, RunFailedError
 
-__all__ = ["make_certificates", "start_superlink", "start_supernode", "stop_process", "wait_for_port",
+__all__ = ["make_certificates", "make_supernode_keys", "key_fingerprint", "supports_supernode_auth",
+           "register_supernodes", "start_superlink", "start_supernode", "stop_process", "wait_for_port",
            "run_deployment", "server_app", "client_app", "ENV_OVERRIDES", "venv_env"]
 
 # raikit federated serve hands its SuperLink to the [federated] section through these variables
 ENV_OVERRIDES = {"RAIKIT_FEDERATED_SUPERLINK": "superlink", "RAIKIT_FEDERATED_ROOT_CERTIFICATES": "root_certificates",
                  "RAIKIT_FEDERATED_INSECURE": "insecure"}
+# ... and what it knows about SuperNode authentication (JSON: {"enabled": bool, "keys": [...]}) for the results
+AUTH_ENV = "RAIKIT_FEDERATED_SUPERNODE_AUTH"
 
 
 # ---------------------------------------------------------------- certificates
@@ -92,6 +100,125 @@ def make_certificates(folder: Path, hosts: list[str] | tuple[str, ...] = ("127.0
         write(paths[name], k.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
               private=True)
     return paths
+
+
+# ---------------------------------------------------------------- SuperNode authentication
+def make_supernode_keys(folder: Path, names: list[str] | tuple[str, ...]) -> list[Path]:
+    """An ECDSA P-384 key pair per name: ``<name>`` (private, OpenSSH format, mode 0600) and ``<name>.pub``
+    (OpenSSH public key, what gets registered). Returns the private key paths."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        key = ec.generate_private_key(ec.SECP384R1())
+        private = folder / name
+        private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
+        private.chmod(0o600)
+        (folder / f"{name}.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                                           serialization.PublicFormat.OpenSSH)
+                                             + f" raikit-{name}\n".encode())
+        out.append(private)
+    return out
+
+
+def key_fingerprint(public_key: Path) -> str:
+    """``SHA256:<base64>`` of an OpenSSH public key file (as ``ssh-keygen -l`` prints it).
+
+    Raises
+    ------
+    RaikitInputError
+        The file is missing or is not an ECDSA public key on a NIST curve (what Flower accepts).
+    """
+    import base64
+    import hashlib
+
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        data = Path(public_key).read_bytes()
+        key = serialization.load_ssh_public_key(data)
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ValueError(f"not an ECDSA key ({type(key).__name__})")
+        blob = base64.b64decode(data.split()[1])
+    except (OSError, ValueError, IndexError, UnsupportedAlgorithm) as exc:
+        raise RaikitInputError(f"not a SuperNode public key (OpenSSH ECDSA): {exc}", where=str(public_key)) from None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def check_private_key(path: Path) -> None:
+    """A one-line input error unless ``path`` is an OpenSSH ECDSA private key (what flower-supernode reads)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        key = serialization.load_ssh_private_key(Path(path).read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"not an ECDSA key ({type(key).__name__})")
+    except FileNotFoundError:
+        raise RaikitInputError(f"key file not found: {path}", where="--auth-key") from None
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise RaikitInputError(f"not a SuperNode private key (OpenSSH ECDSA, unencrypted): {path}: {exc}",
+                               where="--auth-key") from None
+
+
+def supports_supernode_auth() -> bool:
+    """Whether the installed Flower can authenticate SuperNodes by registered public keys: SuperLink flag
+    ``--enable-supernode-auth``, ``flwr supernode register`` and the SuperNode's private key flag (Flower >= 1.20
+    in this form)."""
+    try:
+        from flwr.cli.supernode import register  # noqa: F401
+        from flwr.superlink.cli.flower_superlink import _parse_args_run_superlink
+        from flwr.supernode.cli.flower_supernode import _parse_args_run_supernode
+
+        return ("--enable-supernode-auth" in _parse_args_run_superlink().format_help()
+                and "--auth-supernode-private-key" in _parse_args_run_supernode().format_help())
+    except Exception:  # noqa: BLE001 (another Flower layout: no key registration raikit knows how to drive)
+        return False
+
+
+def _cli_home(folder: Path, superlink: str, root_certificates: Path | None, insecure: bool) -> Path:
+    """A ``FLWR_HOME`` whose ``config.toml`` names ``superlink`` as the connection ``raikit``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    conn = [f'[superlink]\ndefault = "raikit"\n\n[superlink.raikit]\naddress = "{superlink}"']
+    conn.append("insecure = true" if insecure else f'root-certificates = "{Path(str(root_certificates)).resolve()}"')
+    (folder / "config.toml").write_text("\n".join(conn) + "\n", encoding="utf-8")
+    return folder
+
+
+def register_supernodes(*, superlink: str, root_certificates: Path, public_keys: list[Path],
+                        workdir: Path) -> list[dict[str, Any]]:
+    """Register each public key with the SuperLink's Control API (``flwr supernode register``).
+
+    Returns one ``{"key": file name, "fingerprint": ..., "node_id": ...}`` per key.
+
+    Raises
+    ------
+    RunFailedError
+        Flower refused a key (the message names the key file and Flower's reason).
+    """
+    home = _cli_home(workdir / "flwr-cli", superlink, root_certificates, insecure=False)
+    out = []
+    for key in public_keys:
+        fingerprint = key_fingerprint(key)
+        done = subprocess.run([_exe("flwr"), "supernode", "register", str(Path(key).resolve()), "raikit",
+                               "--format", "json"], env=venv_env({"FLWR_HOME": str(home)}), capture_output=True,
+                              text=True, timeout=120)
+        try:
+            reply = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError:
+            reply = {}
+        if done.returncode != 0 or not reply.get("success"):
+            why = (reply.get("error-message") or done.stderr or done.stdout).strip().splitlines()
+            raise RunFailedError(f"the SuperLink {superlink} refused SuperNode key {key}: "
+                                 f"{why[-1] if why else 'exit ' + str(done.returncode)}")
+        out.append({"key": Path(key).name, "fingerprint": fingerprint, "node_id": str(reply["node-id"])})
+    return out
 
 
 # ---------------------------------------------------------------- processes
@@ -164,13 +291,21 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
 
 
 def start_superlink(*, host: str = "127.0.0.1", port: int = 9093, certs: dict[str, Path] | None = None,
-                    insecure: bool = False, workdir: Path, log: Path | None = None,
+                    insecure: bool = False, supernode_auth: bool = False, workdir: Path, log: Path | None = None,
                     timeout: float = 60.0) -> subprocess.Popen:
-    """Start ``flower-superlink`` (Fleet, Control and ServerAppIo APIs on ``host:port``) and wait for it."""
+    """Start ``flower-superlink`` (Fleet, Control and ServerAppIo APIs on ``host:port``) and wait for it.
+
+    With ``supernode_auth`` only SuperNodes whose public key was registered (:func:`register_supernodes`)
+    can activate; Flower requires TLS for it."""
     if certs is None and not insecure:
         raise RaikitInputError("a SuperLink needs certificates (or --insecure)")
+    if supernode_auth and insecure:
+        raise RaikitInputError("SuperNode authentication needs TLS (Flower refuses it with --insecure)",
+                               where="--insecure")
     cmd = [_exe("flower-superlink"), "--host", host, "--port", str(port),
            "--database", str(workdir / "superlink.db"), "--disable-runtime-dependency-installation"]
+    if supernode_auth:
+        cmd.append("--enable-supernode-auth")
     if insecure:
         cmd.append("--insecure")
     else:
@@ -187,9 +322,10 @@ def start_superlink(*, host: str = "127.0.0.1", port: int = 9093, certs: dict[st
 
 
 def start_supernode(*, superlink: str, node: Path, partition: int, root_certificates: Path | None,
-                    insecure: bool = False, port: int | None = None, workdir: Path,
+                    insecure: bool = False, auth_key: Path | None = None, port: int | None = None, workdir: Path,
                     log: Path | None = None, max_wait: float = 600.0, new_session: bool = True) -> subprocess.Popen:
-    """Start ``flower-supernode`` serving the partition :func:`prepare_node` wrote to ``node``."""
+    """Start ``flower-supernode`` serving the partition :func:`prepare_node` wrote to ``node``, authenticating
+    with the private key ``auth_key`` when given."""
     node_config = f'raikit-node="{Path(node).resolve()}" partition-id={int(partition)}'
     cmd = [_exe("flower-supernode"), "--superlink", superlink, "--node-config", node_config,
            "--host", "127.0.0.1", "--port", str(port or free_port()), "--max-wait-time", str(max_wait)]
@@ -199,6 +335,12 @@ def start_supernode(*, superlink: str, node: Path, partition: int, root_certific
         if root_certificates is None or not Path(root_certificates).is_file():
             raise RaikitInputError(f"certificate file not found: {root_certificates}", where="--root-certificates")
         cmd += ["--root-certificates", str(Path(root_certificates).resolve())]
+    if auth_key is not None:
+        if insecure:
+            raise RaikitInputError("SuperNode authentication needs TLS (Flower refuses a key with --insecure)",
+                                   where="--auth-key")
+        check_private_key(Path(auth_key))
+        cmd += ["--auth-supernode-private-key", str(Path(auth_key).resolve())]
     workdir.mkdir(parents=True, exist_ok=True)
     return _popen(cmd, log, venv_env({"FLWR_HOME": str(workdir / "flwr-home")}), new_session=new_session)
 
@@ -353,11 +495,7 @@ def submit_run(*, job: Path, superlink: str, root_certificates: Path | None, ins
     app.mkdir(parents=True, exist_ok=True)
     (app / "pyproject.toml").write_text(_APP_PYPROJECT, encoding="utf-8")
     (app / "raikit_fed_app.py").write_text(_APP_MODULE, encoding="utf-8")
-    home = job / "flwr-home"
-    home.mkdir(exist_ok=True)
-    conn = [f'[superlink]\ndefault = "raikit"\n\n[superlink.raikit]\naddress = "{superlink}"']
-    conn.append("insecure = true" if insecure else f'root-certificates = "{Path(root_certificates).resolve()}"')
-    (home / "config.toml").write_text("\n".join(conn) + "\n", encoding="utf-8")
+    home = _cli_home(job / "flwr-home", superlink, root_certificates, insecure)
     cmd = [_exe("flwr"), "run", str(app), "raikit", "--run-config", f'raikit-job="{job.resolve()}"', "--stream"]
     return _popen(cmd, log, venv_env({"FLWR_HOME": str(home)}))
 
@@ -400,6 +538,9 @@ def run_deployment(o: Any, ctx: Any, state: dict[str, Any], plan: Any) -> tuple[
         log = RoundLog.from_json(json.loads((job / "log.json").read_text(encoding="utf-8")))
         if (job / "final.safetensors").exists():
             log.final_state = load_file(str(job / "final.safetensors"))
+    auth = json.loads(os.environ.get(AUTH_ENV) or "null") or {
+        "enabled": None, "why": "unknown: the SuperLink was not started by raikit federated serve"}
     transport = {"runtime": "deployment", "superlink": o.superlink, "tls": not o.insecure,
-                 "insecure": bool(o.insecure), "root_certificates": str(certs) if certs else None}
+                 "insecure": bool(o.insecure), "root_certificates": str(certs) if certs else None,
+                 "supernode_auth": auth}
     return log, time.perf_counter() - started, transport

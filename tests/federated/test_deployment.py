@@ -1,6 +1,8 @@
 """The deployment runtime for real: `raikit federated serve` (a SuperLink over TLS with raikit's
-certificates) and three `raikit federated join` SuperNodes as separate processes on loopback; one SuperNode
-is killed during round 1 and training still completes, the lost client is named, and no process is left."""
+certificates and SuperNode authentication) and three `raikit federated join` SuperNodes, each with the
+private key serve generated and registered, as separate processes on loopback; a SuperNode with a key the
+SuperLink does not know is refused, one SuperNode is killed during round 1 and training still completes, the
+lost client is named, and no process is left."""
 from __future__ import annotations
 
 import json
@@ -15,7 +17,7 @@ import psutil
 import pytest
 
 import synth
-from raikit.federated._deploy import free_port
+from raikit.federated._deploy import free_port, key_fingerprint, make_supernode_keys
 
 RAIKIT = [sys.executable, "-c", "import sys; from raikit.audits.cli import main; sys.exit(main())"]
 
@@ -25,7 +27,7 @@ def _config(root: Path, extra: str = "") -> Path:
     path.write_text('[run]\nseed = 0\ndevice = "cpu"\n[models.clf]\nid = "clf"\n'
                     '[federated]\nmodel = "clf"\ndata = "data.csv"\nclients = 3\nmin_clients = 2\nrounds = 2\n'
                     'local_epochs = 2\nbatch_size = 16\nlearning_rate = 3e-3\nmax_length = 16\n'
-                    f'round_timeout = 60.0\njoin_timeout = 90.0\n{extra}'
+                    f'round_timeout = 60.0\njoin_timeout = 180.0\n{extra}'
                     '[report]\nformats = ["html"]\n', encoding="utf-8")
     return path
 
@@ -106,12 +108,30 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
         _wait_for(lambda: (certs / "superlink.log").exists() and b"join with" in log.read_bytes()
                   or (certs / "ca.pem").exists() and _listening(port), 120, "the SuperLink", [serve])
         assert (certs / "ca.pem").is_file() and (certs / "server.key").stat().st_mode & 0o077 == 0
+        keys = certs / "supernodes"
+        assert sorted(p.name for p in keys.glob("*.pub")) == [f"supernode-{i}.pub" for i in range(3)]
+        assert (keys / "supernode-0").stat().st_mode & 0o077 == 0
+        # a SuperNode whose key was never registered is refused by the SuperLink: join ends with one line, exit 2
+        [stranger] = make_supernode_keys(tmp_path / "stranger", ["intruder"])
+        _wait_for(lambda: (certs / "superlink.log").read_bytes().count(b"/v1/control/register-node HTTP/1.1\" 200")
+                  >= 3, 120, "the three key registrations", [serve])
+        refused = subprocess.Popen(
+            [*RAIKIT, "federated", "join", "--config", str(config), "--partition", "0", "--superlink",
+             f"127.0.0.1:{port}", "--root-certificates", str(certs / "ca.pem"), "--auth-key", str(stranger)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+            start_new_session=True)
+        procs.append(refused)
+        _, err = refused.communicate(timeout=240)
+        last = err.strip().splitlines()[-1]
+        assert refused.returncode == 2, err[-2000:]
+        assert "refused the SuperNode for partition 0" in last and "Failed to activate SuperNode" in last, last
         joins = []
         for partition in range(3):
             with (tmp_path / f"join{partition}.log").open("wb") as out:
                 joins.append(subprocess.Popen(
                     [*RAIKIT, "federated", "join", "--config", str(config), "--partition", str(partition),
-                     "--superlink", f"127.0.0.1:{port}", "--root-certificates", str(certs / "ca.pem")],
+                     "--superlink", f"127.0.0.1:{port}", "--root-certificates", str(certs / "ca.pem"),
+                     "--auth-key", str(keys / f"supernode-{partition}")],
                     stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path, start_new_session=True))
         procs += joins
         # Kill SuperNode 2 (its whole process group: join, flower-supernode, its ClientApp) once round 1 began:
@@ -132,6 +152,11 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
         assert "lost client 2 (round 1)" in text or "client 2 (round 1)" in text
         details = res["sections"]["federated"]["details"]
         assert details["transport"]["tls"] is True and details["transport"]["insecure"] is False
+        auth = details["transport"]["supernode_auth"]
+        assert auth["enabled"] is True, auth
+        assert sorted(k["fingerprint"] for k in auth["keys"]) == sorted(
+            key_fingerprint(keys / f"supernode-{i}.pub") for i in range(3))
+        assert key_fingerprint(stranger.with_name("intruder.pub")) not in {k["fingerprint"] for k in auth["keys"]}
         assert all(r["clients_ok"] >= 2 for r in details["round_log"])
         assert (run / "models" / "federated.global" / "model.safetensors").is_file()
         assert 0 <= m["federated.accuracy"]["value"] <= 1

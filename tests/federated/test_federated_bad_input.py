@@ -77,3 +77,27 @@ def test_serve_refuses_a_missing_config_and_an_incomplete_certificate_folder(roo
         main(["federated", "serve", str(_config(root, "")), "--certs", str(certs), "--port", str(free_port())])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "incomplete certificate folder" in err[0], err
+
+
+def test_bad_supernode_keys_are_one_line_exit_2(root, tmp_path, capsys):
+    config = _config(root, "")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("only its presence is checked before the SuperLink is dialled")
+    not_a_key = tmp_path / "key"
+    not_a_key.write_text("not a key")
+    cases = [
+        (["join", "--config", str(config), "--partition", "0", "--superlink", DEAD, "--root-certificates", str(ca),
+          "--auth-key", str(tmp_path / "missing")], "--auth-key: key file not found"),
+        (["join", "--config", str(config), "--partition", "0", "--superlink", DEAD, "--root-certificates", str(ca),
+          "--auth-key", str(not_a_key)], "--auth-key: not a SuperNode private key"),
+        (["join", "--config", str(config), "--partition", "0", "--superlink", DEAD, "--insecure",
+          "--auth-key", str(not_a_key)], "--auth-key: SuperNode authentication needs TLS"),
+        (["serve", str(config), "--port", str(free_port()), "--certs", str(tmp_path / "certs"), "--out",
+          str(tmp_path / "out"), "--authorize", str(not_a_key)], f"{not_a_key}: not a SuperNode public key"),
+    ]
+    for flags, expected in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["federated", *flags])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1 and expected in err[0], (flags, err)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "certs").exists()
