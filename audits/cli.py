@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                                         "ECDSA .pub) to register (repeatable)")
     serve.add_argument("--no-supernode-auth", action="store_true", help="let any SuperNode that trusts the CA join "
                                                                          "(recorded in the results)")
+    serve.add_argument("--supernode-keys", help="folder of the SuperNodes' public keys (*.pub) to register "
+                                                "(default: <certs>/supernodes; a key pair per client is generated "
+                                                "there when it has none)")
+    serve.add_argument("--authorize", action="append", default=[], help="another SuperNode public key (OpenSSH "
+                                                                        "ECDSA .pub) to register (repeatable)")
+    serve.add_argument("--no-supernode-auth", action="store_true", help="let any SuperNode that trusts the CA join "
+                                                                         "(recorded in the results)")
     serve.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
     serve.add_argument("--seed", type=int, help="override [run] seed")
     serve.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
@@ -153,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--superlink", default="127.0.0.1:9093", help="SuperLink host:port (default: 127.0.0.1:9093)")
     join.add_argument("--root-certificates", help="the SuperLink's CA certificate (ca.pem from serve)")
     join.add_argument("--insecure", action="store_true", help="no TLS")
+    join.add_argument("--auth-key", help="this SuperNode's private key (supernode-N from serve's supernodes "
+                                         "folder, or your own whose .pub serve registered with --authorize)")
     join.add_argument("--auth-key", help="this SuperNode's private key (supernode-N from serve's supernodes "
                                          "folder, or your own whose .pub serve registered with --authorize)")
     join.add_argument("--seed", type=int, help="override [run] seed (as given to serve)")
