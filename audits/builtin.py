@@ -105,7 +105,12 @@ def _prepare_smollm(target: Path, progress: bool) -> dict[str, Any]:
         gguf_model = transformers.AutoModelForCausalLM.from_pretrained(str(src), gguf_file=_SMOL_GGUF,
                                                                        dtype=torch.float32)
         # save_pretrained refuses GGUF-loaded models: copy the weights into a fresh model of the same config.
-        model = transformers.AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
+        # The weights are dequantised, so the saved config must not claim a GGUF quantisation: with it,
+        # transformers attaches its GGUF quantizer on every load and warns about packed kernels that are not there.
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(gguf_model.state_dict())
         model.generation_config = gguf_model.generation_config
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -151,9 +156,24 @@ def prepare_builtin(alias: str, *, progress: bool = True) -> tuple[Path, dict[st
         if progress:
             print(f"raikit: preparing {alias} (first use only) ...", flush=True)
         model.prepare(folder, progress)
+    _drop_gguf_quantization(folder)
     meta_file = folder / "raikit.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     return folder, {"alias": alias, **meta}
+
+
+def _drop_gguf_quantization(folder: Path) -> None:
+    """Caches made before the fix kept GGUF's ``quantization_config`` over dequantised weights: remove it."""
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        return
+    config = json.loads(config_file.read_text())
+    if config.get("quantization_config", {}).get("quant_method") != "gguf":
+        return
+    del config["quantization_config"]
+    tmp = config_file.with_name(config_file.name + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, config_file)
 
 
 def builtin_status() -> list[dict[str, Any]]:

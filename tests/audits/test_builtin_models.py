@@ -38,12 +38,12 @@ tests = ["weat6"]
 
 [fairness.counterfactual]
 model = "sentiment"
-max_instances = 40
+max_items = 40
 
 [explain]
 model = "sentiment"
 methods = ["shap", "attention"]
-max_texts = 2
+max_items = 2
 shap_max_evals = 64
 
 [gates]
@@ -69,3 +69,26 @@ def test_smollm_greedy_completion():
 
     lm = load_model("builtin:smollm2-135m", device="cpu", progress=False)
     assert lm.generate(["The capital of France is"], max_new_tokens=3)[0][0].strip().startswith("Paris")
+
+
+def test_smollm_cache_claims_no_gguf_quantization():
+    """The cache holds dequantised float32 weights: a GGUF ``quantization_config`` left in its config made
+    transformers attach its GGUF quantizer on every load (and warn about packed kernels in bfloat16)."""
+    from raikit.audits.builtin import prepare_builtin
+
+    folder, _ = prepare_builtin("builtin:smollm2-135m", progress=False)
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+
+
+def test_old_cache_config_is_repaired(tmp_path):
+    from raikit.audits.builtin import _drop_gguf_quantization
+
+    config = {"model_type": "llama", "vocab_size": 49152,
+              "quantization_config": {"quant_method": "gguf", "gguf_file": "x.gguf", "dequantize": False}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    _drop_gguf_quantization(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == {"model_type": "llama", "vocab_size": 49152}
+    other = {"model_type": "llama", "quantization_config": {"quant_method": "bitsandbytes"}}
+    (tmp_path / "config.json").write_text(json.dumps(other))
+    _drop_gguf_quantization(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == other
