@@ -76,6 +76,15 @@ class ModelSpec:
         it is a chat-turn marker (``<|im_start|>`` and the like, as in instruct models), then the document
         separator ``<|endoftext|>`` when the vocabulary has it, else EOS (GPT-2 style). "bos", "eos", or
         a literal token of the vocabulary. Recorded in the model provenance.
+    device_map : str or dict, optional
+        Spread the model over several devices with accelerate (``"auto"``, ``"balanced"``,
+        ``"sequential"``, or a module -> device table), for models bigger than one GPU; ``device`` is then
+        ignored and inputs go where the embeddings are. See ``docs/models.md``.
+    max_memory : dict, optional
+        With ``device_map``: the most each device may hold, e.g. ``{0 = "70GiB", 1 = "70GiB", cpu = "200GiB"}``
+        (keys: GPU index or ``"cpu"``; values: bytes or a size string).
+    offload_folder : str, optional
+        With ``device_map``: where weights that fit no device are kept on disk (loaded layer by layer).
     """
 
     id: str
@@ -87,6 +96,13 @@ class ModelSpec:
     trust_remote_code: bool = False
     revision: str | None = None
     start_token: str = "auto"
+    device_map: str | dict[str, Any] | None = None
+    max_memory: dict[str, Any] | None = None
+    offload_folder: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device_map is None and (self.max_memory is not None or self.offload_folder is not None):
+            raise ValueError("max_memory and offload_folder need device_map (e.g. device_map = \"auto\")")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -195,7 +211,10 @@ class ModelAdapter:
         """SHA-256 over every parameter and buffer (sorted by name, raw bytes); computed once."""
         if self._sha256 is None:
             digest = hashlib.sha256()
+            offloaded = _offloaded_weights(self.model)
             for key, tensor in sorted(self.model.state_dict().items()):
+                if tensor.device.type == "meta":  # kept on disk or in host memory by accelerate
+                    tensor = offloaded[key]
                 digest.update(key.encode())
                 digest.update(str(tensor.dtype).encode())
                 data = tensor.detach().to("cpu").contiguous()
@@ -323,7 +342,7 @@ class ModelAdapter:
             return self.model(input_ids=ids, attention_mask=mask, **forward).logits[rows, cols].float()
         body, head = split
         hidden = body(input_ids=ids, attention_mask=mask, **forward)[0]
-        return head(hidden[rows, cols]).float()
+        return head(hidden[rows.to(hidden.device), cols.to(hidden.device)]).float()
 
     def _length_order(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Indices sorting sequences longest first, so each batch pads little."""
@@ -720,7 +739,7 @@ class CausalLMAdapter(ModelAdapter):
             owner = [r for r, g in enumerate(idx) for _ in tails[g]]
             flat_tails = [t for g in idx for t in tails[g]]
             owner_dev = self._long(owner)
-            cache.batch_select_indices(owner_dev)
+            cache.batch_select_indices(torch.as_tensor(owner, dtype=torch.long))  # host index: layers may sit on several devices
             t_ids, t_mask = self._pad(flat_tails)
             offsets = torch.as_tensor([stem_len[r] for r in owner], dtype=torch.long)
             positions = self._to_device(offsets[:, None] + torch.arange(t_ids.shape[1])[None, :])
@@ -733,11 +752,11 @@ class CausalLMAdapter(ModelAdapter):
             tgt_s = [stems[g][t + 1] for g in idx for t in range(len(stems[g]) - 1)] if score_stem else []
             first = [(r, stem_len[r] - 1) for r in owner]
             later = [(k, t) for k, tail in enumerate(flat_tails) for t in range(len(tail) - 1)]
-            vecs = [hidden[self._index_pairs(first)]]
+            vecs = [_take(hidden, first)]
             if picks_s:
-                vecs.insert(0, hidden[self._index_pairs(picks_s)])
+                vecs.insert(0, _take(hidden, picks_s))
             if later:
-                vecs.append(t_hidden[self._index_pairs(later)])
+                vecs.append(_take(t_hidden, later).to(vecs[0].device))
             picked = torch.cat(vecs)
             targets = tgt_s + [tail[0] for tail in flat_tails] + [tail[t + 1] for k, t in later
                                                                    for tail in (flat_tails[k],)]
@@ -974,8 +993,30 @@ _ADAPTERS: dict[str, type[ModelAdapter]] = {
 
 def _gathered_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``log_softmax(logits)[k, targets[k]]`` without materialising the log-softmax."""
-    logits = logits.float()
+    logits, targets = logits.float(), targets.to(logits.device)
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def _input_device(model: Any) -> torch.device:
+    """Where inputs of a model dispatched by accelerate go: the device of its input embeddings."""
+    placed = model.hf_device_map
+    embeddings = model.get_input_embeddings()
+    names = [n for n, m in model.named_modules() if m is embeddings]
+    where = None
+    for name in names:
+        parts = name.split(".")
+        for k in range(len(parts), -1, -1):  # the embeddings' own entry, or the nearest enclosing one
+            key = ".".join(parts[:k])
+            if key in placed:
+                where = placed[key]
+                break
+        if where is not None:
+            break
+    if where is None:
+        where = next(iter(placed.values()))
+    if isinstance(where, int):
+        return torch.device("cuda", where)
+    return torch.device("cpu") if where in ("cpu", "disk") else torch.device(where)
 
 
 def _cache_keyword(module: Any) -> str:
@@ -998,6 +1039,37 @@ def _split_flat(done: Sequence[tuple[np.ndarray, torch.Tensor]], sizes: Sequence
             pieces[i] = flat[at:at + sizes[i]]
             at += sizes[i]
     return pieces
+
+
+def _offloaded_weights(model: Any) -> Any:
+    """Name -> tensor of the weights accelerate offloaded (to disk or host memory), read one at a time.
+
+    Each offloading hook holds the model's whole weights map under a prefix; its ``dataset`` is keyed by
+    full parameter names. Empty when nothing was offloaded.
+    """
+    for module in model.modules():
+        hooks = [getattr(module, "_hf_hook", None)]
+        hooks += list(getattr(hooks[0], "hooks", []) or [])
+        for hook in hooks:
+            weights = getattr(hook, "weights_map", None)
+            if weights is not None:
+                return getattr(weights, "dataset", weights)
+    return {}
+
+
+def _take(tensor: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """``tensor[rows, cols]`` for (row, col) pairs, the index built on the tensor's own device."""
+    index = torch.as_tensor(list(pairs), dtype=torch.long).reshape(-1, 2)
+    if tensor.device.type == "cuda":
+        index = index.pin_memory().to(tensor.device, non_blocking=True)
+    return tensor[index[:, 0], index[:, 1].to(tensor.device)]
+
+
+def _max_memory(table: dict[str, Any] | None) -> dict[int | str, Any] | None:
+    """A TOML ``max_memory`` table for accelerate: GPU indices as integers (TOML keys are strings)."""
+    if table is None:
+        return None
+    return {int(k) if str(k).isdigit() else str(k): v for k, v in table.items()}
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -1043,8 +1115,11 @@ def wrap_model(model: Any, tokenizer: Any, *, kind: ModelKind | None = None, nam
         kind = detect_kind(type("Cfg", (), {"architectures": arch}))
     if kind not in _ADAPTERS:
         raise RaikitInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
-    dev = resolve_device(device)
-    model = model.to(dev)
+    if getattr(model, "hf_device_map", None):  # spread over devices by accelerate: leave it where it is
+        dev = _input_device(model)
+    else:
+        dev = resolve_device(device)
+        model = model.to(dev)
     extra = {"start_token": start_token} if kind == "causal_lm" else {}
     return _ADAPTERS[kind](model, tokenizer, name=name, device=dev, batch_size=batch_size,
                            max_length=max_length, progress=progress, metadata=metadata, **extra)
@@ -1130,8 +1205,12 @@ def load_model(spec: ModelSpec | str, *, device: str | torch.device = "auto", of
         kind = spec.kind or detect_kind(config)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
         auto = getattr(transformers, _AUTO_CLASSES[kind])
+        placement: dict[str, Any] = {}
+        if spec.device_map is not None:
+            placement = {"device_map": spec.device_map, "max_memory": _max_memory(spec.max_memory),
+                         "offload_folder": spec.offload_folder}
         model = auto.from_pretrained(source, dtype=dtype, use_safetensors=None if spec.allow_pickle else True,
-                                     **common)
+                                     **placement, **common)
     except RaikitInputError:
         raise
     except Exception as exc:  # noqa: BLE001  (truncated safetensors, refused pickle, bad config: all bad input)
