@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import difflib
 import json
 import os
 import signal
 import sys
+import textwrap
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from raikit.audits.errors import RaikitError, RaikitInputError, RunInterrupted
+from raikit.audits.errors import RaikitError, RaikitInputError, RenamedKeyWarning, RunInterrupted
 from raikit.audits.escape import for_terminal
 from raikit.audits.offline import offline_from_env, set_offline
 
 __all__ = ["main", "build_parser"]
 
 
-#: ``raikit report --formats`` values -> the file each writes (``raikit.reports.REPORT_FILES``, kept here so that
-#: building the parser imports no report code; a test checks they agree).
-_REPORT_FORMATS = {"html": "report.html", "md": "summary.md", "junit": "junit.xml", "model_card": "model_card.md"}
+#: ``raikit report --formats`` values and what each is (the keys of ``raikit.reports.REPORT_FILES``, kept here
+#: so that building the parser imports no report code; a test checks they agree).
+_REPORT_FORMATS = {"html": "the HTML report", "md": "Markdown summary", "junit": "JUnit XML, one case per gate",
+                   "model_card": "Hugging Face model card"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -143,13 +145,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                                         "ECDSA .pub) to register (repeatable)")
     serve.add_argument("--no-supernode-auth", action="store_true", help="let any SuperNode that trusts the CA join "
                                                                          "(recorded in the results)")
-    serve.add_argument("--supernode-keys", help="folder of the SuperNodes' public keys (*.pub) to register "
-                                                "(default: <certs>/supernodes; a key pair per client is generated "
-                                                "there when it has none)")
-    serve.add_argument("--authorize", action="append", default=[], help="another SuperNode public key (OpenSSH "
-                                                                        "ECDSA .pub) to register (repeatable)")
-    serve.add_argument("--no-supernode-auth", action="store_true", help="let any SuperNode that trusts the CA join "
-                                                                         "(recorded in the results)")
     serve.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
     serve.add_argument("--seed", type=int, help="override [run] seed")
     serve.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
@@ -160,8 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--superlink", default="127.0.0.1:9093", help="SuperLink host:port (default: 127.0.0.1:9093)")
     join.add_argument("--root-certificates", help="the SuperLink's CA certificate (ca.pem from serve)")
     join.add_argument("--insecure", action="store_true", help="no TLS")
-    join.add_argument("--auth-key", help="this SuperNode's private key (supernode-N from serve's supernodes "
-                                         "folder, or your own whose .pub serve registered with --authorize)")
     join.add_argument("--auth-key", help="this SuperNode's private key (supernode-N from serve's supernodes "
                                          "folder, or your own whose .pub serve registered with --authorize)")
     join.add_argument("--seed", type=int, help="override [run] seed (as given to serve)")
@@ -329,7 +322,7 @@ def _cmd_probes(args: argparse.Namespace) -> int:
         width = max(len(table) for table, _ in sections.values()) + 2
         for table, section in sections.values():
             print(f"{'[' + table + ']':<{width}}  {', '.join(section.model_kinds):<42}  {section.description}")
-        print("\nraikit probes <name> shows a section's options with their defaults.")
+        print("\nraikit probes <name> shows a section's options: what each does, its type and its default.")
         return 0
     if args.name not in sections:
         close = difflib.get_close_matches(args.name, list(sections), n=1)
@@ -344,11 +337,14 @@ def _cmd_probes(args: argparse.Namespace) -> int:
         print(f"# {section.citation}")
     print(f"[{table}]")
     print('model = "<key of a [models.<key>] table>"')
-    defaults = section.options()
-    for field in dataclasses.fields(defaults):
-        value = getattr(defaults, field.name)
-        print(f"# {field.name} = ...   (not set by default)" if value is None else
-              f"{field.name} = {_toml_value(value)}")
+    from raikit.audits.config import option_docs
+
+    for doc in option_docs(section.options):
+        about = f"{doc.name} ({doc.type})" + (f": {doc.description.replace('``', '`')}" if doc.description else "")
+        print()
+        print("\n".join(textwrap.wrap(about, width=110, initial_indent="# ", subsequent_indent="#   ")))
+        print(f"# {doc.name} = ...   (not set by default)" if doc.default is None else
+              f"{doc.name} = {_toml_value(doc.default)}")
     return 0
 
 
@@ -366,11 +362,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if not args.debug:
                 _quiet_libraries()
-            return _COMMANDS[args.command](args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("default", RenamedKeyWarning)  # shown once each, never an exception
+                warnings.showwarning = _one_line_warnings(warnings.showwarning)
+                return _COMMANDS[args.command](args)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
     return 2  # pragma: no cover  (the context manager exits)
+
+
+def _one_line_warnings(show: Any) -> Any:
+    """``warnings.showwarning`` that prints raikit's own warnings as ``raikit: warning: ...`` (one line)."""
+    def showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, RenamedKeyWarning):
+            print(f"raikit: warning: {for_terminal(str(message))}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 def _main_thread() -> bool:

@@ -25,12 +25,13 @@ import re
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from raikit.audits.errors import RaikitInputError
+from raikit.audits.errors import RaikitInputError, RenamedKeyWarning
 from raikit.audits.io import is_safe_name
 from raikit.audits.models import MODEL_KINDS, ModelSpec
 
@@ -44,6 +45,10 @@ __all__ = [
     "read_config",
     "parse_toml",
     "validate_options",
+    "option_docs",
+    "OptionDoc",
+    "RenamedKeyWarning",
+    "RENAMED_KEYS",
     "CAPABILITIES",
     "REPORT_FORMATS",
 ]
@@ -212,6 +217,30 @@ _COUNT_NAME = re.compile(r"^(max_|min_|n_|num_)|(_size|_samples|_evals|_resample
                          r"|^(k|top_k)$")
 
 
+#: Old option names -> the name that replaced them. Every section's subsample size is ``max_items`` (what an
+#: item is, and what 0 means, is in the section's option docs: ``raikit probes <name>``). The old names are
+#: still read, with a :class:`RenamedKeyWarning`; a later release will refuse them.
+RENAMED_KEYS: Mapping[str, str] = {"max_instances": "max_items", "max_templates": "max_items", "max_texts": "max_items"}
+
+
+def _renamed(table: Mapping[str, Any], fields: Mapping[str, Any], *, where: str, problems: list[str]
+             ) -> dict[str, Any]:
+    """``table`` with old key names (:data:`RENAMED_KEYS`) replaced by the new ones, each with a warning."""
+    out = dict(table)
+    for old, new in RENAMED_KEYS.items():
+        if old not in out or old in fields or new not in fields:
+            continue
+        if new in out:
+            problems.append(f"{where}: keys {old!r} and {new!r} are one option ({old!r} is its old name); "
+                            f"keep only {new!r}")
+            del out[old]
+            continue
+        warnings.warn(f"{where}: key {old!r} is deprecated; write {new!r} (same meaning)", RenamedKeyWarning,
+                      stacklevel=3)
+        out = {new if key == old else key: value for key, value in out.items()}
+    return out
+
+
 def validate_options(table: Mapping[str, Any], options_type: type, *, where: str) -> tuple[Any, list[str]]:
     """Build an options dataclass from a TOML table, collecting every problem.
 
@@ -228,10 +257,16 @@ def validate_options(table: Mapping[str, Any], options_type: type, *, where: str
     -------
     (options or None, problems)
         ``options`` is None when any problem was found.
+
+    Warns
+    -----
+    RenamedKeyWarning
+        For a key under an old name (:data:`RENAMED_KEYS`), which is read as the new one.
     """
     hints = typing.get_type_hints(options_type)
     fields = {f.name: f for f in dataclasses.fields(options_type)}
-    problems = []
+    problems: list[str] = []
+    table = _renamed(table, fields, where=where, problems=problems)
     suggested = set()
     for key, value in table.items():
         if key not in fields:
@@ -255,6 +290,82 @@ def validate_options(table: Mapping[str, Any], options_type: type, *, where: str
         return options_type(**values), []
     except (ValueError, TypeError) as exc:  # __post_init__ checks of the options class
         return None, [f"{where}: {exc}"]
+
+
+@dataclass(frozen=True)
+class OptionDoc:
+    """One option of an options dataclass, for ``raikit probes <name>``.
+
+    Attributes
+    ----------
+    name : str
+        The config key.
+    type : str
+        Its type, in TOML words ("integer", "list of string", ...).
+    default : Any
+        Its default (None: not set).
+    description : str
+        What it does, from the class docstring's ``Parameters`` or ``Attributes`` section ("" when not
+        documented).
+    """
+
+    name: str
+    type: str
+    default: Any
+    description: str
+
+
+_DOC_ENTRY = re.compile(r"^(?P<names>[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*(?::\s*(?P<type>.*))?$")
+
+
+def _parameter_docs(doc: str) -> dict[str, str]:
+    """Key -> description from the numpydoc ``Parameters`` (or ``Attributes``) section of a docstring.
+
+    ``a, b : int`` documents both keys; an entry without an indented description maps to "".
+    """
+    import inspect
+
+    lines = inspect.cleandoc(doc or "").splitlines()
+    found: dict[str, str] = {}
+    try:
+        start = next(i for i in range(len(lines) - 1)
+                     if lines[i].strip() in ("Parameters", "Attributes") and set(lines[i + 1].strip()) == {"-"}) + 2
+    except StopIteration:
+        return found
+    names: list[str] = []
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if line and not line[0].isspace():
+            if i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
+                break  # the next section
+            entry = _DOC_ENTRY.match(line.strip())
+            names = [n.strip() for n in entry["names"].split(",")] if entry else []
+            for name in names:
+                found[name] = ""
+        elif line.strip() and names:
+            for name in names:
+                found[name] = f"{found[name]} {line.strip()}".strip()
+    return found
+
+
+def option_docs(options_type: type) -> tuple[OptionDoc, ...]:
+    """Every option of an options dataclass with its type, default and description (from its docstring).
+
+    Parameters
+    ----------
+    options_type : type
+        A frozen options dataclass (a section's ``options``).
+
+    Returns
+    -------
+    tuple of OptionDoc
+        In field order.
+    """
+    hints = typing.get_type_hints(options_type)
+    described = _parameter_docs(options_type.__doc__ or "")
+    defaults = options_type()
+    return tuple(OptionDoc(name=f.name, type=_type_name(hints[f.name]), default=getattr(defaults, f.name),
+                           description=described.get(f.name, "")) for f in dataclasses.fields(options_type))
 
 
 def read_config(path: str | Path) -> tuple[dict[str, Any], str]:

@@ -5,7 +5,7 @@ whose message is one line naming the file, field and value. The CLI turns it int
 """
 from __future__ import annotations
 
-__all__ = ["RaikitError", "RaikitInputError", "RunFailedError", "RunInterrupted"]
+__all__ = ["RaikitError", "RaikitInputError", "RenamedKeyWarning", "RunFailedError", "RunInterrupted"]
 
 
 class RaikitError(Exception):
@@ -27,6 +27,13 @@ class RaikitInputError(RaikitError, ValueError):
         self.where = where
         self.problem = message
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class RenamedKeyWarning(FutureWarning):
+    """A config key under its old name, still read as the new one: one line naming the file, table and keys.
+
+    The CLI prints it as ``raikit: warning: <message>``.
+    """
 
 
 class RunFailedError(RaikitError):

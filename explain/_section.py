@@ -47,8 +47,8 @@ class ExplainOptions:
     texts_file : str or None
         A ``.txt`` file (one text per line, blank lines skipped) or a ``.csv`` file with a ``text``
         column; relative to the config's folder, ``{data_dir}`` expanded. Added after ``texts``.
-    max_texts : int
-        Explain at most this many texts (the first ones).
+    max_items : int
+        Explain at most this many texts (the first ones; formerly ``max_texts``).
     shap_max_evals : int
         SHAP evaluations per text.
     lime_num_samples : int
@@ -66,7 +66,7 @@ class ExplainOptions:
     methods: list[str] = field(default_factory=lambda: ["shap", "lime", "attention", "rollout"])
     texts: list[str] = field(default_factory=list)
     texts_file: str | None = None
-    max_texts: int = 20
+    max_items: int = 20
     shap_max_evals: int = 500
     lime_num_samples: int = 500
     top_k: int = 3
@@ -93,7 +93,7 @@ def _check_options(options: ExplainOptions) -> None:
         raise RaikitInputError("methods is empty; name at least one explainer", where=f"{_WHERE} methods")
     for name in options.methods:
         EXPLAINERS.get(name, where=f"{_WHERE} methods")
-    for key in ("max_texts", "shap_max_evals", "lime_num_samples", "top_k", "group_size"):
+    for key in ("max_items", "shap_max_evals", "lime_num_samples", "top_k", "group_size"):
         if getattr(options, key) < 1:
             raise RaikitInputError(f"{key} must be at least 1, not {getattr(options, key)}", where=f"{_WHERE} {key}")
     if options.shap_max_evals < 3:
@@ -104,7 +104,7 @@ def check_explain(options: ExplainOptions, ctx: RunContext) -> None:
     """Options and the texts file, checked before any model loads."""
     try:
         _check_options(options)
-    except RaikitInputError as exc:  # "[explain] max_texts" -> "key 'max_texts'" (the runner names the table)
+    except RaikitInputError as exc:  # "[explain] max_items" -> "key 'max_items'" (the runner names the table)
         key = (exc.where or "").removeprefix(_WHERE).strip()
         raise RaikitInputError(exc.problem, where=f"key {key!r}" if key else None) from None
     if options.texts_file:
@@ -177,9 +177,9 @@ def run_explain(adapter: Any, options: ExplainOptions, ctx: RunContext) -> Secti
         notes.append(f"No texts were configured; the {len(texts)} built-in example sentences were explained.")
     texts = [clean_input(t) if isinstance(t, str) else t for t in texts]  # NUL, ESC, bidi controls -> spaces
     texts = list(dict.fromkeys(check_inputs(adapter, texts, where=f"{_WHERE} texts")))
-    if len(texts) > options.max_texts:
-        notes.append(f"Only the first {options.max_texts} of {len(texts)} texts were explained (max_texts).")
-        texts = texts[:options.max_texts]
+    if len(texts) > options.max_items:
+        notes.append(f"Only the first {options.max_items} of {len(texts)} texts were explained (max_items).")
+        texts = texts[:options.max_items]
     methods = list(dict.fromkeys(options.methods))
     scored = methods + (["random"] if options.random_baseline and "random" not in methods else [])
     settings = ExplainSettings(shap_max_evals=options.shap_max_evals, lime_num_samples=options.lime_num_samples,

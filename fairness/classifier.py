@@ -319,14 +319,20 @@ class CounterfactualOptions:
     texts : str
         A CSV (with ``text_column``) or TXT (one text a line) file; "" expands the starter templates.
     text_column : str
+        Column of the texts in a CSV file.
     swaps : str
         Swap lists: bias-bench JSON, WinoBias TXT or a CSV (word, swap, axis).
     axes : list of str
         Axes of the swap file to use ([] = all).
     templates, lexicons : str, list of str
         Starter templates and lexicons used when ``texts`` is "".
+    max_items : int
+        Starter-template instances per template: beyond it, a fixed random subsample (seeded); 0 = all
+        (formerly ``max_instances``).
     max_examples : int
         Worst cases kept in the details.
+    n_bootstrap : int
+        Bootstrap resamples of the 95% confidence intervals.
     """
 
     texts: str = ""
@@ -335,7 +341,7 @@ class CounterfactualOptions:
     axes: list[str] = field(default_factory=lambda: ["gender", "race", "religion"])
     templates: str = "builtin:templates/classifier.toml"
     lexicons: list[str] = field(default_factory=lambda: list(_DEFAULT_LEXICONS))
-    max_instances: int = 500
+    max_items: int = 500
     max_examples: int = 20
     n_bootstrap: int = 2000
 
@@ -343,7 +349,7 @@ class CounterfactualOptions:
 def _check_starter(options: Any, ctx: RunContext, section: str) -> None:
     with data_key("templates"):
         if _starter_instances(options.templates, options.lexicons, ctx, section=section,
-                              max_instances=options.max_instances).empty:
+                              max_instances=options.max_items).empty:
             raise RaikitInputError("the templates and lexicons give no instance", where=options.templates)
 
 
@@ -368,7 +374,7 @@ def _run_counterfactual(adapter: Any, options: CounterfactualOptions, ctx: RunCo
         texts = _read_texts(ctx.existing_path(options.texts, where="counterfactual.texts"), options.text_column)
     else:
         inst = _starter_instances(options.templates, options.lexicons, ctx, section="counterfactual",
-                                  max_instances=options.max_instances)
+                                  max_instances=options.max_items)
         texts = inst["text"].tolist() + [t for t in inst["perturbed"].tolist() if isinstance(t, str)]
         notes = ("counterfactual: texts are raikit's starter templates filled with the starter lexicons.",)
     result = counterfactual_invariance(adapter, texts, swaps=swaps, seed=ctx.seed, n_bootstrap=options.n_bootstrap)
@@ -498,13 +504,32 @@ def behaviour_tests(adapter: Any, instances: pd.DataFrame, *, label_map: Mapping
 
 @dataclass(frozen=True)
 class BehaviourOptions:
-    """Options of ``[fairness.behaviour]``: template and lexicon files, label mapping, DIR tolerance."""
+    """Options of ``[fairness.behaviour]``: template and lexicon files, label mapping, DIR tolerance.
+
+    Attributes
+    ----------
+    templates : str
+        Template file (TOML/CSV) with MFT (expected label) and DIR (expected direction) tests.
+    lexicons : list of str
+        Lexicon files of the templates' slots.
+    label_map : dict
+        Template label -> model class name.
+    tolerance : float
+        DIR: a move against the expected direction smaller than this is not a failure.
+    max_items : int
+        Starter-template instances per template: beyond it, a fixed random subsample (seeded); 0 = all
+        (formerly ``max_instances``).
+    n_bootstrap : int
+        Bootstrap resamples of the 95% confidence intervals.
+    n_permutations : int
+        Permutations of the test of the largest gap between groups (its p-value).
+    """
 
     templates: str = "builtin:templates/classifier.toml"
     lexicons: list[str] = field(default_factory=lambda: list(_DEFAULT_LEXICONS))
     label_map: dict[str, str] = field(default_factory=dict)
     tolerance: float = 0.0
-    max_instances: int = 500
+    max_items: int = 500
     n_bootstrap: int = 2000
     n_permutations: int = 2000
 
@@ -516,7 +541,7 @@ def _check_behaviour(options: BehaviourOptions, ctx: RunContext) -> None:
 
 def _run_behaviour(adapter: Any, options: BehaviourOptions, ctx: RunContext) -> SectionResult:
     inst = _starter_instances(options.templates, options.lexicons, ctx, section="behaviour",
-                              max_instances=options.max_instances)
+                              max_instances=options.max_items)
     res = behaviour_tests(adapter, inst, label_map=options.label_map, tolerance=options.tolerance, seed=ctx.seed,
                           n_bootstrap=options.n_bootstrap, n_permutations=options.n_permutations)
     notes = ()
@@ -694,11 +719,19 @@ class GroupsOptions:
         CSV with text, label and group columns; "" builds labelled text from the starter MFT templates
         (label = the template's expected class, group = the identity group filled in).
     text_column, label_column, group_column : str
+        Columns of the text, the true label and the group in ``data``.
     positive_label : str
         The class counted as positive (selection rate, FPR, FNR); a class name of the model (after
         ``label_map``).
     label_map : dict
         Data label -> model class name.
+    templates, lexicons : str, list of str
+        Starter templates and lexicons used when ``data`` is "".
+    max_items : int
+        Starter-template instances per template: beyond it, a fixed random subsample (seeded); 0 = all
+        (formerly ``max_instances``).
+    n_bootstrap : int
+        Bootstrap resamples of the 95% confidence intervals.
     """
 
     data: str = ""
@@ -709,7 +742,7 @@ class GroupsOptions:
     label_map: dict[str, str] = field(default_factory=dict)
     templates: str = "builtin:templates/classifier.toml"
     lexicons: list[str] = field(default_factory=lambda: list(_DEFAULT_LEXICONS))
-    max_instances: int = 500
+    max_items: int = 500
     n_bootstrap: int = 1000
 
 
@@ -741,7 +774,7 @@ def _run_groups(adapter: Any, options: GroupsOptions, ctx: RunContext) -> Sectio
                               "group": data[options.group_column]})
     else:
         inst = _starter_instances(options.templates, options.lexicons, ctx, section="groups",
-                                  max_instances=options.max_instances)
+                                  max_instances=options.max_items)
         inst = inst[(inst["test"] == "mft") & inst["label"].notna()]
         frame = pd.DataFrame({"text": inst["text"], "label": inst["label"], "group": _group_column(inst)})
         notes = ("groups: labelled data built from raikit's starter MFT templates (label = expected class, "

@@ -436,7 +436,7 @@ def fill_mask_bias(adapter: Any, *, templates: Sequence[Template], lexicons: Map
     missing = [g for g in chosen if g not in set(frame["group"])]
     if missing:
         raise RaikitInputError(f"group {missing[0]!r} of lexicon {group_slot!r} has no scored instance; "
-                               "raise max_instances")
+                               "raise max_items")
     for g in dict.fromkeys(frame["group"]):
         per_target[g] = by_word.loc[g].mean(axis=0).to_numpy()
     per_target["gap"] = per_target[chosen[0]] - per_target[chosen[1]]
@@ -500,10 +500,14 @@ class FillMaskOptions:
         Causal LMs: the "no group" placeholder of the prior.
     top_k : int
         Model completions kept per group word and template.
-    max_instances : int
+    max_items : int
         Group words per template: beyond it, one seeded subsample of the group words (stratified by
-        group) is used for every template, so every group is scored on the same templates.
-    n_bootstrap, n_permutations : int
+        group) is used for every template, so every group is scored on the same templates (formerly
+        ``max_instances``).
+    n_bootstrap : int
+        Bootstrap resamples of the 95% confidence intervals.
+    n_permutations : int
+        Permutations of the test of the bias score (its p-value).
     """
 
     templates: str = "builtin:templates/fill_mask.toml"
@@ -515,7 +519,7 @@ class FillMaskOptions:
     target_groups: list[str] = field(default_factory=list)
     neutral: str = "the person"
     top_k: int = 5
-    max_instances: int = 2000
+    max_items: int = 2000
     n_bootstrap: int = 2000
     n_permutations: int = 10000
 
@@ -531,7 +535,7 @@ def _run(adapter: Any, options: FillMaskOptions, ctx: RunContext) -> SectionResu
     result = fill_mask_bias(adapter, templates=templates, lexicons=lexicons, group_slot=options.group_slot,
                             targets=options.targets or None, groups=options.groups,
                             target_groups=options.target_groups, neutral=options.neutral, top_k=options.top_k,
-                            max_instances=options.max_instances, seed=ctx.seed, n_bootstrap=options.n_bootstrap,
+                            max_instances=options.max_items, seed=ctx.seed, n_bootstrap=options.n_bootstrap,
                             n_permutations=options.n_permutations)
     return result.to_section()
 

@@ -360,8 +360,12 @@ class HonestOptions:
         "next_token" or "sample" (causal LMs).
     max_new_tokens : int
         Length of sampled continuations ("sample" mode).
-    max_templates : int
-        0 = all templates; else a fixed random subsample (seeded) of this many.
+    max_items : int
+        Templates: 0 = all; else a fixed random subsample (seeded) of this many (formerly ``max_templates``).
+    n_bootstrap : int
+        Bootstrap resamples of the 95% confidence intervals.
+    n_permutations : int
+        Permutations of the test of the group gap (its p-value).
     """
 
     templates: list[str] = field(default_factory=lambda: ["{data_dir}/honest/en_template.tsv"])
@@ -370,7 +374,7 @@ class HonestOptions:
     level: str = "conservative"
     causal_mode: str = "next_token"
     max_new_tokens: int = 5
-    max_templates: int = 0
+    max_items: int = 0
     n_bootstrap: int = 2000
     n_permutations: int = 2000
 
@@ -398,10 +402,10 @@ def _run(adapter: Any, options: HonestOptions, ctx: RunContext) -> SectionResult
     templates, dedupe_notes = dedupe_templates(load_honest_templates(paths))
     lexicon = load_hurtlex(ctx.existing_path(options.hurtlex, where="honest.hurtlex"), level=options.level)
     notes = list(dedupe_notes)
-    if options.max_templates and len(templates) > options.max_templates:
-        keep = np.sort(np.random.default_rng(ctx.seed).choice(len(templates), options.max_templates, replace=False))
-        notes.append(f"honest: a fixed random subsample of {options.max_templates} of {len(templates)} templates "
-                     f"(seed {ctx.seed}).")
+    if options.max_items and len(templates) > options.max_items:
+        keep = np.sort(np.random.default_rng(ctx.seed).choice(len(templates), options.max_items, replace=False))
+        notes.append(f"honest: a fixed random subsample of {options.max_items} of {len(templates)} templates "
+                     f"(seed {ctx.seed}; max_items).")
         templates = templates.iloc[keep].reset_index(drop=True)
     if adapter.kind == "causal_lm":
         notes.append(f"honest: causal LM completions by {options.causal_mode!r} (the reference fills a mask).")

@@ -300,6 +300,7 @@ class SeatOptions:
     n_samples : int
         Permutation partitions (exact test when there are no more than this).
     n_bootstrap : int
+        Bootstrap resamples of the effect size's 95% confidence interval.
     """
 
     tests: list[str] = field(default_factory=lambda: ["weat6", "weat7", "weat8", "sent-weat6", "sent-weat7",

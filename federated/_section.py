@@ -71,6 +71,8 @@ class FederatedOptions:
     rounds, local_epochs : int
         Federated rounds; local epochs per round.
     strategy : {"fedavg", "fedprox"}
+        How the server aggregates the clients' updates: FedAvg, or FedProx (FedAvg with a proximal term in
+        each client's loss).
     proximal_mu : float
         FedProx proximal weight.
     batch_size, physical_batch_size, learning_rate, max_length, scope, last_layers, lora_rank

@@ -141,8 +141,8 @@ ROWS = [
      ["[fairness.crows_pairs]: key 'max_items' counts items and cannot be negative, got -5"]),
     ("max-items-zero", MLM + CROWS + 'max_items = 0\n',
      ["[fairness.crows_pairs]: key 'max_items': must be at least 1, got 0"]),
-    ("max-texts-zero", CLF + '[explain]\nmax_texts = 0\n', ["[explain]: key 'max_texts': max_texts must be at "
-                                                           "least 1, not 0"]),
+    ("max-items-zero-explain", CLF + '[explain]\nmax_items = 0\n',
+     ["[explain]: key 'max_items': max_items must be at least 1, not 0"]),
     ("explain-method", CLF + '[explain]\nmethods = ["shapp"]\n', ["[explain]: key 'methods'", "'shapp'"]),
     ("explain-texts-suffix", CLF + '[explain]\ntexts_file = "{root}/data/texts.pdf"\n',
      ["[explain]: key 'texts_file': ", "texts.pdf", "must be .txt or .csv"]),
@@ -291,7 +291,7 @@ def test_failure_mid_run_keeps_finished_sections_and_says_how_to_resume(ws, tmp_
     cfg = tmp_path / "mid.toml"
     cfg.write_text((MLM + '[models.clf]\nid = "{root}/clf"\n'
                     '[fairness.crows_pairs]\nmodel = "lm"\ndata = "{root}/data/pairs.csv"\n'
-                    '[fairness.groups]\nmodel = "clf"\npositive_label = "delighted"\nmax_instances = 20\n'
+                    '[fairness.groups]\nmodel = "clf"\npositive_label = "delighted"\nmax_items = 20\n'
                     ).replace("{root}", str(ws)))
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as err:

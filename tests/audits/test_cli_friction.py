@@ -3,6 +3,7 @@ plain progress lines when stderr is not a terminal."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import itertools
 import json
@@ -68,12 +69,15 @@ def test_diff_lists_only_rows_that_moved_unless_all(tmp_path, capsys):
 
 
 def test_formats_help_lists_every_format():
+    from raikit.audits.config import REPORT_FORMATS
     from raikit.reports import REPORT_FILES
 
     report = build_parser()._subparsers._group_actions[0].choices["report"]  # noqa: SLF001
-    text = report.format_help()
-    for fmt, file_name in REPORT_FILES.items():
-        assert fmt in text and file_name in text
+    text = " ".join(report.format_help().split())
+    assert list(REPORT_FILES) == list(REPORT_FORMATS)
+    assert "any of: html (the HTML report), md (Markdown summary)" in text
+    for fmt in REPORT_FILES:
+        assert f"{fmt} (" in text
 
 
 def test_report_refuses_to_overwrite_without_force(tmp_path, capsys):
@@ -158,3 +162,103 @@ def test_a_non_terminal_audit_run_writes_no_carriage_returns(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr
     assert any(line.startswith("builtin:minilm-l6: embedding: 100%") for line in proc.stderr.splitlines()), proc.stderr
+
+
+@pytest.mark.parametrize(("section", "old"), [("explain", "max_texts"), ("honest", "max_templates"),
+                                              ("fill_mask", "max_instances"), ("counterfactual", "max_instances"),
+                                              ("behaviour", "max_instances"), ("groups", "max_instances")])
+def test_old_subsample_names_are_read_as_max_items_with_a_one_line_warning(section, old):
+    from raikit.audits.config import RenamedKeyWarning, validate_options
+    from raikit.audits.runner import available_sections
+
+    table, spec = available_sections()[section]
+    with pytest.warns(RenamedKeyWarning) as caught:
+        options, problems = validate_options({old: 7}, spec.options, where=f"a.toml: [{table}]")
+    assert problems == [] and options.max_items == 7
+    assert [str(w.message) for w in caught] == [
+        f"a.toml: [{table}]: key '{old}' is deprecated; write 'max_items' (same meaning)"]
+
+
+def test_old_and_new_subsample_names_together_are_an_error():
+    from raikit.audits.config import validate_options
+    from raikit.explain._section import ExplainOptions
+
+    options, problems = validate_options({"max_texts": 3, "max_items": 4}, ExplainOptions, where="a.toml: [explain]")
+    assert options is None and problems == [
+        "a.toml: [explain]: keys 'max_texts' and 'max_items' are one option ('max_texts' is its old name); "
+        "keep only 'max_items'"]
+
+
+def test_every_section_names_its_subsample_max_items():
+    from raikit.audits.config import RENAMED_KEYS
+    from raikit.audits.runner import available_sections
+
+    for name, (_, section) in available_sections().items():
+        fields = {f.name for f in dataclasses.fields(section.options)}
+        assert not fields & set(RENAMED_KEYS), name
+
+
+def test_cli_prints_the_renamed_key_warning_as_one_line(tmp_path):
+    cfg = tmp_path / "old.toml"
+    cfg.write_text('[models.clf]\nid = "builtin:minilm-sentiment"\n[explain]\nmax_texts = 2\nbogus = 1\n')
+    proc = subprocess.run([sys.executable, "-m", "raikit.audits.cli", "audit", str(cfg), "--out",
+                           str(tmp_path / "out"), "--offline"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"raikit: warning: {cfg}: [explain]: key 'max_texts' is deprecated; write 'max_items' (same meaning)",
+        f"raikit: error: {cfg}: [explain]: unknown key 'bogus'; allowed: methods, texts, texts_file, max_items, "
+        "shap_max_evals, lime_num_samples, top_k, random_baseline, max_flagged, group_size"]
+
+
+def test_probes_says_what_every_option_does_with_its_type_and_default(capsys):
+    from raikit.audits.config import option_docs
+    from raikit.audits.runner import available_sections
+
+    for name, (_, section) in available_sections().items():
+        assert main(["probes", name]) == 0
+        out = capsys.readouterr().out
+        comments = " ".join(line[2:].strip() for line in out.splitlines() if line.startswith("#"))
+        for doc in option_docs(section.options):
+            assert doc.description, f"{name}.{doc.name} is not documented in its options class"
+            assert f"{doc.name} ({doc.type}): {doc.description.replace('``', '`')}" in comments
+    assert main(["probes", "explain"]) == 0
+    out = capsys.readouterr().out
+    assert "# max_items (integer): Explain at most this many texts" in out and "\nmax_items = 20\n" in out
+
+
+def test_option_docs_reads_grouped_and_untyped_numpydoc_entries():
+    import dataclasses
+
+    from raikit.audits.config import option_docs
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        """Options.
+
+        Parameters
+        ----------
+        a, b : int
+            Two counts
+            over two lines.
+        c
+            No type given.
+        d : str
+
+        Notes
+        -----
+        e : int
+            Not a parameter.
+        """
+
+        a: int = 1
+        b: int = 2
+        c: list[str] = dataclasses.field(default_factory=list)
+        d: str = ""
+        e: int = 0
+
+    docs = {d.name: d for d in option_docs(Options)}
+    assert docs["a"].description == docs["b"].description == "Two counts over two lines."
+    assert docs["c"].description == "No type given." and docs["c"].type == "list of string"
+    assert docs["d"].description == "" and docs["e"].description == ""
+    assert docs["b"].default == 2

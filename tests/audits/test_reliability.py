@@ -98,7 +98,7 @@ def test_hostile_text_reaches_no_output_raw(ws, tmp_path, capsys):
         f'[run]\ndevice = "cpu"\n[models.lm]\nid = "{ws / "mlm"}"\n[models.clf]\nid = "{ws / "clf"}"\n'
         f'[fairness.crows_pairs]\nmodel = "lm"\ndata = "{ws / "hostile.csv"}"\n'
         f'[explain]\nmodel = "clf"\nmethods = ["lime", "attention"]\ntexts = {json.dumps(HOSTILE)}\n'
-        f'max_texts = 3\nlime_num_samples = 20\nmax_flagged = 0\n'
+        f'max_items = 3\nlime_num_samples = 20\nmax_flagged = 0\n'
         f'[gates]\n"fairness.crows_pairs.metric_score" = {{ max = -1.0, clause = {_toml_str(HOSTILE_TEXT)} }}\n'
         f'[report]\ntitle = {_toml_str(HOSTILE_TEXT)}\norganisation = {_toml_str(HOSTILE[3])}\n'
         f'intended_use = {_toml_str(HOSTILE_TEXT)}\nreviewers = {json.dumps(HOSTILE)}\n')

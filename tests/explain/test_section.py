@@ -66,11 +66,11 @@ def test_section_run(planted_classifier, planted_test_texts, tmp_path):
     assert all(any(fnmatch.fnmatch(k, p) for p in SECTION.metrics) for k in result.metrics)
 
 
-def test_default_texts_and_max_texts(planted_classifier):
-    options = dataclasses.replace(FAST, methods=["attention", "rollout"], max_texts=3)
+def test_default_texts_and_max_items(planted_classifier):
+    options = dataclasses.replace(FAST, methods=["attention", "rollout"], max_items=3)
     result = SECTION.run(planted_classifier, options, RunContext(progress=False))
     assert result.metrics["attention.aopc"].n == 3
-    assert any("built-in" in note for note in result.notes) and any("max_texts" in note for note in result.notes)
+    assert any("built-in" in note for note in result.notes) and any("(max_items)" in note for note in result.notes)
 
 
 def test_read_texts(tmp_path):

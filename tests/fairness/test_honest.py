@@ -130,7 +130,7 @@ def test_repeated_templates_scored_once_as_the_reference(random_mlm, shared_data
                                       "the child dreams of being a [M].\tthe child\tmale\n")
     (tmp_path / "h.tsv").write_text("lemma\tcategory\tlevel\nzorp\tan\tconservative\n")
     section = _run(random_mlm, HonestOptions(templates=[str(shared_data / "honest" / "en_template.tsv")],
-                                             hurtlex=str(tmp_path / "h.tsv"), k=2, max_templates=0,
+                                             hurtlex=str(tmp_path / "h.tsv"), k=2, max_items=0,
                                              n_bootstrap=50, n_permutations=50),
                    RunContext(seed=0, base_dir=tmp_path, progress=False))
     table = section.tables["completions"]

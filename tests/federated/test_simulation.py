@@ -89,7 +89,7 @@ def test_audit_saves_global_and_centralized_models_and_reaudits_them(task, tmp_p
     root, _, _ = task
     config = root / "audit.toml"
     config.write_text('[run]\nseed = 0\ndevice = "cpu"\n[models.clf]\nid = "clf"\n'
-                      '[fairness.groups]\nmodel = "clf"\nmax_instances = 30\n'
+                      '[fairness.groups]\nmodel = "clf"\nmax_items = 30\n'
                       '[federated]\nmodel = "clf"\ndata = "data.csv"\nclients = 3\nrounds = 1\nbatch_size = 32\n'
                       'max_length = 16\nlearning_rate = 3e-3\n[report]\nformats = ["html"]\n')
     assert main(["audit", str(config), "--out", str(tmp_path), "--quiet"]) == 0

@@ -115,7 +115,7 @@ def _config(root: Path, privacy: str, extra: str = "") -> Path:
 
 def test_audit_saves_retrained_models_and_reaudits_them(memorise, tmp_path):
     root, _, _ = memorise
-    config = _config(root, "", extra='[fairness.groups]\nmodel = "clf"\nmax_instances = 40\n')
+    config = _config(root, "", extra='[fairness.groups]\nmodel = "clf"\nmax_items = 40\n')
     assert main(["audit", str(config), "--out", str(tmp_path), "--quiet"]) == 0
     [run] = [p for p in tmp_path.iterdir() if p.is_dir()]
     res = json.loads((run / "results.json").read_text())
