@@ -7,13 +7,14 @@ Reports read plain results dicts (parsed ``results.json``), never models::
 """
 from raikit.reports._compliance import Clause, ClauseEvidence, clauses, clauses_for_metric, compliance_mapping
 from raikit.reports._diff import DiffRow, ResultsDiff, diff_results
+from raikit.reports._findings import Finding, findings
 from raikit.reports._html import CSP, render_html
 from raikit.reports._load import load_results, results_schema
-from raikit.reports._text import render_junit, render_markdown, render_model_card
+from raikit.reports._text import render_junit, render_markdown, render_model_card, render_model_cards
 from raikit.reports._write import REPORT_FILES, write_reports
 
 __all__ = [
-    "CSP", "Clause", "ClauseEvidence", "DiffRow", "REPORT_FILES", "ResultsDiff", "clauses", "clauses_for_metric",
-    "compliance_mapping", "diff_results", "load_results", "render_html", "render_junit", "render_markdown",
-    "render_model_card", "results_schema", "write_reports",
+    "CSP", "Clause", "ClauseEvidence", "DiffRow", "Finding", "REPORT_FILES", "ResultsDiff", "clauses",
+    "clauses_for_metric", "compliance_mapping", "diff_results", "findings", "load_results", "render_html",
+    "render_junit", "render_markdown", "render_model_card", "render_model_cards", "results_schema", "write_reports",
 ]

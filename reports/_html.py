@@ -14,6 +14,7 @@ from typing import Any
 
 from raikit.audits.escape import clean_tree
 from raikit.reports._compliance import compliance_mapping
+from raikit.reports._findings import findings_view
 from raikit.reports._view import (MetricRow, faithfulness_rows, fmt, fmt_ci, forest_families, gate_rows, is_number,
                                   limitations, metric_rows, report_options, section_keys, to_json, verdict)
 
@@ -393,4 +394,5 @@ def render_html(results: Mapping[str, Any]) -> str:
         run=run, packages=sorted(packages.items()) if isinstance(packages, Mapping) else [],
         models=list((results.get("models") or {}).items()), groups=ordered,
         compliance=compliance_mapping(results), limitations=limitations(results),
+        findings=findings_view(results),
         schema_version=str(results.get("schema_version", "")), n_metrics=len(results.get("metrics") or {}))

@@ -1,6 +1,7 @@
 """Write the report files of a run atomically."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,29 @@ __all__ = ["write_reports", "report_paths", "REPORT_FILES"]
 
 def _renderers() -> dict[str, Callable[[Mapping[str, Any]], str]]:
     from raikit.reports._html import render_html
-    from raikit.reports._text import render_junit, render_markdown, render_model_card
+    from raikit.reports._text import render_junit, render_markdown
 
-    return {"html": render_html, "md": render_markdown, "junit": render_junit, "model_card": render_model_card}
+    return {"html": render_html, "md": render_markdown, "junit": render_junit}
 
 
-#: Format name -> file name written by :func:`write_reports`.
-REPORT_FILES = {"html": "report.html", "md": "summary.md", "junit": "junit.xml", "model_card": "model_card.md"}
+#: Format name -> file name written by :func:`write_reports`; ``model_cards`` is a folder holding one
+#: Hugging Face model card per audited model, ``model_cards/<model key>/README.md``.
+REPORT_FILES = {"html": "report.html", "md": "summary.md", "junit": "junit.xml", "model_card": "model_cards"}
+
+
+def _card_folder(key: str) -> str:
+    """A model key as one safe folder name (``privacy.dp`` stays, ``a/b`` becomes ``a_b``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
+    return name if name.strip(".") else "_" + name
+
+
+def _texts(results: Mapping[str, Any], fmt: str, path: Path) -> list[tuple[Path, str]]:
+    """The files one format writes: one, or one model card per audited model under ``path``."""
+    if fmt == "model_card":
+        from raikit.reports._text import render_model_cards
+
+        return [(path / _card_folder(key) / "README.md", text) for key, text in render_model_cards(results).items()]
+    return [(path, _renderers()[fmt](results))]
 
 
 def report_paths(out_dir: Path, *, formats: Sequence[str], html_path: Path | None = None) -> dict[str, Path]:
@@ -54,7 +71,7 @@ def write_reports(results: Mapping[str, Any], out_dir: Path, *,
         The folder (created if needed).
     formats : sequence of str
         Any of ``html`` (report.html), ``md`` (summary.md), ``junit`` (junit.xml), ``model_card``
-        (model_card.md).
+        (``model_cards/<model key>/README.md``, one Hugging Face model card per audited model).
     html_path : Path, optional
         Where the HTML report goes instead of ``out_dir/report.html``.
     overwrite : bool
@@ -77,6 +94,5 @@ def write_reports(results: Mapping[str, Any], out_dir: Path, *,
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise RaikitInputError(f"already exists{more}; refusing to overwrite", where=str(existing[0]))
-    renderers = _renderers()
-    texts = [(path, renderers[f](results)) for f, path in paths.items()]
+    texts = [item for f, path in paths.items() for item in _texts(results, f, path)]
     return [write_text_atomic(path, text) for path, text in texts]

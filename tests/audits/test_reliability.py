@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,7 +114,10 @@ def test_hostile_text_reaches_no_output_raw(ws, tmp_path, capsys):
 
     (run_dir,) = (tmp_path / "out").iterdir()
     files = {p.name: p.read_text(encoding="utf-8") for p in run_dir.iterdir() if p.is_file()}
-    assert {"results.json", "report.html", "summary.md", "junit.xml", "model_card.md"} <= set(files)
+    assert {"results.json", "report.html", "summary.md", "junit.xml"} <= set(files)
+    cards = {p.parent.name: p.read_text(encoding="utf-8") for p in (run_dir / "model_cards").glob("*/README.md")}
+    assert set(cards) == {"lm", "clf"}  # one model card per audited model
+    files.update({f"model_cards/{key}/README.md": text for key, text in cards.items()})
     for name, text in files.items():
         assert not [c for c in FORBIDDEN if c in text], name
         assert not _control(text), (name, _control(text))
@@ -123,15 +127,17 @@ def test_hostile_text_reaches_no_output_raw(ws, tmp_path, capsys):
     assert "javascript:alert(1)" in failure.get("message")  # kept as text, escaped by XML
 
     md = MarkdownIt("commonmark").enable("table")  # raw HTML allowed, as on GitHub and the Hub
-    front, body = files["model_card.md"].split("---\n", 2)[1:]
+    front, body = cards["lm"].split("---\n", 2)[1:]
     card = yaml.safe_load(front)  # the model-index front matter is YAML, read as data, never rendered
     metric_names = [m["type"] for e in card["model-index"] for r in e["results"] for m in r["metrics"]]
     assert any("javascript:b" in n for n in metric_names)
-    for name, text in (("summary.md", files["summary.md"]), ("model_card.md", body)):
+    for name, text in (("summary.md", files["summary.md"]), ("model card", body)):
         html = md.render(text)
-        for tag in ("<a ", "<img", "<script", "<i>"):
+        for tag in ("<img", "<script", "<i>"):
             assert tag not in html, (name, tag)
-        assert "javascript:" not in "".join(a for a in html.split('href="')[1:]), name
+        links = re.findall(r'<a href="([^"]*)"', html)  # only the findings' links to their report sections
+        assert html.count("<a ") == len(links) and all(h.startswith("report.html#sec-") for h in links), name
+        assert not any("javascript:" in h for h in re.findall(r'href="([^"]*)"', html)), name
         assert "[click](javascript:alert(1))" in html  # shown literally
     page = files["report.html"]
     assert "<script" not in page.lower() and "<img src=x" not in page
@@ -267,7 +273,7 @@ def test_resume_of_a_finished_run_keeps_every_provenance_field(ws, tmp_path):
     assert again.results["metrics"] == first.results["metrics"]
     saved = json.loads((first.out_dir / "results.json").read_text())
     assert saved["models"]["model"]["weights_sha256"] == model["weights_sha256"]
-    assert "not recorded" not in (first.out_dir / "model_card.md").read_text()
+    assert "not recorded" not in (first.out_dir / "model_cards" / "model" / "README.md").read_text()
 
 
 @pytest.mark.parametrize("sig,code,what", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),

@@ -52,7 +52,7 @@ def test_run_writes_results_tables_and_reports(workspace):
     section = res["sections"]["fairness.crows_pairs"]
     for name, csv in section["tables"].items():
         assert (outcome.out_dir / csv).is_file()
-    for name in ("report.html", "summary.md", "junit.xml", "model_card.md"):
+    for name in ("report.html", "summary.md", "junit.xml", "model_cards/model/README.md"):
         assert (outcome.out_dir / name).is_file(), name
     assert res["gates"][0]["passed"] is True
     assert not list(outcome.out_dir.glob("*.tmp")) and not list(outcome.out_dir.glob(".*.tmp"))

@@ -9,13 +9,13 @@ import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
-import yaml
 from _report_results import XSS, build_results, with_privacy_and_federated
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.gates import Gate, evaluate_gates
+from raikit.reports._text import render_model_cards
 from raikit.reports import (
-    CSP, load_results, render_html, render_junit, render_markdown, render_model_card, results_schema, write_reports,
+    CSP, load_results, render_html, render_junit, render_markdown, results_schema, write_reports,
 )
 
 EMPTY = {"schema_version": "1.0", "run": {}, "metrics": {}}
@@ -90,25 +90,28 @@ def test_any_subset_renders(results, keep):
     sub["sections"] = {k: v for k, v in sub["sections"].items() if k.startswith(keep)}
     sub["gates"] = [g for g in sub["gates"] if g["metric"].startswith(keep)]
     sub["limitations"] = []
-    for text in (render_html(sub), render_markdown(sub), render_junit(sub), render_model_card(sub)):
+    for text in (render_html(sub), render_markdown(sub), render_junit(sub)):
         assert text
+    cards = render_model_cards(sub)
+    assert all(cards.values()) and bool(cards) == (keep != "nothing")
     html = render_html(sub)
     assert ("Fairness: not run" in html) == (keep != "fairness")
     assert ("Explanations: not run" in html) == (keep != "explain")
     if keep == "nothing":
         assert "NO GATES" in html and "No gates were configured" in render_markdown(sub)
     for minimal in (EMPTY, {"schema_version": "1.0", "metrics": {"x.y": {"value": None}}}):
-        assert "not covered" in render_html(minimal)
+        assert ">not run</span>" in render_html(minimal)
         ET.fromstring(render_junit(minimal))
 
 
 def test_markdown_summary(results):
     md = render_markdown(results)
-    assert md.startswith("## ❌ Audit of \\<b\\>demo\\</b\\> models: FAIL")
+    assert md.startswith("## Audit of \\<b\\>demo\\</b\\> models\n\n### Findings\n")
+    assert "### Verdict: ❌ FAIL" in md
     assert "**Gates: 2 of 3 passed.**" in md
     assert "| `fairness.counterfactual.flip_rate` | **FAIL** | 0.06 | [0.03, 0.09] | CI bound \\<= 0.05 |" in md
     assert "| `fairness.crows_pairs.metric_score` | 58.5 | [54.1, 62.9] | 200 |" in md
-    assert len(md.splitlines()) < 60
+    assert len(md.splitlines()) < 90
 
 
 def test_junit_is_valid_and_follows_gates(results):
@@ -128,29 +131,11 @@ def test_junit_is_valid_and_follows_gates(results):
     assert root.get("failures") == "0" and len(root.iter("testcase").__next__().findall("failure")) == 0
 
 
-def test_model_card_front_matter(results):
-    card = render_model_card(results)
-    assert card.startswith("---\n")
-    front = yaml.safe_load(card.split("---\n")[1])
-    index = {entry["name"]: entry["results"] for entry in front["model-index"]}
-    assert set(index) == {"builtin:smollm2-135m", "builtin:minilm-sentiment"}
-    crows = index["builtin:smollm2-135m"][0]
-    assert crows["task"]["type"] == "text-generation"
-    assert crows["dataset"]["type"] == "raikit/fairness.crows_pairs"
-    first = crows["metrics"][0]
-    assert first == {"type": "fairness.crows_pairs.metric_score", "value": 58.5, "name": "metric_score",
-                     "args": {"ci95_low": 54.1, "ci95_high": 62.9}}
-    datasets = [r["dataset"]["type"] for r in index["builtin:minilm-sentiment"]]
-    assert datasets == ["raikit/fairness.counterfactual", "raikit/fairness.groups", "raikit/explain"]
-    assert "## Evaluation" in card and "### Limitations" in card
-    empty = yaml.safe_load(render_model_card(EMPTY).split("---\n")[1])
-    assert empty["model-index"] == []
-
-
 def test_write_reports_atomically(results, tmp_path):
     files = write_reports(results, tmp_path)
-    assert [f.name for f in files] == ["report.html", "summary.md", "junit.xml", "model_card.md"]
-    assert sorted(os.listdir(tmp_path)) == ["junit.xml", "model_card.md", "report.html", "summary.md"]
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == [
+        "report.html", "summary.md", "junit.xml", "model_cards/smollm/README.md", "model_cards/sentiment/README.md"]
+    assert sorted(os.listdir(tmp_path)) == ["junit.xml", "model_cards", "report.html", "summary.md"]
     assert files[0].read_text(encoding="utf-8") == render_html(results)
     only = write_reports(results, tmp_path / "x", formats=["junit"])
     assert [f.name for f in only] == ["junit.xml"]

@@ -1,0 +1,68 @@
+"""Compliance status from the evidence a clause needs and the gates on it: pass / fail / partial / not run."""
+from __future__ import annotations
+
+import copy
+
+from _report_results import build_results, with_privacy_and_federated
+
+from raikit.reports import compliance_mapping, render_html
+from raikit.reports._compliance import STATUSES, clauses
+
+
+def _status(results):
+    return {c.clause.id: c for c in compliance_mapping(results)}
+
+
+def test_every_clause_lists_the_evidence_it_needs():
+    for clause in clauses():
+        assert clause.evidence, clause.id
+        assert any(e.metrics for e in clause.evidence), clause.id  # never artefacts alone
+
+
+def test_a_failing_gate_makes_its_clauses_fail_not_covered(results):
+    # fixture: fairness.counterfactual.flip_rate fails its gate; CrowS-Pairs passes
+    status = _status(results)
+    for clause in ("EU AI Act Art. 10(2)(f)-(g)", "EU AI Act Art. 15", "NIST AI RMF MEASURE 2.11"):
+        assert status[clause].status == "fail", clause
+        assert "fairness.counterfactual.flip_rate" in status[clause].reason
+    # relax the gate: the same clauses are no longer "fail"
+    passing = copy.deepcopy(results)
+    passing["gates"] = [g for g in passing["gates"] if g["passed"]]
+    assert _status(passing)["EU AI Act Art. 10(2)(f)-(g)"].status == "pass"
+    html = render_html(results)
+    row = html.split("<strong>EU AI Act Art. 10(2)(f)-(g)</strong>")[1].split("</tr>")[0]
+    assert ">fail</span>" in row and "covered" not in row
+
+
+def test_a_clause_whose_section_did_not_run_is_not_run(results):
+    status = _status(results)  # the fixture has no privacy section
+    assert status["NIST AI RMF MEASURE 2.10"].status == "not run"
+    assert "needs section privacy" in status["NIST AI RMF MEASURE 2.10"].reason
+    # Art. 15 needs accuracy, robustness and membership inference: without privacy it is at most partial
+    no_gates = copy.deepcopy(results)
+    no_gates["gates"] = []
+    art15 = _status(no_gates)["EU AI Act Art. 15"]
+    assert art15.status == "partial" and "membership-inference" in art15.reason
+    assert "robustness to perturbations (behaviour tests, counterfactual swaps)" in art15.produced
+    # drop the explain section: the explanation clause is not run, whatever metrics remain
+    no_explain = copy.deepcopy(no_gates)
+    del no_explain["sections"]["explain"]
+    assert _status(no_explain)["NIST AI RMF MEASURE 2.9"].status == "not run"
+    with_privacy = with_privacy_and_federated(no_gates)
+    with_privacy["metrics"]["privacy.mia.dp.auc"] = {"value": 0.55, "ci95": [0.5, 0.6], "n": 200}
+    with_privacy["sections"]["privacy"] = {"capability": "privacy", "model": "sentiment", "details": {}}
+    assert _status(with_privacy)["EU AI Act Art. 15"].status == "pass"
+
+
+def test_sign_off_clause_is_never_green_without_a_signature(results):
+    no_gates = copy.deepcopy(results)
+    no_gates["gates"] = []
+    annex = _status(no_gates)["EU AI Act Annex IV 2(g)"]
+    assert annex.status == "partial" and "signed" in annex.reason
+    assert annex.produced == ("metrics measured", "dated run log")
+
+
+def test_empty_results_run_nothing():
+    for entry in compliance_mapping({"schema_version": "1.0", "run": {}, "metrics": {}}):
+        assert entry.status == "not run"
+        assert entry.status in STATUSES and entry.to_dict()["status"] == "not run"
