@@ -260,9 +260,40 @@ def _quiet_opacus() -> Iterator[None]:
         yield
 
 
+def dp_steps_per_epoch(examples: int, settings: TrainSettings) -> int:
+    """Logical batches (optimizer steps) per epoch as :func:`fine_tune` plans them under DP; Opacus's Poisson
+    sample rate is its inverse."""
+    return math.ceil(examples / max(1, min(settings.batch_size, examples)))
+
+
+def dp_noise_multiplier(dp: DPSettings, *, examples: int, settings: TrainSettings, repeats: int) -> float:
+    """The Gaussian noise multiplier that keeps ``repeats`` calls of :func:`fine_tune` (each ``settings.epochs``
+    epochs over ``examples`` examples) within ``dp.epsilon`` at ``dp.delta`` in total, calibrated by Opacus
+    (``get_noise_multiplier``, the same search ``make_private_with_epsilon`` runs) with ``dp.accountant``.
+    Pass it to each call as ``noise_multiplier`` with the previous calls' ``dp_history``."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    per_epoch = dp_steps_per_epoch(examples, settings)
+    with _quiet_opacus():
+        return float(get_noise_multiplier(target_epsilon=dp.epsilon, target_delta=dp.delta, sample_rate=1 / per_epoch,
+                                          steps=repeats * settings.epochs * per_epoch, accountant=dp.accountant))
+
+
+def dp_epsilon(history: Sequence[Sequence[float]], *, delta: float, accountant: str) -> float:
+    """Epsilon at ``delta`` of an Opacus accountant history (``(noise_multiplier, sample_rate, steps)`` rows)."""
+    from opacus.accountants import create_accountant
+
+    acc = create_accountant(accountant)
+    acc.history = [(float(nm), float(q), int(n)) for nm, q, n in history]
+    with _quiet_opacus():
+        return float(acc.get_epsilon(delta))
+
+
 def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int], *,
               settings: TrainSettings, dp: DPSettings | None = None, device: str | torch.device = "cpu",
-              progress: bool = True, desc: str = "training", proximal_mu: float = 0.0) -> TrainedModel:
+              progress: bool = True, desc: str = "training", proximal_mu: float = 0.0,
+              noise_multiplier: float | None = None,
+              dp_history: Sequence[Sequence[float]] = ()) -> TrainedModel:
     """Fine-tune a copy of a sequence classifier on labelled texts.
 
     Parameters
@@ -287,6 +318,15 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
         FedProx (Li et al., MLSys 2020): adds ``mu / 2 * ||w - w0||^2`` over the trained parameters to
         each step's loss, ``w0`` being the starting weights (the global model of a federated round).
         0 (the default) trains exactly as without it; not available under DP.
+    noise_multiplier : float, optional
+        Under DP, train with this fixed noise multiplier (``make_private``) instead of calibrating one to
+        ``dp.epsilon`` for this call alone (``make_private_with_epsilon``, the default): for training split
+        over several calls (federated rounds) whose total must stay within ``dp.epsilon``; see
+        :func:`dp_noise_multiplier`.
+    dp_history : sequence of (noise_multiplier, sample_rate, steps)
+        Under DP, the accountant history of earlier calls on the same examples (``dp["history"]`` of the
+        previous result): the accountant continues from it, so ``dp["epsilon"]`` is the epsilon composed
+        over every step of every call, by the accountant itself.
 
     Returns
     -------
@@ -330,12 +370,17 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
         with _quiet_opacus():
             # secure_mode (a cryptographic RNG) is off, as for every seeded run; recorded with the results
             engine = PrivacyEngine(accountant=dp.accountant, secure_mode=False)
-            made = engine.make_private_with_epsilon(
-                module=work, optimizer=optimizer, criterion=criterion, data_loader=loader,
-                target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=settings.epochs,
-                max_grad_norm=dp.max_grad_norm, poisson_sampling=dp.poisson_sampling,
-                grad_sample_mode=dp.grad_sample_mode,
-                noise_generator=torch.Generator(device=device).manual_seed(settings.seed + 1))
+            common = dict(module=work, optimizer=optimizer, criterion=criterion, data_loader=loader,
+                          max_grad_norm=dp.max_grad_norm, poisson_sampling=dp.poisson_sampling,
+                          grad_sample_mode=dp.grad_sample_mode,
+                          noise_generator=torch.Generator(device=device).manual_seed(settings.seed + 1))
+            if noise_multiplier is None:
+                made = engine.make_private_with_epsilon(**common, target_epsilon=dp.epsilon, target_delta=dp.delta,
+                                                        epochs=settings.epochs)
+            else:
+                made = engine.make_private(**common, noise_multiplier=float(noise_multiplier))
+            # the accountant continues from the earlier calls: get_epsilon composes over all their steps
+            engine.accountant.history = [(float(nm), float(q), int(n)) for nm, q, n in dp_history]
         if dp.grad_sample_mode == "ghost":
             work, optimizer, criterion, loader = made
         else:
@@ -393,6 +438,10 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
             "steps": int(sum(h[2] for h in history)), "accountant": engine.accountant.mechanism(),
             "max_grad_norm": dp.max_grad_norm, "grad_sample_mode": dp.grad_sample_mode,
             "poisson_sampling": dp.poisson_sampling, "planned_steps": int(planned), "secure_mode": False,
+            # (the accountant merges a step into the last history row when noise and rate are unchanged)
+            "steps_this_call": int(sum(h[2] for h in history) - sum(int(h[2]) for h in dp_history)),
+            "history": [[float(nm), float(q), int(n)] for nm, q, n in history],
+            "noise": "fixed" if noise_multiplier is not None else "calibrated to the target for this call",
         }
         if spent > dp.epsilon * (1 + 1e-9):
             raise RunFailedError(f"DP training spent epsilon {spent:.4f}, above the target {dp.epsilon}; the model "

@@ -425,6 +425,7 @@ def prepare_node(config: Path, partition: int, seed: int | None, folder: Path) -
     spec = {"client": mine.client, "index": partition, "clients": [c.client for c in clients],
             "label_names": list(data.label_names), "keys": task.keys,
             "settings": dataclasses.asdict(task.settings), "dp": dataclasses.asdict(task.dp) if task.dp else None,
+            "dp_rounds": task.dp_rounds,
             "proximal_mu": task.proximal_mu, "max_length": task.max_length, "batch_size": task.batch_size,
             "train": mine.train.to_dict(orient="list"), "test": mine.test.to_dict(orient="list")}
     (folder / "node.json").write_text(json.dumps(spec), encoding="utf-8")
@@ -450,6 +451,7 @@ def _client_task(context: Any) -> Any:
         clients[spec["index"]] = mine
         task = Task(model=model, tokenizer=tokenizer, label_names=tuple(spec["label_names"]), clients=clients,
                     settings=TrainSettings(**spec["settings"]), dp=DPSettings(**spec["dp"]) if spec["dp"] else None,
+                    dp_rounds=int(spec.get("dp_rounds", 1)),
                     proximal_mu=spec["proximal_mu"], keys=spec["keys"], max_length=spec["max_length"],
                     batch_size=spec["batch_size"])
         _CLIENT_CACHE[folder] = (task, mine)

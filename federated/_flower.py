@@ -249,6 +249,28 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
     return log
 
 
+_DP_STATE = "raikit-client-dp"
+
+
+def _load_dp_state(context: Any) -> dict[str, Any]:
+    """This client's DP state from its Flower context (kept by Flower between a node's messages, in the
+    simulation and on a SuperNode): noise multiplier and Opacus accountant history; ``{}`` before round one."""
+    if _DP_STATE not in context.state:
+        return {}
+    rec = context.state[_DP_STATE]
+    history = [[float(nm), float(q), int(n)] for nm, q, n in zip(rec["nm"], rec["q"], rec["steps"])]
+    return {"noise_multiplier": float(rec["noise"]), "history": history}
+
+
+def _save_dp_state(context: Any, dp_state: dict[str, Any]) -> None:
+    from flwr.app import ConfigRecord
+
+    h = dp_state["history"]
+    context.state[_DP_STATE] = ConfigRecord({"noise": float(dp_state["noise_multiplier"]),
+                                             "nm": [float(r[0]) for r in h], "q": [float(r[1]) for r in h],
+                                             "steps": [int(r[2]) for r in h]})
+
+
 def build_apps(server_task: Callable[[Any], tuple[dict[str, torch.Tensor], ServerPlan]],
                client_task: Callable[[Any], tuple[Task, ClientData]],
                on_done: Callable[[RoundLog, Any], None]) -> tuple[Any, Any]:
@@ -296,7 +318,10 @@ def build_apps(server_task: Callable[[Any], tuple[dict[str, torch.Tensor], Serve
         state = msg.content["arrays"].to_torch_state_dict()
         seed = int(config.get("seed", 0)) * 1000 + rnd * 97 + task.client_index(data.client)
         new_state, facts = local_train(task, data, state, server_round=rnd, seed=seed,
-                                       proximal_mu=float(config.get("proximal-mu", 0.0)))
+                                       proximal_mu=float(config.get("proximal-mu", 0.0)),
+                                       dp_state=_load_dp_state(context))
+        if "dp-state" in facts:
+            _save_dp_state(context, facts.pop("dp-state"))
         content = RecordDict({"arrays": ArrayRecord(torch_state_dict=new_state),
                               "metrics": MetricRecord({**facts, "unit-weight": 1})})
         return Message(content=content, reply_to=msg)

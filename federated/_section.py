@@ -81,8 +81,10 @@ class FederatedOptions:
     centralized : bool
         Also train centrally on the pooled client training data for ``rounds * local_epochs`` epochs.
     client_dp : bool
-        Opacus DP inside each client; ``epsilon``/``delta`` are each client's total over all rounds
-        (each round gets ``epsilon / rounds`` and ``delta / rounds``: basic composition).
+        Opacus DP inside each client; ``epsilon``/``delta`` are each client's total over all rounds: one
+        noise multiplier per client is calibrated up front for every step of all ``rounds`` rounds, and the
+        client's Opacus accountant (``accountant``) carries its history across rounds, so the reported
+        epsilon is the accountant's composition over all the client's steps.
     epsilon, delta, max_grad_norm, accountant
         Client-side DP settings (``delta = 0``: ``1 / (10 N)`` of the smallest client, rounded down).
     central_dp : bool
@@ -302,12 +304,12 @@ def _default_delta(n: int) -> float:
 
 
 def client_dp_settings(o: FederatedOptions, clients: list[Any]) -> tuple[DPSettings | None, float]:
-    """Per-round DP settings (epsilon and delta split evenly over rounds) and the total delta."""
+    """Each client's DP settings for the whole training (all rounds) and that delta."""
     if not o.client_dp:
         return None, 0.0
     smallest = min(len(c.train) for c in clients)
     delta = o.delta or _default_delta(smallest)
-    return (DPSettings(epsilon=o.epsilon / o.rounds, delta=delta / o.rounds, max_grad_norm=o.max_grad_norm,
+    return (DPSettings(epsilon=o.epsilon, delta=delta, max_grad_norm=o.max_grad_norm,
                        accountant=o.accountant, grad_sample_mode="hooks", poisson_sampling=True), delta)
 
 
@@ -322,7 +324,7 @@ def make_task(adapter_model: Any, tokenizer: Any, label_names: tuple[str, ...], 
     clean.load_state_dict(adapter_model.state_dict())
     clean.eval()
     return Task(model=clean, tokenizer=tokenizer, label_names=label_names, clients=clients,
-                settings=_settings(o, seed, o.local_epochs), dp=dp,
+                settings=_settings(o, seed, o.local_epochs), dp=dp, dp_rounds=o.rounds,
                 proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0, device=device,
                 max_length=max_length, batch_size=batch_size)
 
@@ -520,15 +522,19 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         total_delta = client_dp_settings(o, clients)[1]
         worst = ("", -1.0)
         for cid, per_round in sorted(log.dp_per_client.items()):
-            eps = float(sum(r["epsilon"] for r in per_round))
+            last = max(per_round, key=lambda r: r["round"])
+            eps = float(last["epsilon"])  # the accountant's composition over all the client's steps so far
             metrics[f"dp.per_client.{cid}.epsilon"] = Metric(eps, None, len(per_round), {
                 "rounds_trained": len(per_round), "delta": total_delta, "target_epsilon": o.epsilon,
-                "composition": "basic (sum over rounds)", "accountant": o.accountant,
-                "noise_multiplier": per_round[-1]["noise-multiplier"]})
+                "composition": f"Opacus {o.accountant} accountant, history carried across rounds",
+                "accountant": o.accountant, "steps": int(last["steps"]),
+                "noise_multiplier": last["noise-multiplier"], "sample_rate": last["sample-rate"],
+                "sum_of_round_epsilons": float(sum(r.get("round-epsilon", math.nan) for r in per_round))})
             worst = max(worst, (cid, eps), key=lambda t: t[1])
         metrics["dp.epsilon"] = Metric(worst[1], None, len(log.dp_per_client), {
             "worst_client": worst[0], "delta": total_delta, "target_epsilon": o.epsilon,
-            "meaning": "the largest epsilon any client spent (Opacus, summed over rounds)"})
+            "meaning": f"the largest epsilon any client spent (Opacus {o.accountant} accountant, composed over all "
+                       "of the client's steps in all rounds)"})
     if log.central_dp.get("epsilon") is not None:
         cd = log.central_dp
         metrics["central_dp.epsilon"] = Metric(cd["epsilon"], None, cd["population"], {
@@ -564,7 +570,8 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
                      "clients_per_round": o.clients_per_round or len(clients)},
         "transport": transport,
         "wall_seconds": round(wall, 3), "server_seconds": round(log.seconds, 3),
-        "client_dp": ({"per_client": log.dp_per_client, "per_round_target_epsilon": o.epsilon / o.rounds}
+        "client_dp": ({"per_client": log.dp_per_client, "target_epsilon": o.epsilon, "calibrated_rounds": o.rounds,
+                       "accountant": o.accountant}
                       if log.dp_per_client else None),
         "central_dp": log.central_dp or None,
         "centralized": centralized.describe() if centralized is not None else None,
@@ -577,8 +584,9 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         notes.append("Lost during training: " + "; ".join(f"client {x['client']} in round {x['round']} ({x['phase']})"
                                                           for x in log.lost))
     if o.client_dp:
-        notes.append("Client-side DP epsilon is each client's total over the rounds it trained (basic composition "
-                     "of per-round Opacus guarantees); it covers that client's retraining examples only.")
+        notes.append(f"Client-side DP epsilon is each client's total over the rounds it trained, composed by its "
+                     f"Opacus {o.accountant} accountant over all its steps (one noise multiplier per client, "
+                     f"calibrated for all {o.rounds} rounds); it covers that client's retraining examples only.")
     if o.central_dp and "epsilon" not in log.central_dp:
         notes.append("Server-side DP noise was added, but this Flower version reports no epsilon for it.")
     models = {"global": RetrainedModel(model=global_model, tokenizer=adapter.tokenizer,

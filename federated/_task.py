@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from raikit.audits.training import DPSettings, TrainSettings, fine_tune, trainable_scope
+from raikit.audits.training import (
+    DPSettings, TrainSettings, dp_epsilon, dp_noise_multiplier, fine_tune, trainable_scope,
+)
 
 __all__ = ["ClientData", "Task", "exchanged_keys", "local_train", "local_evaluate", "predict", "load_arrays"]
 
@@ -50,7 +52,9 @@ class Task:
     settings : TrainSettings
         Local training per round (``epochs`` = local epochs).
     dp : DPSettings or None
-        Client-side DP per round (epsilon and delta already divided by the number of rounds).
+        Client-side DP: each client's (epsilon, delta) for the whole training, over ``dp_rounds`` rounds.
+    dp_rounds : int
+        The most rounds a client can train in: its one noise multiplier is calibrated for all their steps.
     proximal_mu : float
         FedProx proximal term weight (0: FedAvg).
     keys : list of str
@@ -66,6 +70,7 @@ class Task:
     clients: list[ClientData]
     settings: TrainSettings
     dp: DPSettings | None = None
+    dp_rounds: int = 1
     proximal_mu: float = 0.0
     keys: list[str] = field(default_factory=list)
     device: str = "cpu"
@@ -115,12 +120,25 @@ def predict(task: Task, model: Any, texts: list[str]) -> np.ndarray:
 
 
 def local_train(task: Task, client: ClientData, state: dict[str, torch.Tensor], *, server_round: int,
-                seed: int, proximal_mu: float = 0.0) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """One client's local training from the global weights: new weights and what the training did."""
+                seed: int, proximal_mu: float = 0.0, dp_state: dict[str, Any] | None = None,
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """One client's local training from the global weights: new weights and what the training did.
+
+    Under client DP, ``dp_state`` is what this client kept from its earlier rounds (``{}`` before its first):
+    its noise multiplier, calibrated once for all ``task.dp_rounds`` rounds to the whole training's
+    (epsilon, delta), and its Opacus accountant history. The training continues that history, so
+    ``dp-epsilon`` is the accountant's epsilon composed over every step the client took; the updated state
+    is returned under ``"dp-state"`` (not a metric: the caller keeps it for the next round)."""
     started = time.perf_counter()
     start = load_arrays(task.model, state)
     settings = dataclasses.replace(task.settings, seed=seed)
-    kwargs = {"proximal_mu": proximal_mu} if proximal_mu else {}
+    kwargs: dict[str, Any] = {"proximal_mu": proximal_mu} if proximal_mu else {}
+    if task.dp is not None:
+        dp_state = dict(dp_state or {})
+        if "noise_multiplier" not in dp_state:
+            dp_state["noise_multiplier"] = dp_noise_multiplier(task.dp, examples=len(client.train),
+                                                               settings=task.settings, repeats=task.dp_rounds)
+        kwargs.update(noise_multiplier=dp_state["noise_multiplier"], dp_history=dp_state.get("history", []))
     trained = fine_tune(start, task.tokenizer, list(client.train["text"]), client.train["label"].to_numpy(),
                         settings=settings, dp=task.dp, device=task.device, progress=False,
                         desc=f"federated: client {client.client} round {server_round}", **kwargs)
@@ -130,9 +148,14 @@ def local_train(task: Task, client: ClientData, state: dict[str, torch.Tensor], 
                              "train-seconds": float(trained.seconds), "round-seconds": time.perf_counter() - started,
                              "steps": int(trained.steps)}
     if trained.dp:
-        facts.update({"dp-epsilon": float(trained.dp["epsilon"]), "dp-delta": float(trained.dp["delta"]),
-                      "dp-noise-multiplier": float(trained.dp["noise_multiplier"]),
-                      "dp-sample-rate": float(trained.dp["sample_rate"]), "dp-steps": int(trained.dp["steps"])})
+        d = trained.dp
+        alone = dp_epsilon([(d["noise_multiplier"], d["sample_rate"], d["steps_this_call"])], delta=d["delta"],
+                           accountant=task.dp.accountant) if d["steps_this_call"] else 0.0
+        facts.update({"dp-epsilon": float(d["epsilon"]), "dp-round-epsilon": float(alone),
+                      "dp-delta": float(d["delta"]), "dp-noise-multiplier": float(d["noise_multiplier"]),
+                      "dp-sample-rate": float(d["sample_rate"]), "dp-steps": int(d["steps"]),
+                      "dp-round-steps": int(d["steps_this_call"]),
+                      "dp-state": {"noise_multiplier": float(d["noise_multiplier"]), "history": d["history"]}})
     return out, facts
 
 

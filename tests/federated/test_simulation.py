@@ -75,6 +75,27 @@ def test_client_side_dp_reports_each_clients_epsilon(task):
     assert m["dp.epsilon"].details["worst_client"] in {"0", "1", "2"}
     facts = result.details["client_dp"]["per_client"]["0"]
     assert len(facts) == 2 and all(r["noise-multiplier"] > 0 for r in facts)
+    # Real composition: each client's accountant history is carried across rounds (in its Flower context), so
+    # the epsilon it reports is what a fresh Opacus RDP accountant gives for all its steps at its one noise
+    # multiplier, and it is below the old basic composition (the sum of each round's epsilon on its own).
+    from opacus.accountants import RDPAccountant
+
+    delta = m["dp.epsilon"].details["delta"]
+    for cid, rows in result.details["client_dp"]["per_client"].items():
+        rows = sorted(rows, key=lambda r: r["round"])
+        assert len({r["noise-multiplier"] for r in rows}) == 1  # calibrated once, for both rounds
+        assert rows[1]["steps"] == rows[0]["round-steps"] + rows[1]["round-steps"]
+        assert rows[0]["epsilon"] < rows[1]["epsilon"]
+        direct = RDPAccountant()
+        for r in rows:
+            direct.history.append((r["noise-multiplier"], r["sample-rate"], int(r["round-steps"])))
+        composed = m[f"dp.per_client.{cid}.epsilon"]
+        assert composed.value == pytest.approx(direct.get_epsilon(delta), rel=1e-9)
+        old_sum = sum(r["round-epsilon"] for r in rows)
+        assert composed.details["sum_of_round_epsilons"] == pytest.approx(old_sum)
+        assert old_sum > composed.value, (old_sum, composed.value)
+        assert composed.details["accountant"] == "rdp" and "history carried across rounds" in composed.details[
+            "composition"]
 
 
 def test_central_dp_reports_noise_and_flower_accountant_epsilon(task):
