@@ -131,31 +131,38 @@ def build_parser() -> argparse.ArgumentParser:
     serve = roles.add_parser("serve", help="start a SuperLink (TLS with raikit's certificates), run the config's "
                                            "audit with its [federated] section on the SuperNodes that join")
     serve.add_argument("config", help="audit TOML file with a [federated] table")
-    serve.add_argument("--host", default="127.0.0.1", help="address the SuperLink listens on (default: 127.0.0.1)")
+    serve.add_argument("--host", default="127.0.0.1", help="address the SuperLink listens on (default: 127.0.0.1; "
+                                                           "0.0.0.0 for SuperNodes on other machines)")
     serve.add_argument("--port", type=int, default=9093, help="SuperLink port (default: 9093)")
-    serve.add_argument("--certs", help="folder of ca.pem/server.pem/server.key (created when missing; "
-                                       "default: <out>/federation)")
-    serve.add_argument("--san", action="append", default=[], help="extra host name or IP for the SuperLink "
-                                                                   "certificate (repeatable)")
+    serve.add_argument("--certs", metavar="DIR", help="folder of ca.pem/server.pem/server.key (created when "
+                                                      "missing; default: <out>/federation)")
+    serve.add_argument("--san", action="append", default=[], metavar="NAME",
+                       help="host name or IP the SuperNodes use to reach this machine, added to the SuperLink "
+                            "certificate (repeatable; with --host 0.0.0.0 this machine's own name is added too)")
     serve.add_argument("--insecure", action="store_true", help="no TLS (recorded in the results and report)")
-    serve.add_argument("--supernode-keys", help="folder of the SuperNodes' public keys (*.pub) to register "
-                                                "(default: <certs>/supernodes; a key pair per client is generated "
-                                                "there when it has none)")
-    serve.add_argument("--authorize", action="append", default=[], help="another SuperNode public key (OpenSSH "
-                                                                        "ECDSA .pub) to register (repeatable)")
+    serve.add_argument("--supernode-keys", metavar="DIR",
+                       help="folder of the SuperNodes' public keys (*.pub) to register (default: <certs>/supernodes; "
+                            "a key pair per client is generated there when it has none)")
+    serve.add_argument("--authorize", action="append", default=[], metavar="PUBKEY",
+                       help="another SuperNode public key (OpenSSH ECDSA .pub) to register (repeatable)")
     serve.add_argument("--no-supernode-auth", action="store_true", help="let any SuperNode that trusts the CA join "
                                                                          "(recorded in the results)")
-    serve.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
+    serve.add_argument("--out", default="out", metavar="DIR", help="parent folder of the run folder (default: out)")
     serve.add_argument("--seed", type=int, help="override [run] seed")
     serve.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
     serve.add_argument("--quiet", action="store_true", help="no progress output")
     join = roles.add_parser("join", help="start a SuperNode holding one partition of the config's [federated] data")
-    join.add_argument("--config", required=True, help="the audit TOML the SuperLink runs")
-    join.add_argument("--partition", type=int, required=True, help="this SuperNode's partition (0-based)")
-    join.add_argument("--superlink", default="127.0.0.1:9093", help="SuperLink host:port (default: 127.0.0.1:9093)")
-    join.add_argument("--root-certificates", help="the SuperLink's CA certificate (ca.pem from serve)")
+    join.add_argument("config_arg", nargs="?", metavar="config",
+                      help="the audit TOML the SuperLink runs (or --config)")
+    join.add_argument("--config", help="the same, as an option")
+    join.add_argument("--partition", type=int, required=True, metavar="N",
+                      help="this SuperNode's partition (0-based, below the config's [federated] clients)")
+    join.add_argument("--superlink", default="127.0.0.1:9093", metavar="HOST:PORT",
+                      help="SuperLink address (default: 127.0.0.1:9093; serve prints the one to use)")
+    join.add_argument("--root-certificates", metavar="CA_PEM",
+                      help="the SuperLink's CA certificate (ca.pem from serve)")
     join.add_argument("--insecure", action="store_true", help="no TLS")
-    join.add_argument("--auth-key", help="this SuperNode's private key (supernode-N from serve's supernodes "
+    join.add_argument("--auth-key", metavar="KEY", help="this SuperNode's private key (supernode-N from serve's supernodes "
                                          "folder, or your own whose .pub serve registered with --authorize)")
     join.add_argument("--seed", type=int, help="override [run] seed (as given to serve)")
     join.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
@@ -352,10 +359,24 @@ _COMMANDS = {"audit": _cmd_audit, "retrain": _cmd_retrain, "federated": _cmd_fed
              "probes": _cmd_probes, "data": _cmd_data}
 
 
+def _join_config(args: argparse.Namespace) -> None:
+    """``raikit federated join``: the config as an argument (like ``serve``) or as ``--config``, not two different."""
+    given = [c for c in (args.config_arg, args.config) if c]
+    if not given:
+        raise RaikitInputError("the audit TOML the SuperLink runs is needed (as for serve)",
+                               where="raikit federated join")
+    if len(set(given)) > 1:
+        raise RaikitInputError(f"two different configs, {given[0]!r} and --config {given[1]!r}; give one",
+                               where="raikit federated join")
+    args.config = given[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``raikit`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     with _clean_errors(args.debug):
+        if args.command == "federated" and args.role == "join":
+            _join_config(args)
         if args.command in ("audit", "retrain", "federated") and _wants_offline(args):
             set_offline()  # before anything imports huggingface_hub, which reads the switches once
         previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None

@@ -24,6 +24,37 @@ from raikit.audits.escape import for_terminal
 __all__ = ["serve", "join"]
 
 
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def advertised(host: str, port: int, sans: list[str]) -> tuple[list[str], str]:
+    """The names the SuperLink certificate holds, and the address to give ``raikit federated join``.
+
+    Parameters
+    ----------
+    host : str
+        ``--host``: the listening address (a wildcard such as ``0.0.0.0`` listens on every interface).
+    port : int
+        ``--port``.
+    sans : list of str
+        ``--san``: names or IPs the SuperNodes use.
+
+    Returns
+    -------
+    (list of str, str)
+        Loopback names, ``host`` (unless a wildcard), the ``--san`` names and, for a wildcard ``host``, this
+        machine's own name (so that SuperNodes on other machines can verify the certificate); and the first
+        name a SuperNode elsewhere can use, as ``name:port`` (loopback when ``host`` is loopback).
+    """
+    import socket
+
+    own = [n for n in dict.fromkeys([socket.getfqdn(), socket.gethostname()]) if n and n != "localhost"] \
+        if host in _WILDCARDS else []
+    names = list(dict.fromkeys(["127.0.0.1", "localhost", *([] if host in _WILDCARDS else [host]), *sans, *own]))
+    reach = ([*sans, *own] if host in _WILDCARDS else [host]) or ["127.0.0.1"]
+    return names, f"{reach[0]}:{port}"
+
+
 def _certificates(folder: Path, hosts: list[str]) -> dict[str, Path]:
     from raikit.federated._deploy import make_certificates
 
@@ -81,7 +112,8 @@ def serve(args: argparse.Namespace) -> int:
         raise RaikitInputError("config file not found", where=args.config)
     if not 0 < args.port < 65536:
         raise RaikitInputError(f"must be between 1 and 65535, got {args.port}", where="--port")
-    address = f"{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    address = f"{'127.0.0.1' if args.host in _WILDCARDS else args.host}:{args.port}"  # reached from here
+    hosts, join_address = advertised(args.host, args.port, list(args.san))
     try:  # something already listening there is not ours to use
         check_reachable(address, timeout=1.0)
     except RaikitInputError:
@@ -93,8 +125,6 @@ def serve(args: argparse.Namespace) -> int:
     workdir = Path(args.certs) if args.certs else out / "federation"
     certs = None
     if not args.insecure:
-        hosts = list(dict.fromkeys(["127.0.0.1", "localhost", *([args.host] if args.host not in ("0.0.0.0", "::")
-                                                                 else []), *args.san]))
         certs = _certificates(workdir, hosts)
     workdir.mkdir(parents=True, exist_ok=True)
     if args.insecure:
@@ -125,8 +155,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"superlink: {for_terminal(address)} ({'TLS' if certs else 'INSECURE, no TLS'}; SuperNode "
               f"authentication {'on, ' + str(len(auth['keys'])) + ' key(s) registered' if auth['enabled'] else 'OFF'}"
               f"); log {for_terminal(workdir / 'superlink.log')}", file=sys.stderr)
-        print(f"join with: raikit federated join --config {for_terminal(config)} --partition N "
-              f"--superlink {for_terminal(address)} {how}", file=sys.stderr)
+        print(f"join with: raikit federated join {for_terminal(config)} --partition N "
+              f"--superlink {for_terminal(join_address)} {how}", file=sys.stderr)
     saved = {k: os.environ.get(k) for k in ("RAIKIT_FEDERATED_SUPERLINK", "RAIKIT_FEDERATED_ROOT_CERTIFICATES",
                                             "RAIKIT_FEDERATED_INSECURE", AUTH_ENV)}
     os.environ.update({"RAIKIT_FEDERATED_SUPERLINK": address, "RAIKIT_FEDERATED_ROOT_CERTIFICATES": ca,
@@ -184,7 +214,7 @@ def join(args: argparse.Namespace) -> int:
 
     config = Path(args.config)
     if not config.is_file():
-        raise RaikitInputError("config file not found", where=f"--config {args.config}")
+        raise RaikitInputError("config file not found", where=args.config)
     if args.partition < 0:
         raise RaikitInputError(f"must be >= 0, got {args.partition}", where="--partition")
     host, _, port = args.superlink.rpartition(":")

@@ -262,3 +262,40 @@ def test_option_docs_reads_grouped_and_untyped_numpydoc_entries():
     assert docs["c"].description == "No type given." and docs["c"].type == "list of string"
     assert docs["d"].description == "" and docs["e"].description == ""
     assert docs["b"].default == 2
+
+
+def test_federated_join_takes_the_config_as_an_argument_like_serve(tmp_path, capsys):
+    from raikit.federated._deploy import free_port
+
+    cfg = tmp_path / "fed.toml"
+    cfg.write_text("[run]\nseed = 0\n")
+    dead = f"127.0.0.1:{free_port()}"
+    for config_args in ([str(cfg)], ["--config", str(cfg)], [str(cfg), "--config", str(cfg)]):
+        with pytest.raises(SystemExit) as err:
+            main(["federated", "join", *config_args, "--partition", "0", "--superlink", dead, "--insecure"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert err.value.code == 2 and len(lines) == 1 and f"SuperLink {dead} is unreachable" in lines[0], lines
+    for config_args, expected in (([], "the audit TOML the SuperLink runs is needed"),
+                                  ([str(cfg), "--config", "other.toml"], "two different configs"),
+                                  ([str(tmp_path / "nope.toml")], "nope.toml: config file not found")):
+        with pytest.raises(SystemExit) as err:
+            main(["federated", "join", *config_args, "--partition", "0", "--insecure"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert err.value.code == 2 and len(lines) == 1 and expected in lines[0], lines
+
+
+def test_serve_on_every_interface_certifies_and_advertises_a_name_other_machines_can_use():
+    import socket
+
+    from raikit.federated._cli import advertised
+
+    names, address = advertised("127.0.0.1", 9093, [])
+    assert names == ["127.0.0.1", "localhost"] and address == "127.0.0.1:9093"
+    names, address = advertised("0.0.0.0", 9100, ["fl.example.org"])
+    assert address == "fl.example.org:9100" and "0.0.0.0" not in names
+    assert {"127.0.0.1", "localhost", "fl.example.org", socket.gethostname()} <= set(names)
+    names, address = advertised("0.0.0.0", 9093, [])
+    own = {n for n in (socket.getfqdn(), socket.gethostname()) if n and n != "localhost"}
+    assert address.rsplit(":", 1)[0] in names and address.rsplit(":", 1)[0] in (own or {"127.0.0.1"})
+    names, address = advertised("10.1.2.3", 9093, ["fl.example.org"])
+    assert address == "10.1.2.3:9093" and names == ["127.0.0.1", "localhost", "10.1.2.3", "fl.example.org"]
