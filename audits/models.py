@@ -332,7 +332,28 @@ class ModelAdapter:
         log p = logit(target) - logsumexp(logits), in float32; no full-vocabulary log-softmax at every
         position. Stays on the device (no host synchronisation).
         """
-        return _gathered_log_probs(self._logits_at(ids, mask, rows, cols, **forward), targets)
+        split = self._head_split(ids, mask)
+        if split is None:
+            logits = self.model(input_ids=ids, attention_mask=mask, **forward).logits
+            return self._head_log_probs(logits[rows.to(logits.device), cols.to(logits.device)], targets, None)
+        body, head = split
+        hidden = body(input_ids=ids, attention_mask=mask, **forward)[0]
+        return self._head_log_probs(hidden[rows.to(hidden.device), cols.to(hidden.device)], targets, head)
+
+    #: Largest logits block (rows x vocabulary, float32 elements) the head writes at once when scoring:
+    #: 16 MB on CPU (cache-sized; a whole batch's logits would be hundreds of MB), 256 MB on GPUs.
+    head_chunk_elements: ClassVar[dict[str, int]] = {"cpu": 1 << 22, "cuda": 1 << 26}
+
+    def _head_log_probs(self, vectors: torch.Tensor, targets: torch.Tensor, head: Any) -> torch.Tensor:
+        """``log p(targets[k])`` from hidden ``vectors[k]`` (``head`` None: they are logits already).
+
+        The head runs on chunks of rows so that the logits block stays small whatever the batch.
+        """
+        vocab = int(getattr(self.model.config, "vocab_size", 0) or 50_000)
+        rows = max(1, self.head_chunk_elements.get(self.device.type, 1 << 24) // vocab)
+        pieces = [_gathered_log_probs(head(vectors[k:k + rows]) if head is not None else vectors[k:k + rows],
+                                      targets[k:k + rows]) for k in range(0, len(vectors), rows)]
+        return torch.cat(pieces) if pieces else vectors.new_zeros(0, dtype=torch.float32)
 
     def _logits_at(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                    **forward: Any) -> torch.Tensor:
@@ -760,7 +781,7 @@ class CausalLMAdapter(ModelAdapter):
             picked = torch.cat(vecs)
             targets = tgt_s + [tail[0] for tail in flat_tails] + [tail[t + 1] for k, t in later
                                                                    for tail in (flat_tails[k],)]
-            logp = _gathered_log_probs(head(picked) if head is not None else picked, self._long(targets))
+            logp = self._head_log_probs(picked, self._long(targets), head)
             n_s, n_f = len(tgt_s), len(flat_tails)
             if score_stem:
                 stem_done.append((idx, logp[:n_s]))

