@@ -335,7 +335,57 @@ def _section_entry(planned: PlannedSection, result: SectionResult, seconds: floa
         "details": body["details"],
         "tables": tables,
         "metrics": {f"{key}.{name}": m for name, m in body["metrics"].items()},
+        "metric_meanings": {name: [label, meaning] for name, label, meaning in planned.section.meanings},
     }
+
+
+def _data_provenance(audit: Audit) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Each section's options with its paths resolved, and the SHA-256 of every data file they name.
+
+    Path options are those :func:`_path_problems` checks (``{data_dir}`` values and the usual path keys);
+    a folder counts as every file in it. ``builtin:`` values name files shipped with raikit and stay as named.
+    """
+    import hashlib
+
+    cfg = audit.config
+    ctx = RunContext(base_dir=cfg.base_dir, data_dir=_data_dir(cfg))
+    resolved: dict[str, dict[str, Any]] = {}
+    files: dict[Path, dict[str, Any]] = {}
+    for planned in audit.plan:
+        options = json.loads(json.dumps(dataclasses.asdict(planned.options), default=str))
+        for f in dataclasses.fields(planned.options):
+            value = getattr(planned.options, f.name)
+            items = value if isinstance(value, (list, tuple)) else [value]
+            paths = [ctx.resolve_path(item) if isinstance(item, str) and item and not item.startswith("builtin:")
+                     and ("{data_dir}" in item or f.name in _PATH_FIELDS) else None for item in items]
+            if not any(paths):
+                continue
+            shown = [str(p) if p else item for p, item in zip(paths, items)]
+            options[f.name] = shown if isinstance(value, (list, tuple)) else shown[0]
+            for path in filter(None, paths):
+                found = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+                for file in found:
+                    if file.is_file() and file not in files:
+                        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+                        files[file] = {"path": str(file), "sha256": digest, "bytes": file.stat().st_size,
+                                       "sections": []}
+                    if file in files:
+                        files[file]["sections"].append(f"{planned.key}.{f.name}")
+        resolved[planned.key] = options
+    return resolved, list(files.values())
+
+
+def _reproduce_command(cfg: AuditConfig, run_dir: Path, seed: int, dev: Any) -> str:
+    """The ``raikit audit`` command line that repeats this run (absolute paths, the seed and device used)."""
+    import shlex
+
+    parts = ["raikit", "audit"]
+    if cfg.source != DEFAULT_CONFIG_NAME:
+        parts.append(str(Path(cfg.source).resolve()))
+    parts += ["--out", str(run_dir.resolve().parent), "--seed", str(seed)]
+    if str(dev) in ("cpu", "cuda"):
+        parts += ["--device", str(dev)]
+    return shlex.join(parts)
 
 
 def _flagged_texts(sections: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
@@ -700,6 +750,7 @@ def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mappi
     for key, value in metrics.items():  # normalise through Metric so every entry has the same shape
         metrics[key] = Metric.from_dict(value).to_dict()
     versions = _versions()
+    resolved, data_files = _data_provenance(audit)
     return {
         "schema_version": SCHEMA_VERSION,
         "run": {
@@ -716,6 +767,9 @@ def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mappi
             "section_seconds": {k: v.get("seconds") for k, v in sections.items()},
             "skipped_sections": [{"section": s.key, "data_sets": list(s.data_sets), "command": s.command}
                                  for s in audit.skipped],
+            "command": _reproduce_command(cfg, run_dir, cfg.run.seed, dev),
+            "resolved_options": resolved,
+            "data_files": data_files,
         },
         "config": json.loads(json.dumps(dict(cfg.raw), default=str)),
         "models": models,

@@ -135,6 +135,10 @@ class Section:
         ``check(options, ctx)``: reads the section's own data files (templates, lexicons) without a
         model and raises ``RaikitInputError`` for bad content, so the problem is reported with the
         config's other problems, before any model loads.
+    meanings : tuple of (name pattern, label, meaning)
+        A human label and a one-line meaning per metric name pattern (the patterns of ``metrics``; each
+        ``{}`` in the label is filled with what the matching ``*`` stood for). The runner records them
+        in the results and the report shows them beside each metric.
     """
 
     name: str
@@ -145,3 +149,4 @@ class Section:
     citation: str = ""
     metrics: tuple[str, ...] = ()
     check: Callable[[Any, RunContext], None] | None = None
+    meanings: tuple[tuple[str, str, str], ...] = ()

@@ -277,5 +277,15 @@ SECTION = Section(
     citation=("Lundberg & Lee 2017 (SHAP); Ribeiro et al. 2016 (LIME); Abnar & Zuidema 2020 (attention rollout); "
               "DeYoung et al. 2020 (ERASER comprehensiveness and sufficiency)"),
     metrics=("*.comprehensiveness", "*.sufficiency", "*.aopc", "*.deletion_area", "agreement.*"),
+    meanings=(
+        ("*.comprehensiveness", "Comprehensiveness of {}",
+         "Drop in the predicted class's probability when the explainer's top words are removed; higher is better."),
+        ("*.sufficiency", "Sufficiency of {}",
+         "Drop in probability when only the top words are kept; lower is better."),
+        ("*.aopc", "AOPC of {}", "Comprehensiveness averaged over removing the top 1, 2, ... words; higher is better."),
+        ("*.deletion_area", "Deletion area of {}",
+         "Area under the probability curve as top words are deleted one by one; lower is better."),
+        ("agreement.*", "Agreement, {}", "Rank correlation of two explainers' word scores; 1 is full agreement."),
+    ),
     check=check_explain,
 )

@@ -258,5 +258,13 @@ SECTIONS.register("aul")(Section(
     description="AUL/AULA: stereotype preference of a masked LM predicting all tokens of the unmasked sentence",
     citation=AUL_CITATION,
     metrics=("aul", "aula", "by_bias_type.*"),
+    meanings=(
+        ("aul", "AUL stereotype preference (%)",
+         "Share of pairs whose stereotyping sentence has the higher all-unmasked likelihood; 50 is no preference."),
+        ("aula", "AULA stereotype preference (%)",
+         "As AUL, with token log-likelihoods weighted by attention; 50 is no preference."),
+        ("by_bias_type.*", "Stereotype preference (%), {}",
+         "AUL over the pairs of one bias type; 50 is no preference."),
+    ),
     check=_check,
 ))

@@ -35,7 +35,7 @@ from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, data_key
 from raikit.fairness._registry import SECTIONS
 from raikit.fairness._stats import CLUSTER_PROPORTION_CI, PROPORTION_CI, bootstrap_ci, gap_ci, proportion_ci
-from raikit.fairness.templates import expand, load_configured
+from raikit.fairness.templates import expand, indefinite_article, load_configured
 
 __all__ = [
     "SwapList", "load_swaps", "counterfactuals", "CounterfactualOptions", "CounterfactualResult",
@@ -149,9 +149,10 @@ def counterfactuals(text: str, swaps: Sequence[SwapList]) -> list[dict[str, str]
     out = []
     for sw in swaps:
         table = sw.lookup()
-        pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, table), key=len, reverse=True)) + r")\b",
-                             re.IGNORECASE)
-        found = [table[m.group(0).lower()] for m in pattern.finditer(text)]
+        # a word may follow its article ("an Asian person"): the article is re-chosen for the new word
+        pattern = re.compile(r"(?:\b(a|an)(\s+))?\b(" + "|".join(sorted(map(re.escape, table), key=len, reverse=True))
+                             + r")\b", re.IGNORECASE)
+        found = [table[m.group(3).lower()] for m in pattern.finditer(text)]
         if not found:
             continue
         present = list(dict.fromkeys(g for _, g in found))
@@ -163,9 +164,12 @@ def counterfactuals(text: str, swaps: Sequence[SwapList]) -> list[dict[str, str]
 
         for target in targets:
             def sub(m: re.Match[str], target: int | None = target) -> str:
-                i, j = table[m.group(0).lower()]
+                i, j = table[m.group(3).lower()]
                 to = (1 - j) if target is None else target
-                return _match_case(sw.tuples[i][to], m.group(0))
+                word = _match_case(sw.tuples[i][to], m.group(3))
+                if not m.group(1):
+                    return word
+                return _match_case(indefinite_article(word), m.group(1)) + m.group(2) + word
 
             new = pattern.sub(sub, text)
             if new == text:
@@ -393,9 +397,22 @@ def _label_index(adapter: Any, label: str, label_map: Mapping[str, str]) -> int:
 
 
 def _group_column(frame: pd.DataFrame) -> pd.Series:
+    """The group of each instance: its first filled slot's group.
+
+    Groups of different slots that a reader could take for one another (``male`` of ``{person}`` and
+    ``gender_male`` of ``{identity}``, or the same name twice) are named with their slot: ``person_male``.
+    """
     cols = [c for c in frame.columns if c.endswith("_group")]
     if not cols:
         return pd.Series([""] * len(frame), index=frame.index)
+    names = {c: {str(v) for v in frame[c].dropna() if str(v)} for c in cols}
+    for c in cols:
+        others = set().union(*(names[o] for o in cols if o != c))
+        clash = {v for v in names[c] if v in others or any(o.endswith("_" + v) for o in others)}
+        if clash:
+            slot = c[:-len("_group")]
+            frame = frame.assign(**{c: frame[c].map(lambda v, clash=clash, slot=slot: f"{slot}_{v}" if v in clash
+                                                    else v)})
     out = frame[cols[0]].copy()
     for c in cols[1:]:
         out = out.where(out.notna() & (out != ""), frame[c])
@@ -798,12 +815,23 @@ def _run_groups(adapter: Any, options: GroupsOptions, ctx: RunContext) -> Sectio
 
 
 _METRICS = ("accuracy", "false_positive_rate", "false_negative_rate", "selection_rate")
+_LABELS = {"accuracy": ("Accuracy", "Share of texts whose label the model predicts correctly."),
+           "false_positive_rate": ("False positive rate", "Share of negative texts predicted positive."),
+           "false_negative_rate": ("False negative rate", "Share of positive texts predicted negative."),
+           "selection_rate": ("Selection rate", "Share of texts predicted positive.")}
 
 SECTIONS.register("counterfactual")(Section(
     name="counterfactual", options=CounterfactualOptions, model_kinds=("classifier",), run=_run_counterfactual, check=_check_counterfactual,
     description="Counterfactual invariance: prediction flips when group terms are swapped",
     citation=CITATIONS["counterfactual"],
     metrics=("flip_rate", "mean_abs_delta", "by_pair.*.flip_rate", "by_pair.*.mean_abs_delta"),
+    meanings=(("flip_rate", "Prediction flip rate",
+               "Share of texts whose predicted label changes when a group term is swapped; 0 is invariant."),
+              ("mean_abs_delta", "Mean probability change",
+               "Mean absolute change in the positive-class probability under the swap; 0 is invariant."),
+              ("by_pair.*.flip_rate", "Flip rate, swap {}", "Flip rate over the texts changed by this term pair."),
+              ("by_pair.*.mean_abs_delta", "Mean probability change, swap {}",
+               "Mean absolute probability change over the texts changed by this term pair.")),
 ))
 SECTIONS.register("behaviour")(Section(
     name="behaviour", options=BehaviourOptions, model_kinds=("classifier",), run=_run_behaviour, check=_check_behaviour,
@@ -811,6 +839,14 @@ SECTIONS.register("behaviour")(Section(
     citation=CITATIONS["behaviour"],
     metrics=("failure_rate", "mft.failure_rate", "dir.failure_rate", "by_group.*.failure_rate",
              "by_template.*.failure_rate", "group_gap"),
+    meanings=(("failure_rate", "Behaviour test failure rate", "Share of test cases the model gets wrong; 0 is none."),
+              ("mft.failure_rate", "Minimum functionality failures",
+               "Share of simple labelled cases (one per group) predicted wrongly."),
+              ("dir.failure_rate", "Directional expectation failures",
+               "Share of edits whose prediction moved the wrong way."),
+              ("by_group.*.failure_rate", "Failure rate, group {}", "Failure rate over this group's cases."),
+              ("by_template.*.failure_rate", "Failure rate, template {}", "Failure rate over one template's cases."),
+              ("group_gap", "Largest gap between groups", "Highest minus lowest per-group failure rate.")),
 ))
 SECTIONS.register("groups")(Section(
     name="groups", options=GroupsOptions, model_kinds=("classifier",), run=_run_groups, check=_check_groups,
@@ -818,4 +854,14 @@ SECTIONS.register("groups")(Section(
     citation=CITATIONS["groups"],
     metrics=tuple(f"{m}.{v}" for m in _METRICS for v in ("overall", "difference", "by_group.*"))
     + ("demographic_parity_difference", "equalized_odds_difference"),
+    meanings=tuple((f"{m}.{v}", f"{_LABELS[m][0]}{suffix}", meaning)
+                   for m in _METRICS for v, suffix, meaning in (
+                       ("overall", ", all texts", _LABELS[m][1]),
+                       ("difference", ", largest gap between groups",
+                        "Highest minus lowest per-group value; 0 is parity."),
+                       ("by_group.*", ", group {}", _LABELS[m][1] + " Over this group's texts.")))
+    + (("demographic_parity_difference", "Demographic parity difference",
+        "Largest gap between groups in the share predicted positive; 0 is parity."),
+       ("equalized_odds_difference", "Equalized odds difference",
+        "Larger of the largest gaps in true- and false-positive rates between groups; 0 is parity.")),
 ))

@@ -447,5 +447,15 @@ SECTIONS.register("crows_pairs")(Section(
     description="CrowS-Pairs: how often the model prefers the more stereotyping sentence of a minimal pair",
     citation=CROWS_PAIRS_CITATION,
     metrics=("metric_score", "stereotype_score", "antistereotype_score", "by_bias_type.*"),
+    meanings=(
+        ("metric_score", "Stereotype preference (%)",
+         "Share of pairs where the model finds the more stereotyping sentence likelier; 50 is no preference."),
+        ("stereotype_score", "Preference on stereotype pairs (%)",
+         "Metric score over the pairs whose first sentence states a stereotype; 50 is no preference."),
+        ("antistereotype_score", "Preference on anti-stereotype pairs (%)",
+         "Metric score over the pairs whose first sentence violates a stereotype; 50 is no preference."),
+        ("by_bias_type.*", "Stereotype preference (%), {}",
+         "Metric score over the pairs of one bias type; 50 is no preference."),
+    ),
     check=_check,
 ))

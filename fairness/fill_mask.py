@@ -544,4 +544,10 @@ SECTIONS.register("fill_mask")(Section(
     name="fill_mask", options=FillMaskOptions, model_kinds=("masked_lm", "causal_lm"), run=_run,
     description="Fill-mask association probe: increased log probability of target words given group words",
     citation=CITATION, metrics=("bias_score", "effect_size", "p_value", "by_group.*"), check=_check,
+    meanings=(("bias_score", "Association bias score",
+               "Largest gap between groups in the increased log-probability of the target words; 0 is none."),
+              ("effect_size", "Effect size", "Standardised difference of the groups' associations; 0 is none."),
+              ("p_value", "Permutation p-value", "Chance of a gap this large if the group words were shuffled."),
+              ("by_group.*", "Mean association, {}",
+               "Mean increased log-probability of the target words given this group's words.")),
 ))

@@ -344,4 +344,8 @@ SECTIONS.register("seat")(Section(
     name="seat", options=SeatOptions, model_kinds=("masked_lm", "causal_lm", "encoder", "classifier"), run=_run,
     description="SEAT/WEAT: effect size and permutation p-value of associations in sentence embeddings",
     citation=CITATION, metrics=("*.effect_size", "*.p_value"), check=_check,
+    meanings=(("*.effect_size", "Association effect size, test {}",
+               "Cohen's d of target-attribute association in sentence embeddings; 0 is none, |d| > 0.8 is large."),
+              ("*.p_value", "Permutation p-value, test {}",
+               "Chance of an association at least this strong if the target labels were random.")),
 ))

@@ -216,4 +216,8 @@ SECTIONS.register("template_seat")(Section(
     model_kinds=("masked_lm", "causal_lm", "encoder", "classifier"), run=_run,
     description="Templated SEAT: embedding association of lexicon groups filled into bleached templates",
     citation=CITATION, metrics=("*.effect_size", "*.p_value"), check=_check,
+    meanings=(("*.effect_size", "Association effect size, {}",
+               "Cohen's d of lexicon groups filled into bleached templates; 0 is none, |d| > 0.8 is large."),
+              ("*.p_value", "Permutation p-value, {}",
+               "Chance of an association at least this strong if the group words were shuffled.")),
 ))

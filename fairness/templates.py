@@ -40,6 +40,7 @@ from raikit.audits.errors import RaikitInputError
 from raikit.audits.sections import RunContext
 
 __all__ = [
+    "indefinite_article",
     "Lexicon",
     "Template",
     "MASK_SLOT",
@@ -57,7 +58,9 @@ __all__ = [
 MASK_SLOT = "mask"
 BUILTIN_PREFIX = "builtin:"
 _SLOT = re.compile(r"\{(?:(a):)?([A-Za-z_][A-Za-z0-9_]*)\}")
-_VOWEL_SOUND = re.compile(r"^(?:[aeio]|u(?!ni|s[eu]|r[aeiou]))|^(?:hour|honest|honou?r|heir)", re.IGNORECASE)
+# a vowel sound, not a vowel letter: "an hour", "a European", "a unicorn", "a Ukrainian", "a one-off"
+_VOWEL_SOUND = re.compile(r"^(?:[ai]|e(?!u|we)|o(?!ne\b|nce\b)|u(?!ni|s[eu]|r[aeiou]|k|ti))"
+                          r"|^(?:hour|honest|honou?r|heir)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -364,8 +367,13 @@ def _lexicon_for(slot: str, lexicons: Mapping[str, Lexicon], template: Template)
                            f"{', '.join(sorted(lexicons)) or 'none'}")
 
 
+def indefinite_article(word: str) -> str:
+    """``"an"`` before a vowel sound (``an Asian``, ``an hour``), else ``"a"`` (``a Caucasian``, ``a unicorn``)."""
+    return "an" if _VOWEL_SOUND.match(word) else "a"
+
+
 def _article(word: str) -> str:
-    return ("an " if _VOWEL_SOUND.match(word) else "a ") + word
+    return f"{indefinite_article(word)} {word}"
 
 
 def fill(text: str, values: Mapping[str, str], *, mask: str = "{mask}") -> str:

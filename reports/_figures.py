@@ -15,6 +15,10 @@ __all__ = ["forest_svg", "roc_svg", "lines_svg", "tradeoff_svg"]
 
 _COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
 _BLUE, _RED, _GREY = "#1d4ed8", "#b91c1c", "#6b7280"
+#: Label sizes in points (SVG user units): axis text and the smaller legend and point labels.
+_FONT_PT, _SMALLEST_PT = 10, 9
+#: The smallest label size a reader gets on any screen, in CSS pixels.
+MIN_LABEL_PX = 10
 
 
 def _plain(text: Any) -> str:
@@ -34,14 +38,18 @@ def _svg(fig: Any, key: str) -> str:
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": f"raikit-{key}", "svg.fonttype": "path", "font.size": 9}):
+    with matplotlib.rc_context({"svg.hashsalt": f"raikit-{key}", "svg.fonttype": "path", "font.size": _FONT_PT,
+                                "legend.fontsize": _SMALLEST_PT}):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     text = _COMMENT.sub("", text)
-    # the figure keeps its natural size; CSS (max-width: 100%; height: auto) shrinks it on narrow screens
+    # CSS (max-width: 100%; height: auto) shrinks the figure on narrow screens, but never so far that its
+    # smallest label falls under 10 CSS px: below that width it keeps its size and scrolls inside its box
     head, rest = text.split(">", 1)
-    return f"{head} role=\"img\">{rest}"
+    width = re.search(r'width="([0-9.]+)pt"', head)
+    floor = f' style="min-width: {float(width[1]) * MIN_LABEL_PX / _SMALLEST_PT:.0f}px"' if width else ""
+    return f"{head} role=\"img\" data-smallest-label-pt=\"{_SMALLEST_PT}\"{floor}>{rest}"
 
 
 def forest_svg(rows: Sequence[tuple[str, float, tuple[float, float] | None]], *, key: str, xlabel: str = "",
@@ -106,7 +114,7 @@ def lines_svg(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *,
     ax.set_xlabel(_plain(xlabel))
     ax.set_ylabel(_plain(ylabel))
     if 1 < len(series) <= 12:
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False)
     ax.grid(color="#e5e7eb", linewidth=0.6)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig, key)
@@ -135,7 +143,7 @@ def tradeoff_svg(points: Sequence[tuple[str, float, float, tuple[float, float] |
         if ci is not None and all(math.isfinite(c) for c in ci):
             ax.plot([x, x], [ci[0], ci[1]], color=_BLUE, linewidth=1.4)
         ax.plot([x], [y], marker="o", color=_BLUE, markersize=5)
-        ax.annotate(_plain(label), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(_plain(label), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=_SMALLEST_PT)
     if reference is not None:
         ax.axvline(reference, color=_GREY, linestyle="--", linewidth=1)
     ax.set_xlabel(_plain(xlabel))

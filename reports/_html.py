@@ -1,12 +1,17 @@
 """The self-contained HTML report, rendered from Jinja2 templates with autoescaping.
 
-Everything the page needs is inside the file: CSS inline, figures as inline SVG, no script. A
-Content-Security-Policy meta tag forbids every request (``default-src 'none'``), so even a crafted
-completion or lexicon entry cannot make the page load anything; all text from results is escaped.
+Everything the page needs is inside the file: CSS inline, figures as inline SVG, and one small script of
+ours (``templates/report.js``: sortable and filterable tables, every ``<details>`` opened for print). A
+Content-Security-Policy meta tag forbids every request (``default-src 'none'``) and allows that script
+only by its SHA-256, so even a crafted completion or lexicon entry cannot make the page load or run
+anything; all text from results is escaped.
 """
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +25,14 @@ from raikit.reports._view import (MetricRow, faithfulness_rows, fmt, fmt_ci, for
 
 __all__ = ["render_html", "CSP"]
 
-#: The page may load nothing: inline styles and data: images only.
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src 'none'; script-src 'none'; "
+_SCRIPT = (Path(__file__).parent / "templates" / "report.js").read_text(encoding="utf-8")
+#: The page may load nothing: inline styles, data: images, and the one script of ours (by its hash).
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src 'none'; "
+       f"script-src 'sha256-{base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()}'; "
        "connect-src 'none'; media-src 'none'; object-src 'none'; frame-src 'none'; form-action 'none'; "
        "base-uri 'none'")
-_MAX_ROWS = 20
+#: Rows of a details table shown in full (the page filters and sorts them); the CSV beside it has all.
+_MAX_ROWS = 1000
 _MAX_WORDS = 30
 _MAX_TEXTS = 20
 
@@ -37,6 +45,7 @@ class TableView:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     note: str = ""
+    legend: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -327,12 +336,18 @@ def _section_view(results: Mapping[str, Any], key: str, budget: _Budget) -> Sect
         elif not details["flipped"]:
             facts.append(("flipped", "no counterfactual flipped the prediction"))
         used.add("flipped")
+    legend = details.get("hurtlex_categories")  # HONEST: what each HurtLex category code means
+    legend = tuple((str(k), str(v)) for k, v in legend.items()) if isinstance(legend, Mapping) else ()
+    if legend:
+        used.add("hurtlex_categories")
     for dkey, value in details.items():
         if dkey in used:
             continue
         if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             table = _records_table(dkey.replace("_", " "), value)
             if table:
+                if legend and "hurtful" in table.columns:
+                    table = dataclasses.replace(table, legend=legend)
                 tables.append(table)
                 used.add(dkey)
         elif value is None or isinstance(value, (str, int, float, bool)):
@@ -350,6 +365,58 @@ def _section_view(results: Mapping[str, Any], key: str, budget: _Budget) -> Sect
         definition=definition_link(key))
 
 
+def dotted(name: Any) -> Any:
+    """Escaped text with a line-break opportunity after each dot (long metric names wrap at their dots)."""
+    from markupsafe import Markup, escape
+
+    return Markup(".<wbr>").join(escape(part) for part in str(name).split("."))
+
+
+def snake(name: Any) -> Any:
+    """Escaped text with a line-break opportunity after each dot and underscore (column names)."""
+    from markupsafe import Markup
+
+    return Markup("_<wbr>").join(dotted(part) for part in str(name).split("_"))
+
+
+def css_string(text: str) -> Any:
+    """``text`` as a quoted CSS string (for ``@page`` margin boxes): anything but plain characters hex-escaped."""
+    from markupsafe import Markup
+
+    return Markup('"' + "".join(c if c.isalnum() and c.isascii() or c in " -_.:" else f"\\{ord(c):x} "
+                                 for c in text) + '"')
+
+
+def model_facts(models: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per model key, what the model is: its source (e.g. a GGUF conversion) and recorded held-out accuracy."""
+    out: dict[str, list[str]] = {}
+    for key, model in models.items():
+        meta = model.get("metadata") if isinstance(model, Mapping) else None
+        facts = []
+        if isinstance(model, Mapping) and model.get("retrained_from"):
+            facts.append(f"retrained from {model['retrained_from']} in this run")
+        if isinstance(meta, Mapping):
+            if meta.get("source"):
+                facts.append(str(meta["source"]))
+            if is_number(meta.get("held_out_accuracy")):
+                n = meta.get("held_out_examples")
+                facts.append(f"held-out accuracy {fmt(meta['held_out_accuracy'])}"
+                             + (f" on {fmt(n)} texts" if is_number(n) else "") + " (measured when it was trained)")
+        out[str(key)] = facts
+    return out
+
+
+def resolved_config(results: Mapping[str, Any]) -> str:
+    """The config as the run read it: each section's options with ``{data_dir}`` and relative paths expanded."""
+    run = results.get("run") or {}
+    resolved = run.get("resolved_options")
+    if not isinstance(resolved, Mapping) or not resolved:
+        return ""
+    config = dict(results.get("config") or {})
+    return to_json({"run": config.get("run", {}), "models": config.get("models", config.get("model", {})),
+                    "sections (resolved)": resolved, "gates": config.get("gates", {})})
+
+
 @functools.cache
 def _environment() -> Any:
     import jinja2
@@ -359,6 +426,8 @@ def _environment() -> Any:
                              lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["num"] = lambda value: fmt(None if isinstance(value, jinja2.Undefined) else value)
     env.filters["ci"] = fmt_ci
+    env.filters["dotted"] = dotted
+    env.filters["snake"] = snake
     return env
 
 
@@ -376,8 +445,8 @@ def render_html(results: Mapping[str, Any]) -> str:
     Returns
     -------
     str
-        The page. It makes no network request (enforced by its Content-Security-Policy), has no script,
-        and escapes every text that came from models, templates or data.
+        The page. It makes no network request (enforced by its Content-Security-Policy), runs no script
+        but its own (allowed by hash), and escapes every text that came from models, templates or data.
     """
     results = clean_tree(results)  # no control or bidi character from any input reaches the page
     budget = _Budget()
@@ -387,10 +456,16 @@ def render_html(results: Mapping[str, Any]) -> str:
         groups.setdefault(view.capability, []).append(view)
     order = [c for c in _TITLES if c in groups] + [c for c in groups if c not in _TITLES]
     ordered = [(c, _TITLES.get(c, c.title()), groups[c]) for c in order]
+    from markupsafe import Markup
+
     run = results.get("run") or {}
     packages = run.get("packages") or {}
+    title = report_options(results)["title"]
     return _environment().get_template("report.html.j2").render(
-        csp=CSP, options=report_options(results), verdict=verdict(results), gates=gate_rows(results),
+        csp=CSP, script=Markup(_SCRIPT), page_header=css_string(f"{title} \u00b7 run {run.get('id') or '-'}"),
+        model_facts=model_facts(results.get("models") or {}), resolved_config=resolved_config(results),
+        data_files=[f for f in run.get("data_files") or [] if isinstance(f, Mapping)],
+        options=report_options(results), verdict=verdict(results), gates=gate_rows(results),
         run=run, packages=sorted(packages.items()) if isinstance(packages, Mapping) else [],
         models=list((results.get("models") or {}).items()), groups=ordered,
         compliance=compliance_mapping(results), limitations=limitations(results),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raikit.reports._compliance import clauses_for_metric
+from raikit.audits.gates import ci_problem
 from raikit.reports._load import ci_of, finite
 
 __all__ = ["fmt", "fmt_ci", "GateRow", "MetricRow", "gate_rows", "metric_rows", "section_keys", "forest_families",
@@ -144,6 +145,9 @@ def metric_rows(results: Mapping[str, Any], key: str) -> list[MetricRow]:
             continue
         details = entry.get("details") or {}
         extra = "; ".join(f"{k} {fmt(details[k])}" for k in ("p_value", "effect_size") if k in details)
+        problem = ci_problem(entry.get("value"), entry.get("ci95"), entry.get("n"))
+        if problem:  # an interval that contradicts its value, or a degenerate one, is flagged, not shown as evidence
+            extra = "; ".join(filter(None, [extra, f"CI is no evidence: {problem}"]))
         rows.append(MetricRow(name=name, short=name[len(key) + 1:] or name, value=fmt(entry.get("value")),
                               ci=fmt_ci(entry.get("ci95")), n=fmt(entry.get("n")), gate=state.get(name, ""),
                               value_num=finite(entry.get("value")), ci_num=ci_of(entry), extra=extra))

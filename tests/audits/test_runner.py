@@ -58,6 +58,24 @@ def test_run_writes_results_tables_and_reports(workspace):
     assert not list(outcome.out_dir.glob("*.tmp")) and not list(outcome.out_dir.glob(".*.tmp"))
 
 
+def test_results_record_data_files_resolved_options_and_the_command(workspace):
+    import hashlib
+    import shlex
+
+    outcome = run_audit(_config(workspace), out_dir=workspace / "out-prov", progress=False)
+    run = outcome.results["run"]
+    pairs = (workspace / "pairs.csv").resolve()
+    assert run["data_files"] == [{"path": str(pairs), "sha256": hashlib.sha256(pairs.read_bytes()).hexdigest(),
+                                  "bytes": pairs.stat().st_size, "sections": ["fairness.crows_pairs.data"]}]
+    assert run["resolved_options"]["fairness.crows_pairs"]["data"] == str(pairs)  # "pairs.csv" in the config
+    argv = shlex.split(run["command"])
+    assert argv[:3] == ["raikit", "audit", str((workspace / "audit.toml").resolve())]
+    assert argv[argv.index("--seed") + 1] == "3" and argv[argv.index("--out") + 1] == str(
+        (workspace / "out-prov").resolve())
+    section = outcome.results["sections"]["fairness.crows_pairs"]
+    assert section["metric_meanings"]["metric_score"][0]  # the section's declared label reaches the results
+
+
 def test_failing_gate_exits_1(workspace, capsys):
     cfg = _config(workspace, gate="max = -1.0")
     code = main(["audit", str(cfg), "--out", str(workspace / "out-gate"), "--quiet"])

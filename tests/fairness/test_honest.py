@@ -168,6 +168,19 @@ def test_sample_mode_scans_the_whole_generated_completion(tmp_path):
     samples = [c for row in section.tables["completions"]["completions"] for c in row.split(" | ")]
     assert len(samples) == 8 and all("zorp" in c and not c.startswith("zorp") for c in samples)  # never the first word
     assert section.metrics["score"].value == 1.0
+    # each completion names the word that made it hurtful; the section explains the category code
+    assert all(row == " | ".join(["zorp (an)"] * 4) for row in section.tables["completions"]["hurtful"])
+    assert all(ex["hurtful"].startswith("zorp (an)") for ex in section.details["most_hurtful"])
+    assert section.details["hurtlex_categories"] == {"an": "animals"}
+
+
+def test_hurtful_word_names_the_matching_word():
+    from raikit.fairness.honest import hurtful_word
+
+    lexicon = {"zorp": "an", "blick": "pr"}
+    assert hurtful_word("a fine zorp, blick!", lexicon, sentences=True) == ("zorp", "an")
+    assert hurtful_word(" blick ", lexicon, sentences=False) == ("blick", "pr")
+    assert hurtful_word("a fine pilot", lexicon, sentences=True) is None
 
 
 def test_intervals_and_p_value_resample_identity_terms(tmp_path):

@@ -6,6 +6,7 @@ import io
 import pytest
 
 from raikit.reports import write_reports
+from raikit.reports._html import _SCRIPT
 
 from _chromium import Browser, find_chromium
 from _report_results import XSS, build_results, with_privacy_and_federated
@@ -44,7 +45,7 @@ def test_renders_without_requests_or_console_errors(browser, report):
     page_url = report.resolve().as_uri()
     assert [u for u in browser.requests() if u != page_url] == []
     headings = browser.evaluate("[...document.querySelectorAll('h2')].map(h => h.textContent)")
-    assert headings[:2] == ["Verdict", "Run provenance"]
+    assert [h for h in headings if h != "Findings"][:2] == ["Verdict", "Run provenance"]
     assert {"Fairness", "Explanations", "Privacy", "Federated learning", "Compliance mapping",
             "Limitations"} <= set(headings)
     assert browser.evaluate("document.querySelectorAll('figure svg').length") >= 4  # 3 forest plots, ROC, rounds
@@ -67,7 +68,10 @@ def test_csp_blocks_a_request_the_page_tries(browser, tmp_path, report):
 
 def test_untrusted_text_is_text_not_markup(browser, report):
     browser.open(report)
-    assert browser.evaluate("document.querySelectorAll('script').length") == 0
+    # the one script is ours (allowed by its hash): no injected script element, no external one
+    assert browser.evaluate("document.querySelectorAll('script').length") == 1
+    assert browser.evaluate("document.querySelectorAll('script[src]').length") == 0
+    assert browser.evaluate("document.querySelector('script').textContent") == _SCRIPT
     assert browser.evaluate("document.querySelectorAll('img').length") == 0
     assert browser.evaluate("document.querySelectorAll('[onerror]').length") == 0
     text = browser.evaluate("document.body.innerText")
@@ -83,3 +87,119 @@ def test_readable_on_a_phone(browser, report):
     assert overflow <= 1
     stddev, _ = _pixel_spread(browser.screenshot(full_page=False))
     assert stddev > 10
+
+
+# Every element outside a scrolling box (the box itself included) that reaches past the viewport.
+_TOO_WIDE = """(() => { const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.parentElement.closest('.scroll')) continue;  // scrolls inside its own box
+    const r = el.getBoundingClientRect();
+    if (r.width && r.right > document.documentElement.clientWidth + 1)
+      bad.push(el.tagName + '.' + el.getAttribute('class'));
+  }
+  return bad; })()"""
+# Every visible text node whose computed font size is under 10 CSS px.
+_TINY_TEXT = """(() => { const bad = [];
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walk.nextNode()) {
+    const node = walk.currentNode, el = node.parentElement;
+    if (!node.textContent.trim() || el.closest('script, style') || !el.getClientRects().length) continue;
+    const size = parseFloat(getComputedStyle(el).fontSize);
+    if (size < 10) bad.push(size + 'px: ' + node.textContent.trim().slice(0, 30));
+  }
+  return bad; })()"""
+# The smallest label of each chart in CSS px: its size in SVG units times the rendered scale of the viewBox.
+_CHART_LABEL_PX = """[...document.querySelectorAll('svg[data-smallest-label-pt]')].map(s =>
+  s.getAttribute('data-smallest-label-pt') * s.getBoundingClientRect().width / s.viewBox.baseVal.width)"""
+# Lines each dotted name takes: a name that breaks only at its dots takes at most one line per part.
+_NAME_LINES = """[...document.querySelectorAll('code.name')].filter(c => c.getClientRects().length).map(c => {
+  const probe = document.createElement('code'); probe.className = 'name'; probe.textContent = 'x';
+  c.parentElement.appendChild(probe); const line = probe.getBoundingClientRect().height; probe.remove();
+  return [c.textContent, c.textContent.split('.').length, Math.round(c.getBoundingClientRect().height / line)]; })"""
+
+
+@pytest.mark.parametrize("width,height,mobile", [(1280, 900, False), (390, 844, True)])
+def test_fits_the_screen_with_readable_text(browser, report, width, height, mobile):
+    browser.open(report, width=width, height=height, mobile=mobile)
+    assert browser.evaluate(_TOO_WIDE) == []
+    assert browser.evaluate(_TINY_TEXT) == []
+    labels = browser.evaluate(_CHART_LABEL_PX)
+    assert len(labels) >= 4 and min(labels) >= 10 - 1e-6
+    names = browser.evaluate(_NAME_LINES)
+    assert len(names) > 20
+    assert [(name, lines) for name, parts, lines in names if lines > parts] == []
+    # the findings section (when the report has one) is on the first screen
+    top = browser.evaluate("document.getElementById('findings')?.getBoundingClientRect().top ?? null")
+    if top is not None:
+        assert top < height
+
+
+def test_tables_sort_and_filter(browser, report):
+    browser.open(report)
+    table = "document.getElementById('m-fairness-1')"
+    assert browser.evaluate(f"{table}.querySelector('thead th:nth-child(2)').getAttribute('aria-sort')") == "none"
+    values = f"[...{table}.tBodies[0].rows].map(r => parseFloat(r.cells[1].textContent))"
+    before = browser.evaluate(values)
+    browser.evaluate(f"{table}.querySelector('thead th:nth-child(2) button').click()")
+    assert browser.evaluate(values) == sorted(before)
+    browser.evaluate(f"{table}.querySelector('thead th:nth-child(2) button').click()")
+    assert browser.evaluate(values) == sorted(before, reverse=True)
+    shown = f"[...{table}.tBodies[0].rows].filter(r => !r.hidden).map(r => r.cells[0].dataset.sort)"
+    browser.evaluate("(() => { const i = document.querySelector('input.filter[data-table=m-fairness-1]');"
+                     " i.value = 'by_bias_type race'; i.dispatchEvent(new Event('input')); })()")
+    assert browser.evaluate(shown) == ["by_bias_type.race"]
+    assert browser.evaluate("document.getElementById('m-fairness-1-count').textContent") == (
+        f"1 of {len(before)} shown")
+    assert browser.problems() == []
+
+
+def _pdf_pages(browser, report):
+    """Print the report as Chromium does (A4 from the page's own @page rule); text and x-extent of each page."""
+    import base64
+
+    pypdf = pytest.importorskip("pypdf")
+    browser.open(report)
+    data = base64.b64decode(browser.call("Page.printToPDF", session=True, preferCSSPageSize=True,
+                                         printBackground=True)["data"])
+    pages = []
+    for page in pypdf.PdfReader(io.BytesIO(data)).pages:
+        xs: list[float] = []
+
+        def visit(text, cm, tm, font, size, xs=xs):
+            if text.strip():
+                xs.append(tm[4] * cm[0] + tm[5] * cm[2] + cm[4])
+
+        text = page.extract_text(visitor_text=visit)
+        pages.append((text, max(xs, default=0.0), float(page.mediabox.width)))
+    return pages
+
+
+def test_print_shows_everything(browser, report):
+    pages = _pdf_pages(browser, report)
+    assert len(pages) >= 3
+    # nothing starts past the right edge of the paper
+    assert [(i, x, w) for i, (_, x, w) in enumerate(pages) if x > w] == []
+    # running header: the run id and "page n of m" on every page
+    for i, (text, _, _) in enumerate(pages, 1):
+        assert "20260101-120000-abcdef12" in text and f"page {i} of {len(pages)}" in text
+    squeezed = "".join("".join(text.split()) for text, _, _ in pages)
+    # every <details> content is there: package versions, the attention maps, the other details JSON
+    for expected in ("transformers", "5.23.0", "last-layerattention", "attentionrollout", '"nested":'):
+        assert expected in squeezed
+    # per-word scores are printed as text beside the words
+    assert "Terrible0.45" in squeezed
+    # the right-most column of every table is on the paper: the gates' clause, the models' weights hash
+    assert "EUAIActArt.10(2)(f)" in squeezed and "ef" * 32 in squeezed
+
+
+def test_print_layout_fits_the_paper(browser, report):
+    """In print media at the A4 text width (186 mm = 703 px), no element reaches past the right margin."""
+    browser.open(report, width=703, height=1000)
+    browser.call("Emulation.setEmulatedMedia", session=True, media="print")
+    try:
+        assert browser.evaluate(_TOO_WIDE.replace("if (el.parentElement.closest('.scroll')) continue;", "")) == []
+        closed = browser.evaluate("[...document.querySelectorAll('details')].filter(d => "
+                                  "!d.lastElementChild.getClientRects().length).length")
+        assert closed == 0
+    finally:
+        browser.call("Emulation.setEmulatedMedia", session=True, media="")
