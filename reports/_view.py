@@ -17,7 +17,7 @@ from raikit.audits.gates import ci_problem
 from raikit.reports._load import ci_of, finite
 
 __all__ = ["fmt", "fmt_ci", "GateRow", "MetricRow", "gate_rows", "metric_rows", "section_keys", "forest_families",
-           "limitations", "report_options", "verdict", "faithfulness_rows", "NOT_RUN"]
+           "limitations", "report_options", "verdict", "faithfulness_rows", "NOT_RUN", "metric_meanings"]
 
 #: Capabilities whose absence from a run is listed under limitations.
 NOT_RUN = {
@@ -87,6 +87,38 @@ class MetricRow:
     ci_num: tuple[float, float] | None
     extra: str = ""
 
+    label: str = ""
+    meaning: str = ""
+
+
+def _pattern(declared: str) -> re.Pattern[str]:
+    """A declared metric name (``by_group.*.failure_rate``) as a regex: ``*`` is one or more dotted parts."""
+    return re.compile("^" + r"([^.]+(?:\.[^.]+)*?)".join(re.escape(p) for p in declared.split("*")) + "$")
+
+
+def metric_meanings(results: Mapping[str, Any], key: str) -> list[tuple[re.Pattern[str], str, str]]:
+    """The section's declared ``(pattern, label, meaning)`` per metric name, most specific pattern first.
+
+    The runner copies each section's declaration (``Section.meanings``) into
+    ``results["sections"][key]["metric_meanings"]`` as ``{name pattern: [label, one-line meaning]}``.
+    """
+    declared = ((results.get("sections") or {}).get(key) or {}).get("metric_meanings") or {}
+    if not isinstance(declared, Mapping):
+        return []
+    out = [(name, str(v[0]), str(v[1])) for name, v in declared.items()
+           if isinstance(v, Sequence) and not isinstance(v, str) and len(v) == 2]
+    out.sort(key=lambda item: (item[0].count("*"), -len(item[0])))
+    return [(_pattern(name), label, meaning) for name, label, meaning in out]
+
+
+def _label_of(short: str, meanings: Sequence[tuple[re.Pattern[str], str, str]]) -> tuple[str, str]:
+    for pattern, label, meaning in meanings:
+        found = pattern.match(short)
+        if found:
+            for part in found.groups():  # each "{}" in the label names what the "*" matched, in order
+                label = label.replace("{}", part, 1)
+            return label, meaning
+    return "", ""
 
 def gate_rows(results: Mapping[str, Any]) -> list[GateRow]:
     """The gates recorded in ``results["gates"]``, formatted (clauses from the gate or the mapping)."""
@@ -139,6 +171,7 @@ def metric_rows(results: Mapping[str, Any], key: str) -> list[MetricRow]:
     """The metrics of one section (the longest section key that prefixes a metric owns it)."""
     keys = section_keys(results)
     state = _gate_state(results)
+    meanings = metric_meanings(results, key)
     rows = []
     for name, entry in (results.get("metrics") or {}).items():
         if _owner(name, keys) != key or not isinstance(entry, Mapping):
@@ -148,9 +181,12 @@ def metric_rows(results: Mapping[str, Any], key: str) -> list[MetricRow]:
         problem = ci_problem(entry.get("value"), entry.get("ci95"), entry.get("n"))
         if problem:  # an interval that contradicts its value, or a degenerate one, is flagged, not shown as evidence
             extra = "; ".join(filter(None, [extra, f"CI is no evidence: {problem}"]))
-        rows.append(MetricRow(name=name, short=name[len(key) + 1:] or name, value=fmt(entry.get("value")),
+        short = name[len(key) + 1:] or name
+        label, meaning = _label_of(short, meanings)
+        rows.append(MetricRow(name=name, short=short, value=fmt(entry.get("value")),
                               ci=fmt_ci(entry.get("ci95")), n=fmt(entry.get("n")), gate=state.get(name, ""),
-                              value_num=finite(entry.get("value")), ci_num=ci_of(entry), extra=extra))
+                              value_num=finite(entry.get("value")), ci_num=ci_of(entry), extra=extra, label=label,
+                              meaning=meaning))
     return rows
 
 
