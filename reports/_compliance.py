@@ -251,8 +251,19 @@ def _evaluate(clause: Clause, results: Mapping[str, Any], metrics: list[str], se
     else:
         judged = f"{len(gates)} gate(s) on this evidence passed" if gates else "no gate sets a threshold on it"
         status, reason = "pass", f"all required evidence produced; {judged}"
+        gated = {str(g.get("metric")) for g in gates}
+        unjudged = [f for f in _clear_findings(results) if clause.matches(f.metric) and f.metric not in gated]
+        if unjudged:
+            reason += (f"; {len(unjudged)} finding(s) on this evidence whose 95% CI excludes no bias are judged by "
+                       "no gate (see Findings)")
     return ClauseEvidence(clause=clause, metrics=supporting, gates=gate_lines, artefacts=tuple(artefacts),
                           produced=tuple(produced), missing=tuple(missing), status=status, reason=reason)
+
+
+def _clear_findings(results: Mapping[str, Any]) -> list[Any]:
+    from raikit.reports._findings import findings  # _findings reads the view helpers, which read this module
+
+    return [f for f in findings(results) if f.clear and f.kind != "gate"]
 
 
 def compliance_mapping(results: Mapping[str, Any]) -> list[ClauseEvidence]:

@@ -66,3 +66,12 @@ def test_empty_results_run_nothing():
     for entry in compliance_mapping({"schema_version": "1.0", "run": {}, "metrics": {}}):
         assert entry.status == "not run"
         assert entry.status in STATUSES and entry.to_dict()["status"] == "not run"
+
+
+def test_a_green_clause_still_names_the_clear_findings_no_gate_judges(results):
+    passing = copy.deepcopy(results)
+    passing["gates"] = [g for g in passing["gates"] if g["passed"]]  # CrowS-Pairs metric_score only
+    art10 = _status(passing)["EU AI Act Art. 10(2)(f)-(g)"]
+    assert art10.status == "pass"
+    # the CrowS-Pairs race group (63 [55.5, 70]) and the counterfactual flip rate are clear and ungated
+    assert "2 finding(s) on this evidence whose 95% CI excludes no bias are judged by no gate" in art10.reason
