@@ -296,10 +296,15 @@ def render_model_card(results: Mapping[str, Any], *, model: str) -> str:
     limits = [x for x in limitations(results) if any(x.startswith(k + ":") for k in sections)]
     if limits:
         body += ["", "Limits of this evaluation:", ""] + [f"- {for_markdown(x)}" for x in limits]
+    trained = [(k, v) for k, v in meta.items()
+               if k not in ("alias", "source") and isinstance(v, (str, int, float, bool)) and not isinstance(v, bool)]
+    training = ["", "## Training Details", ""]
+    training += ([f"- {for_markdown(k.replace('_', ' '))}: {for_markdown(fmt(v) if not isinstance(v, str) else v)}"
+                  for k, v in trained] or ["More Information Needed"])
     body += ["", "### Recommendations", "",
              "Read the findings above before deploying the model for any group they name; a passed gate covers "
-             "only its own metric and threshold.", "", "## Evaluation", "", "### Testing Data, Factors & Metrics",
-             ""]
+             "only its own metric and threshold.", *training, "", "## Evaluation", "",
+             "### Testing Data, Factors & Metrics", ""]
     body += [f"- {md_code(k, table=False)}: {for_markdown(s.get('description') or k)}" for k, s in sections.items()]
     body += ["", "### Results", "", "| metric | value | 95% CI | n |", "|---|---:|---:|---:|"]
     rows = [(n, e) for k in sections for n, e in _own_metrics(results, k)]

@@ -38,7 +38,7 @@ def test_each_card_round_trips_through_huggingface_hub_with_its_own_results(resu
 
 def test_cards_have_the_hub_template_sections_and_this_models_findings(results):
     card = render_model_card(results, model="sentiment")
-    for heading in ("# Model card for builtin:minilm-sentiment", "## Model Details", "## Uses",
+    for heading in ("# Model card for builtin:minilm-sentiment", "## Model Details", "## Uses", "## Training Details",
                     "## Bias, Risks, and Limitations", "### Recommendations", "## Evaluation", "### Results",
                     "## Technical Specifications", "## Citation"):
         assert f"\n{heading}\n" in card, heading
