@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from _report_results import build_results, with_privacy_and_federated
+from _report_results import with_privacy_and_federated
 
 from raikit.reports import compliance_mapping, render_html
 from raikit.reports._compliance import STATUSES, clauses
