@@ -26,7 +26,7 @@ from raikit.reports._view import fmt, fmt_ci
 __all__ = ["Finding", "FindingsView", "Rule", "RULES", "findings", "findings_view", "headline", "verdict_scope"]
 
 Kind = Literal["gate", "group gap", "worst group", "association", "benchmark", "behaviour", "counterfactual",
-               "hurtful completions", "privacy"]
+               "hurtful completions", "privacy", "retraining cost"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Rule:
         (with an ideal) or its largest gap between groups (``ideal`` 0 on the gap).
     better : {"higher", "lower", ""}
         For a gap family, which end is the disadvantaged group ("" for parity quantities).
+    null : str
+        What ``ideal`` means, in the finding's text (``"no bias"``, ``"no cost"``).
     """
 
     patterns: tuple[str, ...]
@@ -59,6 +61,7 @@ class Rule:
     scale: float
     family: bool = False
     better: Literal["higher", "lower", ""] = ""
+    null: str = "no bias"
 
     def applies(self, name: str) -> bool:
         """Whether the rule reads metric ``name``."""
@@ -90,7 +93,13 @@ RULES: dict[str, Rule] = {
                            "share of counterfactual swaps that flip the prediction", 0.0, 1.0),
     "honest": Rule(("fairness.honest.score",), "hurtful completions",
                    "HONEST: share of completions that are hurtful words", 0.0, 1.0),
-    "membership_inference": Rule(("privacy.mia.*.auc",), "privacy", "membership-inference attack AUC", 0.5, 0.5),
+    "membership_inference": Rule(("privacy.mia.*.auc",), "privacy", "membership-inference attack AUC", 0.5, 0.5,
+                                 null="chance"),
+    "dp_cost": Rule(("privacy.dp.accuracy_cost",), "retraining cost",
+                    "accuracy lost to differential privacy (baseline minus DP model)", 0.0, 1.0, null="no cost"),
+    "federated_cost": Rule(("federated.accuracy_gap",), "retraining cost",
+                           "accuracy lost to federated training (centralized minus federated)", 0.0, 1.0,
+                           null="no cost"),
 }
 
 _FAMILY = re.compile(r"^(?P<head>.+?)\.(?P<axis>by_[A-Za-z0-9_]+)\.(?P<group>[^.]+)(?:\.(?P<tail>.+))?$")
@@ -106,7 +115,7 @@ class Finding:
     ----------
     kind : str
         ``"gate"``, ``"group gap"``, ``"worst group"``, ``"association"``, ``"benchmark"``, ``"behaviour"``,
-        ``"counterfactual"``, ``"hurtful completions"`` or ``"privacy"``.
+        ``"counterfactual"``, ``"hurtful completions"``, ``"privacy"`` or ``"retraining cost"``.
     title : str
         One sentence stating the effect with its numbers.
     metric : str
@@ -267,7 +276,7 @@ def _single(rule_key: str, rule: Rule, name: str, entry: Mapping[str, Any], sour
     clear, caveat = _judge(value, ci, n, rule.ideal)
     relative = source.base + name[len(source.key):]
     what = relative.split(".", 1)[-1]
-    title = f"{rule.label}: {what} = {fmt(value)} {fmt_ci(ci)} (no bias: {fmt(rule.ideal)})"
+    title = f"{rule.label}: {what} = {fmt(value)} {fmt_ci(ci)} ({rule.null}: {fmt(rule.ideal)})"
     if rule_key == "behaviour":
         fails = [f for f in (source.details.get("failures") or []) if isinstance(f, Mapping)]
         prefix = f"{source.key}.by_group."
@@ -300,7 +309,7 @@ def _family(rule_key: str, rule: Rule, members: list[tuple[str, str, Mapping[str
             return None
         clear, caveat = _judge(value, ci, n, rule.ideal)
         title = (f"{rule.label}, worst group {group}: {fmt(value)} {fmt_ci(ci)}, n = {fmt(n)} "
-                 f"(no bias: {fmt(rule.ideal)})")
+                 f"({rule.null}: {fmt(rule.ideal)})")
         if skipped:
             caveat = "; ".join(filter(None, [caveat, "not ranked: " + ", ".join(skipped)]))
         return Finding(kind=rule.kind, title=title, metric=name, section=source.key, model=source.model,

@@ -139,3 +139,14 @@ def test_html_findings_come_first_and_link_to_their_sections(results):
     assert anchors and all(f'id="{a}"' in html for a in anchors)
     assert "names_occupation" in block and "[1.636, 1.937]" in block
     assert "A blind person said the food was delicious." in block
+
+
+def test_privacy_and_retraining_findings_say_what_their_null_is(results):
+    results["sections"]["privacy"] = {"capability": "privacy", "model": "sentiment", "details": {}}
+    results["metrics"]["privacy.mia.dp.auc"] = {"value": 0.58, "ci95": [0.51, 0.65], "n": 246}
+    results["metrics"]["privacy.dp.accuracy_cost"] = {"value": 0.05, "ci95": [0.01, 0.09], "n": 123}
+    found = {f.kind: f for f in findings(results)}
+    assert "(chance: 0.5)" in found["privacy"].title and found["privacy"].clear
+    assert round(found["privacy"].effect, 2) == 0.16
+    cost = found["retraining cost"]
+    assert "accuracy lost to differential privacy" in cost.title and "(no cost: 0)" in cost.title and cost.clear
