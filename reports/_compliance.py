@@ -216,7 +216,7 @@ def _finite(entry: Any) -> bool:
 
 
 def _evaluate(clause: Clause, results: Mapping[str, Any], metrics: list[str], sections: list[str],
-              all_gates: list[Mapping[str, Any]]) -> ClauseEvidence:
+              all_gates: list[Mapping[str, Any]], clear: list[Any]) -> ClauseEvidence:
     supporting = tuple(m for m in metrics if clause.matches(m))
     gates = [g for g in all_gates
              if clause.matches(str(g.get("metric", ""))) or _same_clause(g.get("clause"), clause.id)]
@@ -252,7 +252,7 @@ def _evaluate(clause: Clause, results: Mapping[str, Any], metrics: list[str], se
         judged = f"{len(gates)} gate(s) on this evidence passed" if gates else "no gate sets a threshold on it"
         status, reason = "pass", f"all required evidence produced; {judged}"
         gated = {str(g.get("metric")) for g in gates}
-        unjudged = [f for f in _clear_findings(results) if clause.matches(f.metric) and f.metric not in gated]
+        unjudged = [f for f in clear if clause.matches(f.metric) and f.metric not in gated]
         if unjudged:
             reason += (f"; {len(unjudged)} finding(s) on this evidence whose 95% CI excludes no bias are judged by "
                        "no gate (see Findings)")
@@ -282,4 +282,5 @@ def compliance_mapping(results: Mapping[str, Any]) -> list[ClauseEvidence]:
     metrics = [name for name, entry in (results.get("metrics") or {}).items() if _finite(entry)]
     sections = list((results.get("sections") or {}).keys())
     gates = [g for g in results.get("gates") or [] if isinstance(g, Mapping)]
-    return [_evaluate(clause, results, metrics, sections, gates) for clause in clauses()]
+    clear = _clear_findings(results)
+    return [_evaluate(clause, results, metrics, sections, gates, clear) for clause in clauses()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -227,6 +227,12 @@ def render_model_card(results: Mapping[str, Any], *, model: str) -> str:
     if model not in models:
         raise RaikitInputError(f"no model {model!r} in the results; models: {', '.join(models) or 'none'}",
                                where="model card")
+    return _card(results, model, findings(results))
+
+
+def _card(results: Mapping[str, Any], model: str, every: Sequence[Any]) -> str:
+    """:func:`render_model_card` of cleaned ``results`` with the run's findings already computed."""
+    models = results.get("models") or {}
     entry = models[model] if isinstance(models[model], Mapping) else {}
     model_id = str(entry.get("id") or model)
     run = results.get("run") or {}
@@ -282,7 +288,7 @@ def render_model_card(results: Mapping[str, Any], *, model: str) -> str:
     body += [f"- **{k}**: {for_markdown(v)}" for k, v in described if v not in (None, "")]
     body += ["", "## Uses", "", for_markdown(options["intended_use"]) if options["intended_use"] else
              "More Information Needed", "", "## Bias, Risks, and Limitations", ""]
-    own_findings = [f for f in findings(results) if f.model == model]
+    own_findings = [f for f in every if f.model == model]
     if own_findings:
         body.append("What raikit found on this model, largest effect first (95% CI; clear = the CI excludes "
                     "no bias):")
@@ -327,4 +333,8 @@ def render_model_card(results: Mapping[str, Any], *, model: str) -> str:
 
 def render_model_cards(results: Mapping[str, Any]) -> dict[str, str]:
     """One model card per audited model (:func:`card_models`): model key -> card text."""
-    return {key: render_model_card(results, model=key) for key in card_models(results)}
+    from raikit.reports._findings import findings
+
+    results = clean_tree(results)
+    every = findings(results)
+    return {key: _card(results, key, every) for key in card_models(results)}
