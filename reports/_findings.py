@@ -257,10 +257,15 @@ def _examples_for(rule_key: str, source: _Source, metric: Mapping[str, Any]) -> 
                      for f in (d.get("most_hurtful") or [])[:_MAX_EXAMPLES]
                      if isinstance(f, Mapping) and _num(f.get("count")))
     if rule_key == "associations":
-        cats = (metric.get("details") or {}).get("categories")
-        if isinstance(cats, Mapping) and {"targ1", "targ2", "attr1", "attr2"} <= set(cats):
-            return (f"{cats['targ1']} is associated with {cats['attr1']} and {cats['targ2']} with {cats['attr2']} "
-                    "(positive d: the stereotypical direction)",)
+        details = metric.get("details") or {}
+        cats, d = details.get("categories"), _num(metric.get("value"))
+        if isinstance(cats, Mapping) and {"targ1", "targ2", "attr1", "attr2"} <= set(cats) and d is not None:
+            first, second = (cats["attr1"], cats["attr2"]) if d >= 0 else (cats["attr2"], cats["attr1"])
+            direction = "positive d: the stereotypical direction" if d >= 0 else "negative d: the reverse direction"
+            return (f"{cats['targ1']} is associated with {first} and {cats['targ2']} with {second} ({direction})",)
+        groups, targets = details.get("groups"), details.get("target_groups")
+        if isinstance(groups, list) and isinstance(targets, list) and len(groups) == len(targets) == 2:
+            return (f"groups {groups[0]} vs {groups[1]}, target words {targets[0]} vs {targets[1]}",)
     return ()
 
 
@@ -326,7 +331,8 @@ def _family(rule_key: str, rule: Rule, members: list[tuple[str, str, Mapping[str
         return None
     worst, best = (low, high) if better == "higher" else (high, low)
     diff = metrics.get(f"{head}.difference") if not tail else None
-    if isinstance(diff, Mapping) and _num(diff.get("value")) is not None:
+    recorded = _num(diff.get("value")) if isinstance(diff, Mapping) else None
+    if isinstance(diff, Mapping) and recorded is not None and abs(recorded - gap) <= 1e-9:
         gap_ci, gap_n = _ci(diff), _int(diff.get("n"))
         clear, caveat = _judge(gap, gap_ci, gap_n, 0.0)
         metric = f"{head}.difference"

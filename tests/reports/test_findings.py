@@ -150,3 +150,13 @@ def test_privacy_and_retraining_findings_say_what_their_null_is(results):
     assert round(found["privacy"].effect, 2) == 0.16
     cost = found["retraining cost"]
     assert "accuracy lost to differential privacy" in cost.title and "(no cost: 0)" in cost.title and cost.clear
+
+
+def test_a_negative_association_is_described_in_its_own_direction():
+    results = _default_audit_like()
+    results["metrics"]["fairness.template_seat.names_occupation.effect_size"]["value"] = -0.9
+    results["metrics"]["fairness.template_seat.names_occupation.effect_size"]["ci95"] = [-1.2, -0.5]
+    names = next(f for f in findings(results) if "names_occupation" in f.title)
+    assert names.clear and names.effect == 0.45
+    assert names.examples == ("first_name:male is associated with occupation:female_dominated and first_name:female "
+                              "with occupation:male_dominated (negative d: the reverse direction)",)
