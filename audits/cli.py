@@ -238,13 +238,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats:
         raise RaikitInputError(f"no format given; known: {', '.join(_REPORT_FORMATS)}", where="--formats")
+    results = load_results(args.results)
     out_dir = Path(args.out).parent if args.out else Path(args.results).parent
     html_path = Path(args.out) if args.out else None
     existing = [p for p in report_paths(out_dir, formats=formats, html_path=html_path).values() if p.exists()]
     if existing and not args.force:
         more = f" (and {len(existing) - 1} more report file(s))" if len(existing) > 1 else ""
         raise RaikitInputError(f"already exists{more}; pass --force to overwrite", where=str(existing[0]))
-    results = load_results(args.results)
     files = write_reports(results, out_dir, formats=formats, html_path=html_path, overwrite=args.force)
     for path in files:
         print(f"report: {for_terminal(path)}")

@@ -262,14 +262,23 @@ def test_config_file_problems(tmp_path, capsys):
     (["gate", "{tmp}/nope.json", "--config", "{tmp}/nope.toml"], "nope.json: results file not found"),
     (["report", "{tmp}"], "is a folder; pass its results.json"),
     (["diff", "{tmp}/bad.json", "{tmp}/bad.json"], "bad.json: not valid JSON"),
+    (["report", "{tmp}/ok.json", "--formats", "md"], "summary.md: already exists; pass --force to overwrite"),
+    (["report", "{tmp}/ok.json", "--formats", "md,pdf"], "unknown report format 'pdf'; known: html, md"),
+    (["report", "{tmp}/ok.json", "--formats", ","], "--formats: no format given; known: html, md"),
+    (["report", "{tmp}/nope.json", "--formats", "md"], "nope.json: results file not found"),
+    (["diff", "{tmp}/ok.json", "{tmp}/ok.json", "--all", "--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_bad_cli_flags(tmp_path, capsys, argv, fragment):
     (tmp_path / "bad.json").write_text("{ nope")
+    (tmp_path / "ok.json").write_text('{"schema_version": "1.0", "metrics": {}, "gates": []}')
+    (tmp_path / "summary.md").write_text("an earlier summary")
     with pytest.raises(SystemExit) as err:
         main([a.format(tmp=tmp_path) for a in argv])
     assert err.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("raikit: error: ") and fragment in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "ok.json", "summary.md"]  # nothing written
+    assert (tmp_path / "summary.md").read_text() == "an earlier summary"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
