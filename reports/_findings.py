@@ -156,8 +156,8 @@ class Finding:
 
     @property
     def anchor(self) -> str:
-        """The id of the finding's section in the HTML report."""
-        return f"sec-{self.section}"
+        """The id of the finding's section in the HTML report (the verdict, for a gate on a missing metric)."""
+        return f"sec-{self.section}" if self.section else "verdict"
 
     @property
     def ci_text(self) -> str:
@@ -361,7 +361,7 @@ def _gate_findings(results: Mapping[str, Any], sources: Sequence[_Source]) -> li
         source = _owner(name, sources)
         ci = g.get("ci95")
         out.append(Finding(kind="gate", title=f"gate failed: {g.get('message') or name}", metric=name,
-                           section=source.key if source else name.split(".")[0],
+                           section=source.key if source else "",
                            model=source.model if source else "", model_id=source.model_id if source else "",
                            value=_num(g.get("value")),
                            ci95=_ci({"ci95": ci}) if ci is not None else None, n=None, effect=1.0, clear=True,

@@ -32,8 +32,9 @@ def _finding_lines(items: Any, *, start: int = 1, html: str = "report.html") -> 
     for i, f in enumerate(items, start):
         mark = "🔴" if f.clear else "⚪"
         lines.append(f"{i}. {mark} **{for_markdown(f.kind)}**: {for_markdown(f.title)}  ")
-        where = (f"model {md_code(f.model_text, table=False)}, "
-                 f"[section {for_markdown(f.section)}]({html}#{quote(f.anchor, safe='')})")
+        target = f"section {for_markdown(f.section)}" if f.section else "the verdict"
+        model = f"model {md_code(f.model_text, table=False)}, " if f.model else ""
+        where = f"{model}[{target}]({html}#{quote(f.anchor, safe='')})"
         lines.append(f"   {where}" + (f"; {for_markdown(f.caveat)}" if f.caveat else ""))
         lines += [f"   - {for_markdown(e)}" for e in f.examples]
         if f.also:

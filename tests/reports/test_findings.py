@@ -160,3 +160,13 @@ def test_a_negative_association_is_described_in_its_own_direction():
     assert names.clear and names.effect == 0.45
     assert names.examples == ("first_name:male is associated with occupation:female_dominated and first_name:female "
                               "with occupation:male_dominated (negative d: the reverse direction)",)
+
+
+def test_a_gate_on_a_missing_metric_links_to_the_verdict(results):
+    results["gates"].append({"metric": "fairness.seat.weat6.effect_size", "max": 0.5, "use": "value", "passed": False,
+                             "message": "fairness.seat.weat6.effect_size: missing from the results"})
+    missing = next(f for f in findings(results) if f.metric == "fairness.seat.weat6.effect_size")
+    assert missing.kind == "gate" and missing.anchor == "verdict" and missing.model == ""
+    html = render_html(results)
+    assert '<a href="#verdict">the verdict</a>' in html and 'id="verdict"' in html
+    assert "[the verdict](report.html#verdict)" in render_markdown(results)
