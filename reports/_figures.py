@@ -48,7 +48,7 @@ def _svg(fig: Any, key: str) -> str:
     # smallest label falls under 10 CSS px: below that width it keeps its size and scrolls inside its box
     head, rest = text.split(">", 1)
     width = re.search(r'width="([0-9.]+)pt"', head)
-    floor = f' style="min-width: {float(width[1]) * MIN_LABEL_PX / _SMALLEST_PT:.0f}px"' if width else ""
+    floor = f' style="min-width: {math.ceil(float(width[1]) * MIN_LABEL_PX / _SMALLEST_PT)}px"' if width else ""
     return f"{head} role=\"img\" data-smallest-label-pt=\"{_SMALLEST_PT}\"{floor}>{rest}"
 
 

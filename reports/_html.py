@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import functools
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src '
 #: Rows of a details table shown in full (the page filters and sorts them); the CSV beside it has all.
 _MAX_ROWS = 1000
 _MAX_WORDS = 30
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _MAX_TEXTS = 20
 
 
@@ -373,10 +375,16 @@ def dotted(name: Any) -> Any:
 
 
 def snake(name: Any) -> Any:
-    """Escaped text with a line-break opportunity after each dot and underscore (column names)."""
-    from markupsafe import Markup
+    """Escaped text with a line-break opportunity after each dot and underscore (column names, cell values).
 
-    return Markup("_<wbr>").join(dotted(part) for part in str(name).split("_"))
+    Numbers (``0.45``, ``-1e-05``) stay unbreakable.
+    """
+    from markupsafe import Markup, escape
+
+    text = str(name)
+    if _NUMBER.fullmatch(text):
+        return escape(text)
+    return Markup("_<wbr>").join(dotted(part) for part in text.split("_"))
 
 
 def css_string(text: str) -> Any:
@@ -428,6 +436,7 @@ def _environment() -> Any:
     env.filters["ci"] = fmt_ci
     env.filters["dotted"] = dotted
     env.filters["snake"] = snake
+    env.tests["numeric"] = lambda value: bool(_NUMBER.fullmatch(str(value))) or str(value) in ("True", "False")
     return env
 
 

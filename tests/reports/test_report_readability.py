@@ -53,7 +53,8 @@ def test_metrics_carry_the_declared_label_and_meaning():
 
 def test_tables_show_every_row_and_can_be_sorted_and_filtered():
     html = render_html(_results())
-    assert "group_21" in html and "first 20" not in html
+    assert "group_<wbr>21" in html and "first 20" not in html  # cells break at underscores and dots
+    assert '<td class="num">0.9545</td>' in html  # numbers never break and align right
     assert html.count('class="sortable') >= 4
     assert 'data-table="t-fairness-' in html  # the 22-row table gets a filter box
 
