@@ -7,6 +7,7 @@ import pytest
 
 from raikit.reports import write_reports
 from raikit.reports._html import _SCRIPT
+from raikit.reports._view import fmt
 
 from _chromium import Browser, find_chromium
 from _report_results import XSS, build_results, with_privacy_and_federated
@@ -27,7 +28,13 @@ def browser():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    write_reports(with_privacy_and_federated(build_results()), out, formats=("html",))
+    results = with_privacy_and_federated(build_results())
+    # a wide table of long dotted names and many numbers, as the re-audit of a retrained model writes
+    results["sections"]["privacy.dp"]["details"]["reaudit"] = [
+        {"metric": f"fairness.counterfactual.by_pair.religion_christian_to_jewish_{i}.mean_abs_delta",
+         **{f"{model} {bound}".strip(): 0.0078751 + i for model in ("original", "baseline", "dp")
+            for bound in ("", "low", "high")}, "moved": bool(i % 2)} for i in range(12)]
+    write_reports(results, out, formats=("html",))
     return out / "report.html"
 
 
@@ -188,8 +195,12 @@ def test_print_shows_everything(browser, report):
         assert expected in squeezed
     # per-word scores are printed as text beside the words
     assert "Terrible0.45" in squeezed
-    # the right-most column of every table is on the paper: the gates' clause, the models' weights hash
+    # the right-most column of every table is on the paper: the gates' clause, the models' weights hash, and
+    # every row of the wide re-audit table whole (name, nine numbers, "moved")
     assert "EUAIActArt.10(2)(f)" in squeezed and "ef" * 32 in squeezed
+    for i in range(12):
+        row = f"christian_to_jewish_{i}.mean_abs_delta" + fmt(0.0078751 + i) * 9 + str(bool(i % 2))
+        assert row in squeezed, row
 
 
 def test_print_layout_fits_the_paper(browser, report):
