@@ -300,6 +300,10 @@ class ModelAdapter:
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
 
+    def _long(self, values: Sequence[int]) -> torch.Tensor:
+        """An index tensor on the input device."""
+        return self._to_device(torch.as_tensor(list(values), dtype=torch.long))
+
     def _head_split(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[Any, Any] | None:
         """``(body, head)`` when ``head(body(...).last_hidden_state)`` is the model's logits, else None.
 
@@ -332,19 +336,27 @@ class ModelAdapter:
         log p = logit(target) - logsumexp(logits), in float32; no full-vocabulary log-softmax at every
         position. Stays on the device (no host synchronisation).
         """
+        return self._head_log_probs(*self._vectors_at(ids, mask, rows, cols, **forward), targets=targets)
+
+    def _vectors_at(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                    **forward: Any) -> tuple[torch.Tensor, Any]:
+        """Hidden states at ``(rows[k], cols[k])`` and the head that turns them into logits.
+
+        Without a verified split (:meth:`_head_split`), the model's own logits there and ``None``.
+        """
         split = self._head_split(ids, mask)
         if split is None:
-            logits = self.model(input_ids=ids, attention_mask=mask, **forward).logits
-            return self._head_log_probs(logits[rows.to(logits.device), cols.to(logits.device)], targets, None)
-        body, head = split
-        hidden = body(input_ids=ids, attention_mask=mask, **forward)[0]
-        return self._head_log_probs(hidden[rows.to(hidden.device), cols.to(hidden.device)], targets, head)
+            out, head = self.model(input_ids=ids, attention_mask=mask, **forward).logits, None
+        else:
+            body, head = split
+            out = body(input_ids=ids, attention_mask=mask, **forward)[0]
+        return out[rows.to(out.device), cols.to(out.device)], head
 
     #: Largest logits block (rows x vocabulary, float32 elements) the head writes at once when scoring:
     #: 16 MB on CPU (cache-sized; a whole batch's logits would be hundreds of MB), 256 MB on GPUs.
     head_chunk_elements: ClassVar[dict[str, int]] = {"cpu": 1 << 22, "cuda": 1 << 26}
 
-    def _head_log_probs(self, vectors: torch.Tensor, targets: torch.Tensor, head: Any) -> torch.Tensor:
+    def _head_log_probs(self, vectors: torch.Tensor, head: Any, *, targets: torch.Tensor) -> torch.Tensor:
         """``log p(targets[k])`` from hidden ``vectors[k]`` (``head`` None: they are logits already).
 
         The head runs on chunks of rows so that the logits block stays small whatever the batch.
@@ -358,12 +370,8 @@ class ModelAdapter:
     def _logits_at(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                    **forward: Any) -> torch.Tensor:
         """Float32 logits at ``(rows[k], cols[k])`` only (see :meth:`_head_split`)."""
-        split = self._head_split(ids, mask)
-        if split is None:
-            return self.model(input_ids=ids, attention_mask=mask, **forward).logits[rows, cols].float()
-        body, head = split
-        hidden = body(input_ids=ids, attention_mask=mask, **forward)[0]
-        return head(hidden[rows.to(hidden.device), cols.to(hidden.device)]).float()
+        vectors, head = self._vectors_at(ids, mask, rows, cols, **forward)
+        return (head(vectors) if head is not None else vectors).float()
 
     def _length_order(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Indices sorting sequences longest first, so each batch pads little."""
@@ -519,8 +527,8 @@ class MaskedLMAdapter(ModelAdapter):
                 seqs.append(seq)
             ids, mask = self._pad(seqs)
             rows = torch.arange(len(batch), device=self.device)
-            cols = self._to_device(torch.as_tensor([p for _, _, p in batch]))
-            targets = self._to_device(torch.as_tensor([token_ids[i][p] for i, _, p in batch]))
+            cols = self._long([p for _, _, p in batch])
+            targets = self._long([token_ids[i][p] for i, _, p in batch])
             done.append((ks, self._scored_log_probs(ids, mask, rows, cols, targets)))
 
         self._each_batch(order, step, desc=desc, lengths=lengths)
@@ -593,7 +601,7 @@ class MaskedLMAdapter(ModelAdapter):
         def step(idx: np.ndarray) -> None:
             ids, mask = self._pad([encoded[i] for i in idx])
             rows = torch.arange(len(idx), device=self.device)
-            cols = self._to_device(torch.as_tensor([positions[i] for i in idx]))
+            cols = self._long([positions[i] for i in idx])
             consume(idx, torch.log_softmax(self._logits_at(ids, mask, rows, cols), dim=-1))
 
         self._each_batch(order, step, desc=desc, lengths=[len(e) for e in encoded])
@@ -621,7 +629,7 @@ class MaskedLMAdapter(ModelAdapter):
             raise RaikitInputError(f"model {self.name!r}: fill-mask candidates must be single tokens; "
                                    f"these are not: {', '.join(multi[:5])}")
         k = [mask_index] * len(texts) if isinstance(mask_index, int) else list(mask_index)
-        columns = self._to_device(torch.as_tensor([i[0] for i in ids], dtype=torch.long))
+        columns = self._long([i[0] for i in ids])
         done: list[tuple[np.ndarray, torch.Tensor]] = []
         self._each_mask_logprobs(texts, k, lambda idx, logp: done.append((idx, logp[:, columns])), desc="fill-mask")
         out = np.zeros((len(texts), len(candidates)), dtype=np.float64)
@@ -718,9 +726,6 @@ class CausalLMAdapter(ModelAdapter):
         self._each_batch(order, step, desc=desc, lengths=lengths)
         return _split_flat(done, [len(s) - 1 - st for s, st in zip(seqs, starts)])
 
-    def _long(self, values: Sequence[int]) -> torch.Tensor:
-        return self._to_device(torch.as_tensor(list(values), dtype=torch.long))
-
     def _index_pairs(self, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         return self._long([a for a, _ in pairs]), self._long([b for _, b in pairs])
 
@@ -781,7 +786,7 @@ class CausalLMAdapter(ModelAdapter):
             picked = torch.cat(vecs)
             targets = tgt_s + [tail[0] for tail in flat_tails] + [tail[t + 1] for k, t in later
                                                                    for tail in (flat_tails[k],)]
-            logp = self._head_log_probs(picked, self._long(targets), head)
+            logp = self._head_log_probs(picked, head, targets=self._long(targets))
             n_s, n_f = len(tgt_s), len(flat_tails)
             if score_stem:
                 stem_done.append((idx, logp[:n_s]))
@@ -1083,7 +1088,7 @@ def _take(tensor: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tenso
     index = torch.as_tensor(list(pairs), dtype=torch.long).reshape(-1, 2)
     if tensor.device.type == "cuda":
         index = index.pin_memory().to(tensor.device, non_blocking=True)
-    return tensor[index[:, 0], index[:, 1].to(tensor.device)]
+    return tensor[index[:, 0], index[:, 1]]
 
 
 def _max_memory(table: dict[str, Any] | None) -> dict[int | str, Any] | None:

@@ -208,7 +208,7 @@ def baseline_stereoset(adapter, items) -> np.ndarray:
 # -- benchmarks --------------------------------------------------------------------------------------
 def bench_pll(device: str, *, quick: bool) -> Row:
     adapter = masked_lm(device, quick=quick)
-    texts = crows_sentences(3 if quick else 64)
+    texts = crows_sentences(3 if quick else 8)
     adapter.pseudo_log_likelihood(texts[:2])  # warm-up (and the one-time head check)
     t_b, t_f, base, fast = interleaved(lambda: baseline_pll(adapter, texts),
                                        lambda: adapter.pseudo_log_likelihood(texts), repeats=1 if quick else 2)
@@ -233,7 +233,7 @@ def bench_fill_mask(device: str, *, quick: bool) -> Row:
     import transformers
 
     adapter = masked_lm(device, quick=quick)
-    texts = fill_mask_texts(6 if quick else 200)
+    texts = fill_mask_texts(6 if quick else 100)
     pipe = transformers.pipeline("fill-mask", model=adapter.model, tokenizer=adapter.tokenizer,
                                  device=adapter.device)
     adapter.fill_mask(texts[:2], CANDIDATES)
@@ -246,7 +246,7 @@ def bench_fill_mask(device: str, *, quick: bool) -> Row:
 
 def bench_causal(device: str, *, quick: bool) -> Row:
     adapter = causal_lm(device, quick=quick)
-    texts = crows_sentences(6 if quick else 64)
+    texts = crows_sentences(6 if quick else 32)
     adapter.sentence_log_likelihood(texts[:2])
     t_b, t_f, base, fast = interleaved(lambda: baseline_sentence_ll(adapter, texts),
                                        lambda: adapter.sentence_log_likelihood(texts), repeats=1 if quick else 2)
@@ -266,7 +266,7 @@ def bench_stereoset(device: str, *, quick: bool) -> Row:
     from raikit.fairness.stereoset import OPTIONS, score_stereoset
 
     adapter = causal_lm(device, quick=quick)
-    items = stereoset_items(6 if quick else 60)
+    items = stereoset_items(6 if quick else 30)
     score_stereoset(adapter, items.iloc[:2])
 
     def fast() -> np.ndarray:

@@ -62,8 +62,8 @@ def tiny_models(device: str):
     return mlm, causal
 
 
-def measure(*, device: str = "cpu", sizes: tuple[int, ...] = SIZES) -> list[dict]:
-    """Time both workloads at each size; one dict per (workload, size)."""
+def measure(*, device: str = "cpu", sizes: tuple[int, ...] = SIZES, verbose: bool = False) -> list[dict]:
+    """Time both workloads at each size; one dict per (workload, size), printed as it comes with ``verbose``."""
     mlm, causal = tiny_models(device)
     words = ["he", "she", "they", "man", "woman"]
     out = []
@@ -76,6 +76,8 @@ def measure(*, device: str = "cpu", sizes: tuple[int, ...] = SIZES) -> list[dict
         secs = time.perf_counter() - start
         out.append({"workload": "fill-mask probe", "items": n, "seconds": secs, "peak_mb": _peak_mb(),
                     "finite": bool(np.isfinite(scores).all())})
+        if verbose:
+            print(out[-1], flush=True)
         del texts, scores
         more, less = sentences(n, seed=n), sentences(n, seed=n + 1)
         start = time.perf_counter()
@@ -83,6 +85,8 @@ def measure(*, device: str = "cpu", sizes: tuple[int, ...] = SIZES) -> list[dict
         secs = time.perf_counter() - start
         out.append({"workload": "CrowS-style pair scoring", "items": n, "seconds": secs, "peak_mb": _peak_mb(),
                     "finite": bool(np.isfinite(lls).all())})
+        if verbose:
+            print(out[-1], flush=True)
         del more, less, lls
     return out
 
@@ -115,7 +119,7 @@ def plot(results: list[dict], path: Path) -> Path:
 
 def run(*, device: str = "cpu", quick: bool = False) -> list[str]:
     """Markdown rows; in full mode also writes ``bench/scaling.svg``."""
-    results = measure(device=device, sizes=QUICK_SIZES if quick else SIZES)
+    results = measure(device=device, sizes=QUICK_SIZES if quick else SIZES, verbose=not quick)
     rows = ["| workload | items | seconds | us per item | peak RSS MB (process) |", "|---|---|---|---|---|"]
     rows += [f"| {r['workload']} ({device}) | {r['items']:,} | {r['seconds']:.2f} | "
              f"{1e6 * r['seconds'] / r['items']:.0f} | {r['peak_mb']:.0f} |" for r in results]
