@@ -507,5 +507,18 @@ SECTIONS.register("stereoset")(Section(
     description="StereoSet: stereotype score, language-model score and ICAT over stereotype/anti/unrelated options",
     citation=STEREOSET_CITATION,
     metrics=("ss", "lms", "icat", "by_bias_type.*", "intersentence.*"),
+    meanings=tuple(
+        (f"{prefix}{name}", f"{label}{where}", f"{meaning}{scope}")
+        for prefix, where, scope in (("", "", ""), ("by_bias_type.*.", ", {}", " Over one bias type."),
+                                     ("intersentence.", ", intersentence", " Intersentence items (causal rule)."),
+                                     ("intersentence.by_bias_type.*.", ", intersentence, {}",
+                                      " Intersentence items of one bias type."))
+        for name, label, meaning in (
+            ("ss", "Stereotype score (%)",
+             "Share of items where the stereotype beats the anti-stereotype; 50 is none."),
+            ("lms", "Language modelling score (%)", "Share of items where a meaningful option beats the unrelated one; "
+                                                    "100 is best."),
+            ("icat", "ICAT score", "Language modelling score scaled by closeness of the stereotype score to 50; "
+                                   "100 is best."))),
     check=_check,
 ))

@@ -409,6 +409,8 @@ SECTION = Section(
         ("baseline.accuracy", "Accuracy of the non-private baseline",
          "Same data, seed and settings as the DP model, without DP."),
         ("original.accuracy", "Accuracy of the original model", "The audited model on the same held-out texts."),
+        ("*.by_group.*.accuracy", "Accuracy of the {} model, group {}",
+         "Share of this group's held-out texts the model labels correctly."),
         ("*.by_group.*", "{} model, group {}", "The metric over one group's held-out texts."),
         ("mia.*", "Membership inference, {}",
          "How well an attacker tells training texts from unseen ones; AUC 0.5 is chance."),
