@@ -475,6 +475,13 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         if o.insecure:
             notes.append("The deployment ran WITHOUT TLS (insecure = true): model updates crossed the network "
                          "unencrypted and unauthenticated.")
+        auth = transport.get("supernode_auth") or {}
+        if auth.get("enabled"):
+            notes.append(f"SuperNode authentication was on: only the {len(auth.get('keys', []))} registered SuperNode "
+                         "key(s) could join (fingerprints in the section's transport details).")
+        else:
+            notes.append(f"SuperNode authentication was off ({auth.get('why', 'unknown')}): any SuperNode that "
+                         "could reach the SuperLink and trusted its certificate could join.")
     if log.error:
         raise RunFailedError(f"[federated]: {log.error}")
     if not log.final_state:

@@ -27,7 +27,7 @@ def _config(root: Path, extra: str = "") -> Path:
     path.write_text('[run]\nseed = 0\ndevice = "cpu"\n[models.clf]\nid = "clf"\n'
                     '[federated]\nmodel = "clf"\ndata = "data.csv"\nclients = 3\nmin_clients = 2\nrounds = 2\n'
                     'local_epochs = 2\nbatch_size = 16\nlearning_rate = 3e-3\nmax_length = 16\n'
-                    f'round_timeout = 60.0\njoin_timeout = 180.0\n{extra}'
+                    f'round_timeout = 120.0\njoin_timeout = 180.0\n{extra}'
                     '[report]\nformats = ["html"]\n', encoding="utf-8")
     return path
 
@@ -140,7 +140,7 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
                   [serve], procs)
         os.killpg(joins[2].pid, signal.SIGKILL)
         joins[2].wait(timeout=10)
-        _wait_for(lambda: serve.poll() is not None, 420, "the run to finish", (), procs)
+        _wait_for(lambda: serve.poll() is not None, 900, "the run to finish", (), procs)
         text = log.read_text(errors="replace")
         assert serve.returncode == 0, text[-3000:]
         [run] = [p for p in (tmp_path / "out").iterdir() if p.is_dir() and p.name != "federation"]
@@ -157,6 +157,8 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
         assert sorted(k["fingerprint"] for k in auth["keys"]) == sorted(
             key_fingerprint(keys / f"supernode-{i}.pub") for i in range(3))
         assert key_fingerprint(stranger.with_name("intruder.pub")) not in {k["fingerprint"] for k in auth["keys"]}
+        assert any("SuperNode authentication was on: only the 3 registered" in n
+                   for n in res["sections"]["federated"]["notes"]), res["sections"]["federated"]["notes"]
         assert all(r["clients_ok"] >= 2 for r in details["round_log"])
         assert (run / "models" / "federated.global" / "model.safetensors").is_file()
         assert 0 <= m["federated.accuracy"]["value"] <= 1
