@@ -343,24 +343,35 @@ def _data_provenance(audit: Audit) -> tuple[dict[str, dict[str, Any]], list[dict
     """Each section's options with its paths resolved, and the SHA-256 of every data file they name.
 
     Path options are those :func:`_path_problems` checks (``{data_dir}`` values and the usual path keys);
-    a folder counts as every file in it. ``builtin:`` values name files shipped with raikit and stay as named.
+    a folder counts as every file in it. A ``builtin:<file>`` value that names a starter file shipped in
+    ``raikit/fairness/data`` is hashed too (and stays as named in the options); other ``builtin:`` values
+    (a data set from a package) stay as named.
     """
     import hashlib
 
     cfg = audit.config
     ctx = RunContext(base_dir=cfg.base_dir, data_dir=_data_dir(cfg))
+    shipped = Path(str(importlib.resources.files("raikit.fairness") / "data"))
     resolved: dict[str, dict[str, Any]] = {}
     files: dict[Path, dict[str, Any]] = {}
+
+    def path_of(item: Any, key: str) -> Path | None:
+        if not isinstance(item, str) or not item:
+            return None
+        if item.startswith("builtin:"):
+            candidate = shipped / item[len("builtin:"):]
+            return candidate if candidate.is_file() else None
+        return ctx.resolve_path(item) if "{data_dir}" in item or key in _PATH_FIELDS else None
+
     for planned in audit.plan:
         options = json.loads(json.dumps(dataclasses.asdict(planned.options), default=str))
         for f in dataclasses.fields(planned.options):
             value = getattr(planned.options, f.name)
             items = value if isinstance(value, (list, tuple)) else [value]
-            paths = [ctx.resolve_path(item) if isinstance(item, str) and item and not item.startswith("builtin:")
-                     and ("{data_dir}" in item or f.name in _PATH_FIELDS) else None for item in items]
+            paths = [path_of(item, f.name) for item in items]
             if not any(paths):
                 continue
-            shown = [str(p) if p else item for p, item in zip(paths, items)]
+            shown = [str(p) if p and not str(item).startswith("builtin:") else item for p, item in zip(paths, items)]
             options[f.name] = shown if isinstance(value, (list, tuple)) else shown[0]
             for path in filter(None, paths):
                 found = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]

@@ -76,6 +76,18 @@ def test_results_record_data_files_resolved_options_and_the_command(workspace):
     assert section["metric_meanings"]["metric_score"][0]  # the section's declared label reaches the results
 
 
+def test_starter_files_shipped_with_raikit_are_hashed_as_data_files(workspace):
+    from raikit.audits.runner import _data_provenance
+
+    path = workspace / "fill.toml"
+    path.write_text('[model]\nid = "mlm"\n[fairness.fill_mask]\n')
+    resolved, files = _data_provenance(load_audit(path))
+    shipped = {Path(f["path"]).relative_to(Path(f["path"]).parents[1]).as_posix(): f for f in files}
+    assert "templates/fill_mask.toml" in shipped and all(len(f["sha256"]) == 64 for f in files)
+    assert shipped["templates/fill_mask.toml"]["sections"] == ["fairness.fill_mask.templates"]
+    assert resolved["fairness.fill_mask"]["templates"] == "builtin:templates/fill_mask.toml"  # named as configured
+
+
 def test_failing_gate_exits_1(workspace, capsys):
     cfg = _config(workspace, gate="max = -1.0")
     code = main(["audit", str(cfg), "--out", str(workspace / "out-gate"), "--quiet"])
