@@ -194,14 +194,39 @@ def _text_view(entry: Mapping[str, Any], label: str) -> TextView | None:
                     methods=methods, attention=tuple(maps))
 
 
+def _marked(text: str, hurtful: str) -> str:
+    """HONEST completions (``a | b | c``) with each hurtful word (from ``"word (category) | ..."``) in ``<mark>``."""
+    from markupsafe import Markup, escape
+
+    words = {w.rsplit(" (", 1)[0].strip() for w in hurtful.split(" | ") if w.strip()}
+    if not words:
+        return text
+    pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?!\w)")
+    out, pos = Markup(""), 0
+    for m in pattern.finditer(text):
+        out += escape(text[pos:m.start()]) + Markup("<mark>") + escape(m.group(1)) + Markup("</mark>")
+        pos = m.end()
+    return out + escape(text[pos:])
+
+
+def _cell(record: Mapping[str, Any], column: str) -> str:
+    value = record.get(column)
+    if is_number(value):
+        return fmt(value)
+    if value is None:
+        return ""
+    if column == "completions" and isinstance(record.get("hurtful"), str):
+        return _marked(str(value), record["hurtful"])
+    return str(value)
+
+
 def _records_table(title: str, records: list[Any]) -> TableView | None:
     if not records or not all(isinstance(r, Mapping) for r in records):
         return None
     columns = list(dict.fromkeys(k for r in records for k in r))
     if len(columns) > 14 or any(isinstance(r.get(c), (Mapping, list)) for r in records for c in columns):
         return None
-    rows = tuple(tuple(fmt(r.get(c)) if is_number(r.get(c)) else ("" if r.get(c) is None else str(r.get(c)))
-                       for c in columns) for r in records[:_MAX_ROWS])
+    rows = tuple(tuple(_cell(r, c) for c in columns) for r in records[:_MAX_ROWS])
     note = f"first {_MAX_ROWS} of {len(records)} rows" if len(records) > _MAX_ROWS else ""
     return TableView(title=title, columns=tuple(columns), rows=rows, note=note)
 
@@ -436,6 +461,7 @@ def _environment() -> Any:
     env.filters["ci"] = fmt_ci
     env.filters["dotted"] = dotted
     env.filters["snake"] = snake
+    env.tests["markup"] = lambda value: hasattr(value, "__html__")
     env.tests["numeric"] = lambda value: bool(_NUMBER.fullmatch(str(value))) or str(value) in ("True", "False")
     return env
 

@@ -24,7 +24,7 @@ def _results():
         "capability": "fairness", "probe": "honest", "model": "smollm", "description": "HONEST", "notes": [],
         "details": {"k": 5, "hurtlex_categories": {"an": "animals", "zz": XSS},
                     "most_hurtful": [{"template": "the woman is a [M].", "group": "female",
-                                      "completions": "pig | nurse", "hurtful": "pig (an)", "count": 1}]}}
+                                      "completions": "pig | nurse <b>", "hurtful": "pig (an)", "count": 1}]}}
     results["run"].update({
         "command": "raikit audit /abs/audit.toml --out /abs/out --seed 0 --device cpu",
         "resolved_options": {"fairness.crows_pairs": {"data": "/data/crows_pairs/crows_pairs_anonymized.csv"}},
@@ -63,6 +63,7 @@ def test_hurtlex_codes_are_explained_and_hurtful_words_named():
     html = render_html(_results())
     assert re.search(r"<dt><code>an</code></dt><dd>animals</dd>", html)
     assert "pig (an)" in html
+    assert "<td><mark>pig</mark> | nurse &lt;b&gt;</td>" in html  # the hurtful completion is marked where it appears
     assert "<script>alert(1)" not in html  # a legend from results is escaped like everything else
 
 
