@@ -214,3 +214,14 @@ def test_print_layout_fits_the_paper(browser, report):
         assert closed == 0
     finally:
         browser.call("Emulation.setEmulatedMedia", session=True, media="")
+
+
+def test_details_open_for_print_and_close_after(browser, report):
+    browser.open(report)
+    count = "[...document.querySelectorAll('details')].filter(d => d.open).length"
+    total = browser.evaluate("document.querySelectorAll('details').length")
+    assert total >= 3 and browser.evaluate(count) == 0
+    browser.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+    assert browser.evaluate(count) == total
+    browser.evaluate("window.dispatchEvent(new Event('afterprint'))")
+    assert browser.evaluate(count) == 0
