@@ -75,17 +75,18 @@ def deployment() -> None:
         sim_rounds = _rounds(sim.details)
         load.append(os.getloadavg()[0])
         started = time.perf_counter()
-        cold = subprocess.run([sys.executable, "-c", "import raikit.federated._deploy"], env=venv_env(), check=True)
+        subprocess.run([sys.executable, "-c", "import raikit.federated._deploy"], env=venv_env(), check=True)
         import_seconds = time.perf_counter() - started
         port = free_port()
         certs = root / "certs"
         env = venv_env({"HF_HUB_OFFLINE": "1"})
         procs = []
         try:
-            serve = subprocess.Popen([*_RAIKIT, "federated", "serve", str(config), "--port", str(port), "--certs",
-                                      str(certs), "--out", str(root / "out"), "--quiet"], env=env, cwd=root,
-                                     stdout=subprocess.DEVNULL, stderr=open(root / "serve.log", "wb"),
-                                     start_new_session=True)
+            with (root / "serve.log").open("wb") as serve_log:
+                serve = subprocess.Popen([*_RAIKIT, "federated", "serve", str(config), "--port", str(port),
+                                          "--certs", str(certs), "--out", str(root / "out"), "--quiet"], env=env,
+                                         cwd=root, stdout=subprocess.DEVNULL, stderr=serve_log,
+                                         start_new_session=True)
             procs.append(serve)
             log = certs / "superlink.log"
             while not (log.exists() and log.read_bytes().count(b"/v1/control/register-node HTTP/1.1\" 200") >= 3):
@@ -117,7 +118,6 @@ def deployment() -> None:
                     os.killpg(p.pid, signal.SIGKILL)
         details = res["sections"]["federated"]["details"]
         dep_rounds = _rounds(details)
-    del cold
     print(f"load average {', '.join(f'{x:.1f}' for x in load)} (start, after simulation, after deployment) on "
           f"{os.cpu_count()} cores")
     print(f"simulation rounds: {', '.join(f'{x:.1f}' for x in sim_rounds)} s")
