@@ -1,6 +1,7 @@
 """The HTML report in a real headless Chromium: no request, no console error, not blank, no injected markup."""
 from __future__ import annotations
 
+import collections
 import io
 
 import pytest
@@ -171,25 +172,30 @@ def _pdf_pages(browser, report):
     pages = []
     for page in pypdf.PdfReader(io.BytesIO(data)).pages:
         xs: list[float] = []
+        sizes: collections.Counter[float] = collections.Counter()
 
-        def visit(text, cm, tm, font, size, xs=xs):
+        def visit(text, cm, tm, font, size, xs=xs, sizes=sizes):
             if text.strip():
                 xs.append(tm[4] * cm[0] + tm[5] * cm[2] + cm[4])
+                sizes[round(size * tm[0] * cm[0], 1)] += len(text)  # the size on paper, in points
 
         text = page.extract_text(visitor_text=visit)
-        pages.append((text, max(xs, default=0.0), float(page.mediabox.width)))
+        pages.append((text, max(xs, default=0.0), float(page.mediabox.width), sizes))
     return pages
 
 
 def test_print_shows_everything(browser, report):
     pages = _pdf_pages(browser, report)
     assert len(pages) >= 3
-    # nothing starts past the right edge of the paper
-    assert [(i, x, w) for i, (_, x, w) in enumerate(pages) if x > w] == []
+    # nothing starts past the right edge of the paper, and nothing made Chromium shrink the pages to fit
+    # (it scales a page down when content is wider than the paper): body text prints at its 10 pt
+    assert [(i, x, w) for i, (_, x, w, _) in enumerate(pages) if x > w] == []
+    sizes = sum((s for *_, s in pages), collections.Counter())
+    assert sum(n for size, n in sizes.items() if abs(size - 10.0) <= 0.2) > 0.1 * sum(sizes.values())
     # running header: the run id and "page n of m" on every page
-    for i, (text, _, _) in enumerate(pages, 1):
+    for i, (text, *_) in enumerate(pages, 1):
         assert "20260101-120000-abcdef12" in text and f"page {i} of {len(pages)}" in text
-    squeezed = "".join("".join(text.split()) for text, _, _ in pages)
+    squeezed = "".join("".join(text.split()) for text, *_ in pages)
     # every <details> content is there: package versions, the attention maps, the other details JSON
     for expected in ("transformers", "5.23.0", "last-layerattention", "attentionrollout", '"nested":'):
         assert expected in squeezed
