@@ -10,20 +10,13 @@ from raikit.reports import write_reports
 from raikit.reports._html import _SCRIPT
 from raikit.reports._view import fmt
 
-from _chromium import Browser, find_chromium
+from _chromium import find_chromium
 from _report_results import XSS, build_results, with_privacy_and_federated
 
 CHROMIUM = find_chromium()
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (install the 'chromium' package "
                                                           "to run the browser tests)")]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    b = Browser(CHROMIUM)
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")

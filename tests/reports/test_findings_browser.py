@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from _chromium import Browser, find_chromium
+from _chromium import find_chromium
 from _report_results import build_results, with_privacy_and_federated
 
 from raikit.reports import write_reports
@@ -11,13 +11,6 @@ CHROMIUM = find_chromium()
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (install the 'chromium' package "
                                                           "to run the browser tests)")]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    b = Browser(CHROMIUM)
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")
