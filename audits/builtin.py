@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from raikit.audits.errors import RaikitInputError
+from raikit.audits.io import write_json_atomic
 
 __all__ = ["BUILTINS", "BuiltinModel", "cache_dir", "prepare_builtin", "builtin_status"]
 
@@ -171,9 +172,7 @@ def _drop_gguf_quantization(folder: Path) -> None:
     if config.get("quantization_config", {}).get("quant_method") != "gguf":
         return
     del config["quantization_config"]
-    tmp = config_file.with_name(config_file.name + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, config_file)
+    write_json_atomic(config_file, config)
 
 
 def builtin_status() -> list[dict[str, Any]]:
