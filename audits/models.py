@@ -245,20 +245,51 @@ class ModelAdapter:
     tokens_per_row: ClassVar[int] = 48
     #: Most rows in a token-sized batch, as a multiple of ``batch_size`` (short sequences fill wider batches).
     max_rows_factor: ClassVar[int] = 4
+    #: Padding a token-sized batch may add: it closes before an item shorter than ``(1 - pad_tolerance)``
+    #: times its longest, once it holds ``min_batch_tokens`` (padded tokens cost full price on a CPU).
+    pad_tolerance: ClassVar[float] = 0.05
+    #: Smallest batch (padded tokens, by device type) the padding rule may close; below it, matrix
+    #: products run at a poor share of the hardware, so short runs of lengths share a batch anyway.
+    min_batch_tokens: ClassVar[dict[str, int]] = {"cpu": 192, "cuda": 4096}
 
     def _batch_rows(self, first_length: int) -> int:
-        """Rows of the next token-sized batch whose longest sequence has ``first_length`` tokens."""
+        """Most rows of the next token-sized batch whose longest sequence has ``first_length`` tokens."""
         budget = self.batch_size * self.tokens_per_row
         return max(1, min(budget // max(1, first_length), self.batch_size * self.max_rows_factor))
 
+    def _batch_end(self, order: np.ndarray, lengths: Sequence[int] | np.ndarray, start: int) -> int:
+        """End (exclusive) of the token-sized batch of ``order`` (longest first) that begins at ``start``.
+
+        At most :meth:`_batch_rows` rows; closed early where the next item would pad more than
+        ``pad_tolerance`` of its row, unless the batch is still under ``min_batch_tokens``.
+        """
+        longest = int(lengths[order[start]])
+        end = min(len(order), start + self._batch_rows(longest))
+        floor = min(self.min_batch_tokens.get(self.device.type, 4096), self.batch_size * self.tokens_per_row)
+        shortest_kept = longest * (1.0 - self.pad_tolerance)
+        for k in range(start + 1, end):
+            if lengths[order[k]] < shortest_kept and (k - start) * longest >= floor:
+                return k
+        return end
+
+    def _packed_batch_end(self, order: np.ndarray, lengths: Sequence[int] | np.ndarray, start: int) -> int:
+        """End (exclusive) of the packed batch that begins at ``start``: ``batch_size * tokens_per_row`` real tokens."""
+        budget, used, end = self.batch_size * self.tokens_per_row, 0, start
+        while end < len(order) and (end == start or used + int(lengths[order[end]]) <= budget):
+            used += int(lengths[order[end]])
+            end += 1
+        return end
+
     def _each_batch(self, order: Sequence[int] | np.ndarray, step: Callable[[np.ndarray], None], *, desc: str,
-                    lengths: Sequence[int] | np.ndarray | None = None) -> None:
+                    lengths: Sequence[int] | np.ndarray | None = None, packed: bool = False) -> None:
         """Call ``step(indices)`` on successive batches of ``order``; on out-of-memory, halve the batch and retry.
 
         ``step`` must write its results by index (so a retried batch overwrites nothing it should keep).
         The smaller batch size is kept for the rest of the run and reported by :meth:`describe`
         (``batch_size_used``, ``oom_retries``). With ``lengths`` (tokens of each item, ``order`` longest
-        first) batches are sized by tokens: ``batch_size * tokens_per_row`` tokens, padding included.
+        first) batches are sized by tokens: ``batch_size * tokens_per_row`` tokens, padding included, and
+        cut where padding would grow (:meth:`_batch_end`); with ``packed`` too, a batch holds up to that
+        many real tokens (``step`` packs them into rows with :meth:`_pack`, so there is no padding to limit).
         """
         order = np.asarray(order, dtype=np.int64)
         bar = progress_bar(total=len(order), desc=f"{self.name}: {desc}", unit="item",
@@ -266,8 +297,13 @@ class ModelAdapter:
         start = 0
         try:
             while start < len(order):
-                rows = self.batch_size if lengths is None else self._batch_rows(int(lengths[order[start]]))
-                idx = order[start:start + rows]
+                if lengths is None:
+                    end = start + self.batch_size
+                elif packed:
+                    end = self._packed_batch_end(order, lengths, start)
+                else:
+                    end = self._batch_end(order, lengths, start)
+                idx = order[start:end]
                 try:
                     step(idx)
                 except Exception as exc:  # noqa: BLE001  (only out-of-memory is retried; the rest is re-raised)
@@ -303,6 +339,115 @@ class ModelAdapter:
     def _long(self, values: Sequence[int]) -> torch.Tensor:
         """An index tensor on the input device."""
         return self._to_device(torch.as_tensor(list(values), dtype=torch.long))
+
+    #: Row length (tokens) of packed batches, by device type; on a device not listed, batches are padded.
+    #: Several sequences share a row, each attending only to itself, so no matrix product runs on padding.
+    pack_row_tokens: ClassVar[dict[str, int]] = {"cpu": 64}
+    #: Whether a token attends only to earlier tokens (packed rows then get block-diagonal causal masks).
+    causal_attention: ClassVar[bool] = False
+
+    def _pack(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                 list[tuple[int, int]]]:
+        """Pack sequences (longest first) into rows of about ``pack_row_tokens`` tokens (:meth:`_fit_rows`).
+
+        Returns ``input_ids`` (rows, length), an additive 4D attention mask (rows, 1, length, length) that
+        lets each token see only its own sequence (and only earlier tokens when ``causal_attention``),
+        ``position_ids`` restarting at 0 for each sequence, and each sequence's ``(row, offset)``.
+        """
+        fill, places = self._fit_rows([len(s) for s in sequences])
+        n_rows, length = len(fill), max(fill)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((n_rows, length), pad, dtype=torch.long)
+        positions = torch.zeros((n_rows, length), dtype=torch.long)
+        segment = torch.full((n_rows, length), -1, dtype=torch.long)
+        for k, (seq, (row, at)) in enumerate(zip(sequences, places)):
+            ids[row, at:at + len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+            positions[row, at:at + len(seq)] = torch.arange(len(seq))
+            segment[row, at:at + len(seq)] = k
+        allowed = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+        if self.causal_attention:
+            allowed &= torch.ones((length, length), dtype=torch.bool).tril()
+        allowed |= torch.eye(length, dtype=torch.bool)  # padding attends to itself: no all-masked row, no NaN
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
+        mask = torch.zeros((n_rows, 1, length, length), dtype=dtype)
+        mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+        return self._to_device(ids), self._to_device(mask), self._to_device(positions), places
+
+    def _fit_rows(self, lengths: Sequence[int]) -> tuple[list[int], list[tuple[int, int]]]:
+        """First-fit rows for ``lengths`` (longest first): each row's fill and each item's ``(row, offset)``.
+
+        Row capacities tried: ``pack_row_tokens`` and the multiples of the longest item up to twice that;
+        kept is the one with the least work, padded tokens weighted by their attention cost
+        (rows x length x (1 + length / (6 x hidden size))).
+        """
+        target = self.pack_row_tokens.get(self.device.type, 0)
+        longest = max(lengths)
+        caps = {max(target, longest)} | {longest * k for k in range(1, max(1, 2 * target // longest) + 1)}
+        hidden = int(getattr(self.model.config, "hidden_size", 0) or 768)
+        best: tuple[float, list[int], list[tuple[int, int]]] | None = None
+        for cap in sorted(caps):
+            fill: list[int] = []
+            places: list[tuple[int, int]] = []
+            for n in lengths:
+                row = next((r for r, used in enumerate(fill) if used + n <= cap), len(fill))
+                if row == len(fill):
+                    fill.append(0)
+                places.append((row, fill[row]))
+                fill[row] += n
+            width = max(fill)
+            cost = len(fill) * width * (1 + width / (6 * hidden))
+            if best is None or cost < best[0]:
+                best = (cost, fill, places)
+        assert best is not None
+        return best[1], best[2]
+
+    def _packing_works(self, sample: Sequence[Sequence[int]]) -> bool:
+        """Whether packed rows (:meth:`_pack`) give this model's own per-sequence results; checked once.
+
+        Two sample sequences go through the model packed into one row and each on its own; packing is
+        used only if every hidden state (or logit) agrees. Models that ignore ``position_ids`` or 4D
+        attention masks (or number positions from the padding token) fail the check and keep padded
+        batches. Never on devices without a ``pack_row_tokens`` entry.
+        """
+        if self.device.type not in self.pack_row_tokens or len(sample) < 2:
+            return False
+        if "_packs" in self.__dict__:
+            return self.__dict__["_packs"]
+        pair = [list(sample[0])[:48], list(sample[-1])[:48]]
+        ids, mask = self._pad(pair[:1])
+        split = self._head_split(ids, mask)  # settled on a plain 2D mask before any packed call
+        run = split[0] if split is not None else self.model
+
+        def states(**inputs: Any) -> torch.Tensor:
+            out = run(**inputs)
+            return (out[0] if split is not None else out.logits)[0].float()
+
+        ok = True
+        try:
+            with torch.inference_mode():
+                p_ids, p_mask, p_pos, places = self._pack(pair)
+                joint = states(input_ids=p_ids[:1], attention_mask=p_mask[:1], position_ids=p_pos[:1])
+                for seq, (_, at) in zip(pair, places):
+                    alone = states(input_ids=self._long(seq)[None], attention_mask=self._long([1] * len(seq))[None])
+                    ok = ok and bool(torch.allclose(joint[at:at + len(seq)], alone, atol=1e-4, rtol=1e-3))
+        except Exception:  # noqa: BLE001  (a model that rejects the packed inputs keeps padded batches)
+            ok = False
+        self.__dict__["_packs"] = ok
+        return ok
+
+    def _layout(self, sequences: Sequence[Sequence[int]], picks: Sequence[tuple[int, int]], *, packed: bool
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Model inputs for a batch and where ``picks`` (sequence k, token t) sit in them.
+
+        Returns ``(input_ids, attention_mask, rows, cols, extra)``; ``extra`` holds the ``position_ids``
+        of packed rows (:meth:`_pack`) and is empty for padded ones (:meth:`_pad`).
+        """
+        if packed:
+            ids, mask, positions, places = self._pack(sequences)
+            return (ids, mask, self._long([places[k][0] for k, _ in picks]),
+                    self._long([places[k][1] + t for k, t in picks]), {"position_ids": positions})
+        ids, mask = self._pad(sequences)
+        return ids, mask, self._long([k for k, _ in picks]), self._long([t for _, t in picks]), {}
 
     def _head_split(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[Any, Any] | None:
         """``(body, head)`` when ``head(body(...).last_hidden_state)`` is the model's logits, else None.
@@ -353,8 +498,9 @@ class ModelAdapter:
         return out[rows.to(out.device), cols.to(out.device)], head
 
     #: Largest logits block (rows x vocabulary, float32 elements) the head writes at once when scoring:
-    #: 16 MB on CPU (cache-sized; a whole batch's logits would be hundreds of MB), 256 MB on GPUs.
-    head_chunk_elements: ClassVar[dict[str, int]] = {"cpu": 1 << 22, "cuda": 1 << 26}
+    #: 64 MB on CPU (a few hundred rows, where the matrix product runs at full speed; a whole batch's
+    #: logits would be hundreds of MB), 256 MB on GPUs.
+    head_chunk_elements: ClassVar[dict[str, int]] = {"cpu": 1 << 24, "cuda": 1 << 26}
 
     def _head_log_probs(self, vectors: torch.Tensor, head: Any, *, targets: torch.Tensor) -> torch.Tensor:
         """``log p(targets[k])`` from hidden ``vectors[k]`` (``head`` None: they are logits already).
@@ -487,6 +633,30 @@ class MaskedLMAdapter(ModelAdapter):
         self.mask_token_id: int = int(tokenizer.mask_token_id)
         self._special = set(tokenizer.all_special_ids)
 
+    def _vectors_at(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                    **forward: Any) -> tuple[torch.Tensor, Any]:
+        """As :meth:`ModelAdapter._vectors_at`, the top encoder layer run only at the scored positions.
+
+        Below the top layer every position is needed (each attends to all the others), but the top
+        layer's output is read only at ``(rows, cols)``: there its keys and values are computed for all
+        positions and its query, attention output and feed-forward block only for the scored ones
+        (:func:`_top_layer_at`). Used for BERT-layout encoders when under half the positions are scored,
+        after a one-time check against the full pass; otherwise the full pass.
+        """
+        split = self._head_split(ids, mask)
+        top = _bert_top_layer(split[0]) if split is not None else None
+        if top is None or self.__dict__.get("_trim") is False or 2 * len(rows) > ids.numel():
+            return super()._vectors_at(ids, mask, rows, cols, **forward)
+        body, head = split
+        hidden, layer_mask = _below_layer(body, top, input_ids=ids, attention_mask=mask, **forward)
+        vectors = _top_layer_at(top, hidden, layer_mask, rows.to(hidden.device), cols.to(hidden.device))
+        if "_trim" not in self.__dict__:  # once: the trimmed top layer must reproduce the full pass
+            full, _ = super()._vectors_at(ids, mask, rows, cols, **forward)
+            self.__dict__["_trim"] = bool(torch.allclose(vectors.float(), full.float(), atol=1e-4, rtol=1e-3))
+            if not self.__dict__["_trim"]:
+                return full, head
+        return vectors, head
+
     def content_positions(self, token_ids: Sequence[int]) -> list[int]:
         """Positions of the non-special tokens of one encoded sentence."""
         return [i for i, t in enumerate(token_ids) if t not in self._special]
@@ -517,6 +687,7 @@ class MaskedLMAdapter(ModelAdapter):
         lengths = np.array([len(token_ids[i]) for i, _, _ in variants], dtype=np.int64)
         order = np.argsort(-lengths, kind="stable")
         done: list[tuple[np.ndarray, torch.Tensor]] = []
+        packed = self._packing_works([token_ids[i] for i, _, _ in (variants[:1] + variants[-1:])])
 
         def step(ks: np.ndarray) -> None:
             batch = [variants[k] for k in ks]
@@ -525,13 +696,12 @@ class MaskedLMAdapter(ModelAdapter):
                 seq = list(token_ids[i])
                 seq[p] = self.mask_token_id
                 seqs.append(seq)
-            ids, mask = self._pad(seqs)
-            rows = torch.arange(len(batch), device=self.device)
-            cols = self._long([p for _, _, p in batch])
+            ids, mask, rows, cols, extra = self._layout(seqs, [(k, p) for k, (_, _, p) in enumerate(batch)],
+                                                        packed=packed)
             targets = self._long([token_ids[i][p] for i, _, p in batch])
-            done.append((ks, self._scored_log_probs(ids, mask, rows, cols, targets)))
+            done.append((ks, self._scored_log_probs(ids, mask, rows, cols, targets, **extra)))
 
-        self._each_batch(order, step, desc=desc, lengths=lengths)
+        self._each_batch(order, step, desc=desc, lengths=lengths, packed=packed)
         flat = np.zeros(len(variants), dtype=np.float64)
         if done:  # one device-to-host copy for the whole call
             flat[np.concatenate([k for k, _ in done])] = torch.cat([v for _, v in done]).cpu().numpy()
@@ -597,14 +767,14 @@ class MaskedLMAdapter(ModelAdapter):
                                        f"mask number {k + 1} was asked for")
             positions.append(masks[k])
         order = self._length_order(encoded)
+        packed = self._packing_works([encoded[order[0]], encoded[order[-1]]]) if encoded else False
 
         def step(idx: np.ndarray) -> None:
-            ids, mask = self._pad([encoded[i] for i in idx])
-            rows = torch.arange(len(idx), device=self.device)
-            cols = self._long([positions[i] for i in idx])
-            consume(idx, torch.log_softmax(self._logits_at(ids, mask, rows, cols), dim=-1))
+            ids, mask, rows, cols, extra = self._layout([encoded[i] for i in idx],
+                                                        [(k, positions[i]) for k, i in enumerate(idx)], packed=packed)
+            consume(idx, torch.log_softmax(self._logits_at(ids, mask, rows, cols, **extra), dim=-1))
 
-        self._each_batch(order, step, desc=desc, lengths=[len(e) for e in encoded])
+        self._each_batch(order, step, desc=desc, lengths=[len(e) for e in encoded], packed=packed)
 
     def fill_mask(self, texts: Sequence[str], candidates: Sequence[str], *,
                   mask_index: int | Sequence[int] = 0) -> np.ndarray:
@@ -691,6 +861,7 @@ class CausalLMAdapter(ModelAdapter):
     """A causal (decoder-only) language model: sentence log-likelihood, candidate scoring, generation."""
 
     kind: ClassVar[ModelKind] = "causal_lm"
+    causal_attention: ClassVar[bool] = True
 
     def __init__(self, model: Any, tokenizer: Any, *, start_token: str = "auto", **kwargs: Any) -> None:
         super().__init__(model, tokenizer, **kwargs)
@@ -715,19 +886,16 @@ class CausalLMAdapter(ModelAdapter):
         order = self._length_order(seqs)
         starts = [len(p) - 1 for p in prefixes]
         done: list[tuple[np.ndarray, torch.Tensor]] = []
+        packed = self._packing_works([seqs[order[0]], seqs[order[-1]]]) if seqs else False
 
         def step(idx: np.ndarray) -> None:
-            ids, mask = self._pad([seqs[i] for i in idx])
             picks = [(r, t) for r, i in enumerate(idx) for t in range(starts[i], len(seqs[i]) - 1)]
             targets = [seqs[i][t + 1] for i in idx for t in range(starts[i], len(seqs[i]) - 1)]
-            rows, cols = self._index_pairs(picks)
-            done.append((idx, self._scored_log_probs(ids, mask, rows, cols, self._long(targets))))
+            ids, mask, rows, cols, extra = self._layout([seqs[i] for i in idx], picks, packed=packed)
+            done.append((idx, self._scored_log_probs(ids, mask, rows, cols, self._long(targets), **extra)))
 
-        self._each_batch(order, step, desc=desc, lengths=lengths)
+        self._each_batch(order, step, desc=desc, lengths=lengths, packed=packed)
         return _split_flat(done, [len(s) - 1 - st for s, st in zip(seqs, starts)])
-
-    def _index_pairs(self, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._long([a for a, _ in pairs]), self._long([b for _, b in pairs])
 
     @torch.inference_mode()
     def _shared_stem_log_probs(self, stems: Sequence[Sequence[int]], tails: Sequence[Sequence[Sequence[int]]], *,
@@ -1021,6 +1189,91 @@ def _gathered_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     """``log_softmax(logits)[k, targets[k]]`` without materialising the log-softmax."""
     logits, targets = logits.float(), targets.to(logits.device)
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+class _LayerReached(Exception):
+    """Raised by the hook of :func:`_below_layer` to stop a forward pass at a layer's input."""
+
+    def __init__(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> None:
+        super().__init__("layer reached")
+        self.hidden, self.mask = hidden, mask
+
+
+def _below_layer(body: Any, layer: Any, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The input of ``layer`` in ``body(**inputs)`` (hidden states and the prepared attention mask).
+
+    The pass stops there: ``layer`` and everything after it do not run.
+    """
+    def stop(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        raise _LayerReached(hidden, args[1] if len(args) > 1 else kwargs.get("attention_mask"))
+
+    handle = layer.register_forward_pre_hook(stop, with_kwargs=True)
+    try:
+        body(**inputs)
+    except _LayerReached as reached:
+        return reached.hidden, reached.mask
+    finally:
+        handle.remove()
+    raise RuntimeError("the model never called its top layer")
+
+
+_BERT_LAYER_PARTS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                     "attention.output.LayerNorm", "intermediate", "output.dense", "output.LayerNorm")
+
+
+def _bert_top_layer(body: Any) -> Any:
+    """The last layer of a BERT-layout encoder (BERT, RoBERTa, XLM-R, ELECTRA ...), or None."""
+    layers = getattr(getattr(body, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        return None
+    top = layers[-1]
+    try:
+        for name in _BERT_LAYER_PARTS:
+            top.get_submodule(name)
+    except AttributeError:
+        return None
+    return top if hasattr(top.attention.self, "num_attention_heads") else None
+
+
+def _top_layer_at(layer: Any, hidden: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor,
+                  cols: torch.Tensor) -> torch.Tensor:
+    """A BERT layer's output at positions ``(rows[k], cols[k])`` only, from its input ``hidden``.
+
+    Keys and values come from every position; queries, the attention output and the feed-forward
+    block only from the picked ones, grouped by row so no row's keys are copied. ``mask`` is the
+    layer's prepared attention mask: None, boolean (True = attend) or additive, shape (B, 1, 1 or L, L).
+    """
+    attn = layer.attention.self
+    heads, size = int(attn.num_attention_heads), int(attn.attention_head_size)
+    batch, length, _ = hidden.shape
+    counts = torch.bincount(rows, minlength=batch)
+    width = int(counts.max()) if len(rows) else 0
+    sorted_rows, perm = torch.sort(rows, stable=True)
+    slot = torch.empty_like(rows)
+    slot[perm] = torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[sorted_rows]
+    picked = hidden[rows, cols]
+    query = hidden.new_zeros((batch, width, heads * size))
+    query[rows, slot] = attn.query(picked)
+
+    def split(x: torch.Tensor, n: int) -> torch.Tensor:
+        return x.view(batch, n, heads, size).transpose(1, 2)
+
+    bias = None
+    if mask is not None:
+        seen = mask[rows, 0, cols if mask.shape[2] > 1 else 0]  # (K, L)
+        if seen.dtype == torch.bool:
+            seen = torch.zeros(seen.shape, dtype=hidden.dtype, device=seen.device).masked_fill(
+                ~seen, torch.finfo(hidden.dtype).min)
+        bias = hidden.new_zeros((batch, 1, width, length))
+        bias[rows, 0, slot] = seen.to(hidden.dtype)
+    context = torch.nn.functional.scaled_dot_product_attention(
+        split(query, width), split(attn.key(hidden), length), split(attn.value(hidden), length), attn_mask=bias,
+        scale=float(getattr(attn, "scaling", size ** -0.5)))
+    context = context.transpose(1, 2).reshape(batch, width, heads * size)[rows, slot]
+    out = layer.attention.output
+    attended = out.LayerNorm(out.dense(context) + picked)
+    return layer.output.LayerNorm(layer.output.dense(layer.intermediate(attended)) + attended)
 
 
 def _input_device(model: Any) -> torch.device:
