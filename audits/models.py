@@ -346,25 +346,40 @@ class ModelAdapter:
     #: Whether a token attends only to earlier tokens (packed rows then get block-diagonal causal masks).
     causal_attention: ClassVar[bool] = False
 
-    def _pack(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                 list[tuple[int, int]]]:
+    def _pack(self, sequences: Sequence[Sequence[int]], tails: Sequence[Sequence[Sequence[int]]] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         """Pack sequences (longest first) into rows of about ``pack_row_tokens`` tokens (:meth:`_fit_rows`).
+
+        With ``tails`` (causal models), ``tails[k]`` are continuations of ``sequences[k]`` placed after it
+        in the same row: each tail sees the whole of its sequence and its own earlier tokens, not the
+        other tails, and its positions continue the sequence's. So one pass scores every continuation
+        of a shared beginning, which is run once (the same result as a shared key/value cache).
 
         Returns ``input_ids`` (rows, length), an additive 4D attention mask (rows, 1, length, length) that
         lets each token see only its own sequence (and only earlier tokens when ``causal_attention``),
-        ``position_ids`` restarting at 0 for each sequence, and each sequence's ``(row, offset)``.
+        ``position_ids`` restarting at 0 for each sequence, and each sequence's ``(row, offset)``; its
+        tails follow it in order.
         """
-        fill, places = self._fit_rows([len(s) for s in sequences])
+        tails = tails if tails is not None else [[] for _ in sequences]
+        fill, places = self._fit_rows([len(s) + sum(len(t) for t in ts) for s, ts in zip(sequences, tails)])
         n_rows, length = len(fill), max(fill)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.full((n_rows, length), pad, dtype=torch.long)
         positions = torch.zeros((n_rows, length), dtype=torch.long)
         segment = torch.full((n_rows, length), -1, dtype=torch.long)
+        branch = torch.zeros((n_rows, length), dtype=torch.long)
         for k, (seq, (row, at)) in enumerate(zip(sequences, places)):
-            ids[row, at:at + len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
-            positions[row, at:at + len(seq)] = torch.arange(len(seq))
-            segment[row, at:at + len(seq)] = k
+            end = at + len(seq)
+            ids[row, at:end] = torch.as_tensor(list(seq), dtype=torch.long)
+            positions[row, at:end] = torch.arange(len(seq))
+            for j, tail in enumerate(tails[k], start=1):
+                ids[row, end:end + len(tail)] = torch.as_tensor(list(tail), dtype=torch.long)
+                positions[row, end:end + len(tail)] = torch.arange(len(seq), len(seq) + len(tail))
+                branch[row, end:end + len(tail)] = j
+                end += len(tail)
+            segment[row, at:end] = k
         allowed = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+        allowed &= (branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])
         if self.causal_attention:
             allowed &= torch.ones((length, length), dtype=torch.bool).tril()
         allowed |= torch.eye(length, dtype=torch.bool)  # padding attends to itself: no all-masked row, no NaN
@@ -915,6 +930,9 @@ class CausalLMAdapter(ModelAdapter):
         """
         if any(len(s) < 1 for s in stems) or any(len(t) < 1 for ts in tails for t in ts):
             raise ValueError("every stem and every tail needs at least one token")
+        sample = [list(s) + list(ts[0]) for s, ts in zip(stems[:1] + stems[-1:], tails[:1] + tails[-1:]) if ts]
+        if self._packing_works(sample):
+            return self._packed_stem_log_probs(stems, tails, score_stem=score_stem, desc=desc)
         # a group costs about (stem + longest tail) tokens per tail
         cost = np.array([(len(s) + max((len(t) for t in ts), default=0)) * max(1, len(ts))
                          for s, ts in zip(stems, tails)], dtype=np.int64)
@@ -965,6 +983,46 @@ class CausalLMAdapter(ModelAdapter):
             tail_done.append((tail_ids, torch.cat(pieces)))
 
         self._each_batch(order, step, desc=desc, lengths=cost)
+        stem_lp = (_split_flat(stem_done, [len(s) - 1 for s in stems]) if score_stem
+                   else [np.zeros(0) for _ in stems])
+        flat = _split_flat(tail_done, [len(t) for ts in tails for t in ts])
+        return stem_lp, [flat[tail_index[g]:tail_index[g + 1]] for g in range(len(stems))]
+
+    @torch.inference_mode()
+    def _packed_stem_log_probs(self, stems: Sequence[Sequence[int]], tails: Sequence[Sequence[Sequence[int]]], *,
+                               score_stem: bool, desc: str) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+        """:meth:`_shared_stem_log_probs` in packed rows: each stem once, its tails after it (:meth:`_pack`)."""
+        sizes = np.array([len(s) + sum(len(t) for t in ts) for s, ts in zip(stems, tails)], dtype=np.int64)
+        order = np.argsort(-sizes, kind="stable")
+        tail_index = np.cumsum([0] + [len(ts) for ts in tails])
+        stem_done: list[tuple[np.ndarray, torch.Tensor]] = []
+        tail_done: list[tuple[np.ndarray, torch.Tensor]] = []
+
+        def step(idx: np.ndarray) -> None:
+            ids, mask, positions, places = self._pack([stems[g] for g in idx], [tails[g] for g in idx])
+            picks: list[tuple[int, int]] = []
+            targets: list[int] = []
+            if score_stem:  # stem token t + 1 from stem position t
+                for (row, at), g in zip(places, idx):
+                    picks += [(row, at + t) for t in range(len(stems[g]) - 1)]
+                    targets += list(stems[g][1:])
+            n_stem = len(picks)
+            for (row, at), g in zip(places, idx):  # a tail's first token from the stem's last position
+                last = end = at + len(stems[g]) - 1
+                end += 1
+                for tail in tails[g]:
+                    picks += [(row, last)] + [(row, end + t) for t in range(len(tail) - 1)]
+                    targets += list(tail)
+                    end += len(tail)
+            rows = self._long([r for r, _ in picks])
+            cols = self._long([c for _, c in picks])
+            logp = self._scored_log_probs(ids, mask, rows, cols, self._long(targets), position_ids=positions)
+            if score_stem:
+                stem_done.append((idx, logp[:n_stem]))
+            tail_ids = np.concatenate([np.arange(tail_index[g], tail_index[g + 1]) for g in idx])
+            tail_done.append((tail_ids, logp[n_stem:]))
+
+        self._each_batch(order, step, desc=desc, lengths=sizes, packed=True)
         stem_lp = (_split_flat(stem_done, [len(s) - 1 for s in stems]) if score_stem
                    else [np.zeros(0) for _ in stems])
         flat = _split_flat(tail_done, [len(t) for ts in tails for t in ts])
