@@ -32,7 +32,7 @@ test: $(STAMP)
 
 # make bench: every benchmark on CPU (rows appended to bench/RESULTS.md); make bench BENCH_ARGS="--device cuda" on a GPU
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m bench $(BENCH_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
