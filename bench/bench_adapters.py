@@ -34,7 +34,13 @@ CANDIDATES = ("he", "she", "they", "man", "woman", "doctor", "nurse", "person")
 
 @dataclass(frozen=True)
 class Row:
-    """One benchmark's figures: what ran, both timings and how far the results are apart."""
+    """One benchmark's figures: what ran, both timings, how far the results are apart, and the work done.
+
+    ``baseline_gflop`` and ``raikit_gflop`` count the matrix products each path ran (torch.profiler,
+    one untimed run each; attention kernels are not counted); ``peak_gflops`` is this device's float32
+    matrix-product rate measured in the same process, so ``raikit_gflop / raikit_s / peak_gflops`` is the
+    share of the hardware raikit's scoring reached.
+    """
 
     name: str
     items: str
@@ -43,6 +49,9 @@ class Row:
     raikit_s: float
     max_diff: float
     tolerance: float
+    baseline_gflop: float = float("nan")
+    raikit_gflop: float = float("nan")
+    peak_gflops: float = float("nan")
 
     @property
     def equal(self) -> bool:
@@ -54,12 +63,51 @@ class Row:
 
     def markdown(self) -> str:
         check = f"{self.max_diff:.1e} {'<=' if self.equal else '>'} {self.tolerance:.0e}"
+        rate = self.raikit_gflop / self.raikit_s if self.raikit_s > 0 else float("nan")
         return (f"| {self.name} | {self.items} | {self.device} | {self.baseline_s:.2f} | {self.raikit_s:.2f} | "
-                f"{self.ratio:.1f}x | {check} |")
+                f"{self.ratio:.1f}x | {check} | {self.baseline_gflop:.0f} / {self.raikit_gflop:.0f} "
+                f"({self.baseline_gflop / self.raikit_gflop:.1f}x) | {rate:.0f} of {self.peak_gflops:.0f} "
+                f"({rate / self.peak_gflops:.0%}) |")
 
 
-HEADER = ["| benchmark | items | device | baseline s | raikit s | speed-up | max diff (equal if <= tol) |",
-          "|---|---|---|---|---|---|---|"]
+HEADER = ["| benchmark | items | device | baseline s | raikit s | speed-up | max diff (equal if <= tol) "
+          "| matmul GFLOP baseline / raikit | raikit GFLOP/s of peak |",
+          "|---|---|---|---|---|---|---|---|---|"]
+
+
+def matmul_gflop(fn: Callable[[], Any]) -> float:
+    """Matrix-product work (GFLOP) of one untimed call of ``fn``, counted by torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities, with_flops=True) as prof:
+        fn()
+    return sum(e.flops for e in prof.key_averages() if e.flops) / 1e9
+
+
+def peak_gflops(device: str, *, quick: bool) -> float:
+    """Float32 matrix-product rate of ``device`` (GFLOP/s): square products of 2,048 (512 with ``quick``)."""
+    n = 512 if quick else 2048
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(5):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def _with_work(row: "Row", baseline: Callable[[], Any], fast: Callable[[], Any], *, quick: bool) -> "Row":
+    """``row`` with the matrix-product work of both paths and the device's peak rate filled in."""
+    from dataclasses import replace
+
+    return replace(row, baseline_gflop=matmul_gflop(baseline), raikit_gflop=matmul_gflop(fast),
+                   peak_gflops=peak_gflops(row.device, quick=quick))
 
 
 def interleaved(baseline: Callable[[], Any], fast: Callable[[], Any], *, repeats: int) -> tuple[float, float, Any, Any]:
@@ -210,10 +258,10 @@ def bench_pll(device: str, *, quick: bool) -> Row:
     adapter = masked_lm(device, quick=quick)
     texts = crows_sentences(3 if quick else 8)
     adapter.pseudo_log_likelihood(texts[:2])  # warm-up (and the one-time head check)
-    t_b, t_f, base, fast = interleaved(lambda: baseline_pll(adapter, texts),
-                                       lambda: adapter.pseudo_log_likelihood(texts), repeats=1 if quick else 2)
-    return Row("masked-LM PLL vs one forward per masked token", f"{len(texts)} CrowS-Pairs sentences", device,
-               t_b, t_f, float(np.max(np.abs(base - fast))), 1e-3)
+    run_base, run_fast = lambda: baseline_pll(adapter, texts), lambda: adapter.pseudo_log_likelihood(texts)
+    t_b, t_f, base, fast = interleaved(run_base, run_fast, repeats=1 if quick else 2)
+    return _with_work(Row("masked-LM PLL vs one forward per masked token", f"{len(texts)} CrowS-Pairs sentences",
+                          device, t_b, t_f, float(np.max(np.abs(base - fast))), 1e-3), run_base, run_fast, quick=quick)
 
 
 def fill_mask_texts(n: int) -> list[str]:
@@ -237,21 +285,24 @@ def bench_fill_mask(device: str, *, quick: bool) -> Row:
     pipe = transformers.pipeline("fill-mask", model=adapter.model, tokenizer=adapter.tokenizer,
                                  device=adapter.device)
     adapter.fill_mask(texts[:2], CANDIDATES)
-    t_b, t_f, base, fast = interleaved(lambda: baseline_fill_mask(pipe, texts, CANDIDATES),
-                                       lambda: adapter.fill_mask(texts, CANDIDATES), repeats=1 if quick else 2)
-    return Row("fill-mask vs pipeline('fill-mask', targets) per sentence",
-               f"{len(texts)} sentences x {len(CANDIDATES)} words", device, t_b, t_f,
-               float(np.max(np.abs(base - np.exp(fast)))), 1e-4)
+    run_base = lambda: baseline_fill_mask(pipe, texts, CANDIDATES)  # noqa: E731
+    run_fast = lambda: adapter.fill_mask(texts, CANDIDATES)  # noqa: E731
+    t_b, t_f, base, fast = interleaved(run_base, run_fast, repeats=1 if quick else 2)
+    return _with_work(Row("fill-mask vs pipeline('fill-mask', targets) per sentence",
+                          f"{len(texts)} sentences x {len(CANDIDATES)} words", device, t_b, t_f,
+                          float(np.max(np.abs(base - np.exp(fast)))), 1e-4), run_base, run_fast, quick=quick)
 
 
 def bench_causal(device: str, *, quick: bool) -> Row:
     adapter = causal_lm(device, quick=quick)
     texts = crows_sentences(6 if quick else 32)
     adapter.sentence_log_likelihood(texts[:2])
-    t_b, t_f, base, fast = interleaved(lambda: baseline_sentence_ll(adapter, texts),
-                                       lambda: adapter.sentence_log_likelihood(texts), repeats=1 if quick else 2)
-    return Row(f"causal sentence log-likelihood vs one sentence per pass ({adapter.name})",
-               f"{len(texts)} CrowS-Pairs sentences", device, t_b, t_f, float(np.max(np.abs(base - fast))), 1e-3)
+    run_base = lambda: baseline_sentence_ll(adapter, texts)  # noqa: E731
+    run_fast = lambda: adapter.sentence_log_likelihood(texts)  # noqa: E731
+    t_b, t_f, base, fast = interleaved(run_base, run_fast, repeats=1 if quick else 2)
+    return _with_work(Row(f"causal sentence log-likelihood vs one sentence per pass ({adapter.name})",
+                          f"{len(texts)} CrowS-Pairs sentences", device, t_b, t_f,
+                          float(np.max(np.abs(base - fast))), 1e-3), run_base, run_fast, quick=quick)
 
 
 def stereoset_items(n: int):
@@ -272,11 +323,13 @@ def bench_stereoset(device: str, *, quick: bool) -> Row:
     def fast() -> np.ndarray:
         return score_stereoset(adapter, items)[[f"score_{o}" for o in OPTIONS]].to_numpy(dtype=float)
 
-    t_b, t_f, base, mine = interleaved(lambda: baseline_stereoset(adapter, items), fast, repeats=1 if quick else 2)
+    run_base = lambda: baseline_stereoset(adapter, items)  # noqa: E731
+    t_b, t_f, base, mine = interleaved(run_base, fast, repeats=1 if quick else 2)
     n_intra = int((items["type"] == "intrasentence").sum())
     rel = float(np.max(np.abs(base - mine) / np.abs(base)))
-    return Row(f"StereoSet option scores vs the pre-issue-12 path ({adapter.name})",
-               f"{len(items)} items ({n_intra} intra), {3 * len(items)} sequences", device, t_b, t_f, rel, 1e-4)
+    return _with_work(Row(f"StereoSet option scores vs the pre-issue-12 path ({adapter.name})",
+                          f"{len(items)} items ({n_intra} intra), {3 * len(items)} sequences", device, t_b, t_f,
+                          rel, 1e-4), run_base, fast, quick=quick)
 
 
 BENCHMARKS: dict[str, Callable[..., Row]] = {
