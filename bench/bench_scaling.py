@@ -7,8 +7,9 @@ batching, gathering, copying) plus a small model: a 2-layer BERT masked LM (hidd
 for CrowS-style sentence log-likelihood of both sentences of each pair (every token is scored, so the
 vocabulary head, 49,152 x hidden per token, is most of its cost: hidden 8 keeps 100k pairs to minutes on
 two CPU cores). Reports seconds, microseconds per
-item and the process's peak resident memory after each size (sizes run smallest first, so a flat peak
-means memory does not grow with the item count), and draws ``bench/scaling.svg``.
+item and the process's peak resident memory during each size (the peak is reset before each on Linux,
+so earlier benchmarks in the same process do not hide growth; a flat peak means memory does not grow
+with the item count), and draws ``bench/scaling.svg``.
 """
 from __future__ import annotations
 
@@ -36,7 +37,22 @@ def sentences(n: int, *, seed: int, mask: str | None = None) -> list[str]:
             for o, a, p, s in zip(occ, adj, place, pron)]
 
 
+def _reset_peak() -> None:
+    """Reset the process's peak resident memory (Linux: ``clear_refs`` 5), so each size gets its own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _peak_mb() -> float:
+    """Peak resident memory (MB) since :func:`_reset_peak` (Linux ``VmHWM``); elsewhere since the start."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -71,6 +87,7 @@ def measure(*, device: str = "cpu", sizes: tuple[int, ...] = SIZES, verbose: boo
     causal.sentence_log_likelihood(sentences(64, seed=99))
     for n in sizes:
         texts = sentences(n, seed=n, mask=mlm.mask_token)
+        _reset_peak()
         start = time.perf_counter()
         scores = mlm.fill_mask(texts, words)
         secs = time.perf_counter() - start
@@ -80,6 +97,7 @@ def measure(*, device: str = "cpu", sizes: tuple[int, ...] = SIZES, verbose: boo
             print(out[-1], flush=True)
         del texts, scores
         more, less = sentences(n, seed=n), sentences(n, seed=n + 1)
+        _reset_peak()
         start = time.perf_counter()
         lls = causal.sentence_log_likelihood(more + less)
         secs = time.perf_counter() - start
@@ -120,7 +138,7 @@ def plot(results: list[dict], path: Path) -> Path:
 def run(*, device: str = "cpu", quick: bool = False) -> list[str]:
     """Markdown rows; in full mode also writes ``bench/scaling.svg``."""
     results = measure(device=device, sizes=QUICK_SIZES if quick else SIZES, verbose=not quick)
-    rows = ["| workload | items | seconds | us per item | peak RSS MB (process) |", "|---|---|---|---|---|"]
+    rows = ["| workload | items | seconds | us per item | peak RSS MB during the size |", "|---|---|---|---|---|"]
     rows += [f"| {r['workload']} ({device}) | {r['items']:,} | {r['seconds']:.2f} | "
              f"{1e6 * r['seconds'] / r['items']:.0f} | {r['peak_mb']:.0f} |" for r in results]
     if not quick:
