@@ -553,12 +553,20 @@ class ModelAdapter:
         """Indices sorting sequences longest first, so each batch pads little."""
         return np.argsort([-len(s) for s in sequences], kind="stable")
 
+    #: Texts tokenised per call of the tokenizer in :meth:`encode` (its per-text objects are dropped per
+    #: chunk, so a 100k-text call holds the id lists, not 100k tokenizer encodings at once).
+    encode_chunk: ClassVar[int] = 4096
+
     def encode(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
         """Token ids of each text, truncated to ``max_length``."""
         _check_texts(texts)
-        out = self.tokenizer(list(texts), add_special_tokens=add_special_tokens, truncation=True,
-                             max_length=self.max_length)
-        return [list(ids) for ids in out["input_ids"]]
+        texts = list(texts)
+        out: list[list[int]] = []
+        for start in range(0, len(texts), self.encode_chunk):
+            chunk = self.tokenizer(texts[start:start + self.encode_chunk], add_special_tokens=add_special_tokens,
+                                   truncation=True, max_length=self.max_length)
+            out.extend(list(ids) for ids in chunk["input_ids"])
+        return out
 
     # -- shared primitives -------------------------------------------------------------------
     @torch.inference_mode()
