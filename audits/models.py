@@ -294,7 +294,7 @@ class ModelAdapter:
         order = np.asarray(order, dtype=np.int64)
         bar = progress_bar(total=len(order), desc=f"{self.name}: {desc}", unit="item",
                            disable=not self.progress or len(order) < 3 * self.batch_size)
-        start = 0
+        start, most = 0, len(order)  # most: items per batch, halved at each out-of-memory error
         try:
             while start < len(order):
                 if lengths is None:
@@ -303,7 +303,7 @@ class ModelAdapter:
                     end = self._packed_batch_end(order, lengths, start)
                 else:
                     end = self._batch_end(order, lengths, start)
-                idx = order[start:end]
+                idx = order[start:min(end, start + most)]
                 try:
                     step(idx)
                 except Exception as exc:  # noqa: BLE001  (only out-of-memory is retried; the rest is re-raised)
@@ -311,7 +311,8 @@ class ModelAdapter:
                         raise
                     del exc
                     _free_memory(self.device)
-                    self.batch_size = max(1, len(idx) // 2)
+                    most = max(1, len(idx) // 2)  # the retry is strictly smaller than what failed
+                    self.batch_size = max(1, min(self.batch_size, most) // 2 if lengths is not None else most)
                     self.oom_retries += 1
                     continue
                 start += len(idx)
@@ -426,12 +427,18 @@ class ModelAdapter:
         Two sample sequences go through the model packed into one row and each on its own; packing is
         used only if every hidden state (or logit) agrees. Models that ignore ``position_ids`` or 4D
         attention masks (or number positions from the padding token) fail the check and keep padded
-        batches. Never on devices without a ``pack_row_tokens`` entry.
+        batches, and so do models with sliding-window or chunked attention (a packed 4D mask would give
+        them full attention). Never on devices without a ``pack_row_tokens`` entry.
         """
-        if self.device.type not in self.pack_row_tokens or len(sample) < 2:
+        if self.device.type not in self.pack_row_tokens:
             return False
         if "_packs" in self.__dict__:
             return self.__dict__["_packs"]
+        if _windowed_attention(self.model.config):  # one mask cannot express a window per layer
+            self.__dict__["_packs"] = False
+            return False
+        if len(sample) < 2:
+            return False
         pair = [list(sample[0])[:48], list(sample[-1])[:48]]
         ids, mask = self._pad(pair[:1])
         split = self._head_split(ids, mask)  # settled on a plain 2D mask before any packed call
@@ -961,7 +968,16 @@ class CausalLMAdapter(ModelAdapter):
         """
         if any(len(s) < 1 for s in stems) or any(len(t) < 1 for ts in tails for t in ts):
             raise ValueError("every stem and every tail needs at least one token")
-        sample = [list(s) + list(ts[0]) for s, ts in zip(stems[:1] + stems[-1:], tails[:1] + tails[-1:]) if ts]
+        live = [g for g in range(len(stems)) if tails[g]]
+        if len(live) < len(stems):  # a stem without continuations: nothing of it is asked for
+            stem_lp, tail_lp = self._shared_stem_log_probs([stems[g] for g in live], [tails[g] for g in live],
+                                                           score_stem=score_stem, desc=desc) if live else ([], [])
+            stems_out: list[np.ndarray] = [np.zeros(0) for _ in stems]
+            tails_out: list[list[np.ndarray]] = [[] for _ in stems]
+            for k, g in enumerate(live):
+                stems_out[g], tails_out[g] = stem_lp[k], tail_lp[k]
+            return stems_out, tails_out
+        sample = [list(stems[g]) + list(tails[g][0]) for g in (0, len(stems) - 1)] if stems else []
         if self._packing_works(sample):
             return self._packed_stem_log_probs(stems, tails, score_stem=score_stem, desc=desc)
         # a group costs about (stem + longest tail) tokens per tail
@@ -1285,6 +1301,15 @@ def _gathered_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     if logits.device.type == "cpu":
         return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def _windowed_attention(config: Any) -> bool:
+    """Whether a model limits how far back its attention reaches (sliding windows, chunks, mixed layers)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(text, "sliding_window", None) if getattr(text, "use_sliding_window", True) else None
+    kinds = getattr(text, "layer_types", None) or []
+    return bool(window) or bool(getattr(text, "attention_chunk_size", None)) or any(
+        k != "full_attention" for k in kinds)
 
 
 class _LayerReached(Exception):

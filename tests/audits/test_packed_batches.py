@@ -119,3 +119,53 @@ def test_rows_hold_every_item_once_without_overlap(random_mlm):
     assert all(u.max() <= 1 for u in used)  # no two items share a slot
     assert sum(int(u.sum()) for u in used) == sum(lengths) == sum(fill)
     assert sum(fill) / (len(fill) * cap) > 0.9  # rows are nearly full
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_out_of_memory_retries_shrink_until_the_batch_fits(random_mlm, packed):
+    """A batch that runs out of memory is retried strictly smaller, whatever the token budget allows."""
+    adapter = wrap_model(random_mlm.model, random_mlm.tokenizer, name="oom", device="cpu", batch_size=16,
+                         progress=False)
+    lengths = np.full(2000, 10)
+    seen: list[int] = []
+    calls: list[int] = []
+
+    def step(idx: np.ndarray) -> None:
+        calls.append(len(idx))
+        assert len(calls) < 500, "the retries do not shrink the batch"
+        if len(idx) > 40:
+            raise MemoryError("cannot allocate memory")
+        seen.extend(idx.tolist())
+
+    adapter._each_batch(np.arange(2000), step, desc="t", lengths=lengths, packed=packed)
+    assert sorted(seen) == list(range(2000))
+    assert 1 <= adapter.oom_retries <= 8
+
+
+def test_sliding_window_models_are_not_packed(random_causal):
+    """One packed 4D mask would give a sliding-window model full attention: such models keep padded rows."""
+    tok = random_causal.tokenizer
+    torch.manual_seed(0)
+    config = transformers.MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                        max_position_embeddings=128, sliding_window=6)
+    adapter = wrap_model(transformers.MistralForCausalLM(config), tok, name="tiny-mistral", device="cpu",
+                         progress=False)
+    texts = ["The nurse.", "A doctor.", SENTENCES[5]]
+    encoded = [[adapter.prefix_id] + e for e in adapter.encode(texts, add_special_tokens=False)]
+    assert len(encoded[-1]) > 6
+    for lp, ids in zip(adapter.token_log_probs(texts), encoded):
+        np.testing.assert_allclose(lp, _plain(adapter, ids), atol=1e-5)
+    assert adapter.__dict__["_packs"] is False
+
+
+def test_groups_without_texts_are_skipped(random_causal):
+    tok = random_causal.tokenizer
+    adapter = wrap_model(tiny.tiny_causal(tok), tok, name="tiny-gpt2", device="cpu", progress=False)
+    assert adapter.shared_prefix_token_log_probs([[]]) == [[]]
+    out = adapter.shared_prefix_token_log_probs([SENTENCES[:2], [], [SENTENCES[3]]])
+    assert [len(g) for g in out] == [2, 0, 1]
+    for text, lp in zip(SENTENCES[:2] + [SENTENCES[3]], out[0] + out[2]):
+        ids = [adapter.prefix_id] + adapter.encode([text], add_special_tokens=False)[0]
+        np.testing.assert_allclose(lp, _plain(adapter, ids), atol=1e-5)
+    assert adapter.__dict__["_packs"] is True
