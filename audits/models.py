@@ -550,12 +550,6 @@ class ModelAdapter:
                                       targets[k:k + rows]) for k in range(0, len(vectors), rows)]
         return torch.cat(pieces) if pieces else vectors.new_zeros(0, dtype=torch.float32)
 
-    def _logits_at(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                   **forward: Any) -> torch.Tensor:
-        """Float32 logits at ``(rows[k], cols[k])`` only (see :meth:`_head_split`)."""
-        vectors, head = self._vectors_at(ids, mask, rows, cols, **forward)
-        return (head(vectors) if head is not None else vectors).float()
-
     def _length_order(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Indices sorting sequences longest first, so each batch pads little."""
         return np.argsort([-len(s) for s in sequences], kind="stable")
