@@ -545,10 +545,16 @@ class ModelAdapter:
 
         The head runs on chunks of rows so that the logits block stays small whatever the batch.
         """
-        rows = self._head_rows(vectors, head)
-        pieces = [_gathered_log_probs(head(vectors[k:k + rows]) if head is not None else vectors[k:k + rows],
-                                      targets[k:k + rows]) for k in range(0, len(vectors), rows)]
+        pieces = [_gathered_log_probs(logits, targets[k:k + len(logits)])
+                  for k, logits in self._logit_blocks(vectors, head)]
         return torch.cat(pieces) if pieces else vectors.new_zeros(0, dtype=torch.float32)
+
+    def _logit_blocks(self, vectors: torch.Tensor, head: Any) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first row, float32 logits)`` of successive blocks of :meth:`_head_rows` rows of ``vectors``."""
+        rows = self._head_rows(vectors, head)
+        for k in range(0, len(vectors), rows):
+            part = vectors[k:k + rows]
+            yield k, (head(part) if head is not None else part).float()
 
     def _length_order(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Indices sorting sequences longest first, so each batch pads little."""
@@ -687,13 +693,16 @@ class MaskedLMAdapter(ModelAdapter):
         if top is None or self.__dict__.get("_trim") is False or 2 * len(rows) > ids.numel():
             return super()._vectors_at(ids, mask, rows, cols, **forward)
         body, head = split
-        if "_trim" in self.__dict__:
+
+        def trimmed() -> torch.Tensor:
             hidden, layer_mask = _below_layer(body, top, input_ids=ids, attention_mask=mask, **forward)
-            return _top_layer_at(top, hidden, layer_mask, rows.to(hidden.device), cols.to(hidden.device)), head
+            return _top_layer_at(top, hidden, layer_mask, rows.to(hidden.device), cols.to(hidden.device))
+
+        if "_trim" in self.__dict__:
+            return trimmed(), head
         full, _ = super()._vectors_at(ids, mask, rows, cols, **forward)
         try:  # once: the trimmed top layer must reproduce the full pass (and run at all on this model)
-            hidden, layer_mask = _below_layer(body, top, input_ids=ids, attention_mask=mask, **forward)
-            vectors = _top_layer_at(top, hidden, layer_mask, rows.to(hidden.device), cols.to(hidden.device))
+            vectors = trimmed()
             same = bool(torch.allclose(vectors.float(), full.to(vectors.device).float(), atol=1e-4, rtol=1e-3))
         except Exception:  # noqa: BLE001  (a layout this code does not know keeps the full pass)
             same = False
@@ -816,10 +825,8 @@ class MaskedLMAdapter(ModelAdapter):
             ids, mask, rows, cols, extra = self._layout([encoded[i] for i in idx],
                                                         [(k, positions[i]) for k, i in enumerate(idx)], packed=packed)
             vectors, head = self._vectors_at(ids, mask, rows, cols, **extra)
-            block = self._head_rows(vectors, head)  # fixed-size logits blocks: bounded, reusable memory
-            for k in range(0, len(idx), block):
-                part = vectors[k:k + block]
-                consume(idx[k:k + block], torch.log_softmax((head(part) if head is not None else part).float(), dim=-1))
+            for k, logits in self._logit_blocks(vectors, head):  # fixed-size blocks: bounded, reusable memory
+                consume(idx[k:k + len(logits)], torch.log_softmax(logits, dim=-1))
 
         self._each_batch(order, step, desc=desc, lengths=[len(e) for e in encoded], packed=packed)
 
