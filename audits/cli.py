@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    _add_scan_parser(sub)
+
     audit = sub.add_parser("audit", help="run an audit (the embedded default when no config is given)")
     audit.add_argument("config", nargs="?", help="audit TOML file (default: the embedded default audit)")
     audit.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
@@ -176,6 +178,60 @@ def build_parser() -> argparse.ArgumentParser:
     probes = sub.add_parser("probes", help="list the configurable sections, or show one with its options")
     probes.add_argument("name", nargs="?", help="a section name (e.g. fill_mask, explain) to show as a TOML table")
     return parser
+
+
+def _add_scan_parser(sub: Any) -> None:
+    scan = sub.add_parser("scan", help="audit models in one command: every section that applies, sized to a budget")
+    scan.add_argument("models", nargs="+", metavar="MODEL", help="hub id, local folder or builtin:<alias> (several: "
+                                                                  "audited on the same items, side by side)")
+    scan.add_argument("--data", metavar="CSV", help="your labelled texts: per-group metrics, calibration and "
+                                                    "explanations of each classifier on them")
+    scan.add_argument("--text-column", default="text", help="column of the texts in --data (default: text)")
+    scan.add_argument("--label-column", default="label", help="column of the true labels in --data (default: label)")
+    scan.add_argument("--group-column", default="group", help="column of the groups in --data (default: group)")
+    scan.add_argument("--positive-label", metavar="CLASS", help="the classifier class that is positive (default: "
+                                                                "read from the class names or the model's predictions)")
+    scan.add_argument("--budget", default="10m", help="time the whole scan may take: 300s, 5m, 1h (default: 10m)")
+    scan.add_argument("--out", default="out", help="parent folder of the run folder (default: out)")
+    scan.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where models run")
+    scan.add_argument("--seed", type=int, default=0, help="seed of every subsample (default: 0)")
+    scan.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
+    scan.add_argument("--write-config", metavar="TOML", help="write the audit config the scan ran (every option, "
+                                                             "commented): the start of a hand-tuned audit")
+    scan.add_argument("--write-gates", metavar="TOML", help="write [gates] at the current 95%% CI bounds "
+                                                            "(no worse than this release)")
+    scan.add_argument("--write-pytest", metavar="PY", help="write a test file the raikit pytest plugin runs "
+                                                           "against those gates")
+    scan.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from raikit.audits.scan import ScanOptions, parse_budget, scan
+
+    budget = parse_budget(args.budget)
+    result = scan(ScanOptions(
+        models=tuple(args.models), data=args.data, text_column=args.text_column, label_column=args.label_column,
+        group_column=args.group_column, positive_label=args.positive_label, budget_s=budget, out_dir=args.out,
+        device=args.device, seed=args.seed, write_config=args.write_config, write_gates=args.write_gates,
+        write_pytest=args.write_pytest, progress=not args.quiet))
+    outcome = result.outcome
+    run = outcome.results["run"]
+    print(f"results: {for_terminal(outcome.out_dir / 'results.json')}")
+    for path in outcome.files[1:]:
+        print(f"report:  {for_terminal(path)}")
+    for path in result.written:
+        print(f"wrote:   {for_terminal(path)}")
+    for item in run["scan"]["sizes"]:
+        size = "whole" if item["size"] is None else (f"{item['size']} test(s)" if item["size_option"] == "tests"
+                                                     else f"max_items = {item['size']}")
+        print(f"ran:     {for_terminal(item['section'])} on {for_terminal(', '.join(item['models']))} ({size})")
+    for skipped in run.get("skipped_sections", []):
+        print(f"skipped: {for_terminal(skipped['section'])} (data not installed: "
+              f"{for_terminal(', '.join(skipped['data_sets']))}); fetch with `{for_terminal(skipped['command'])}`")
+    for item in run["scan"]["not_run"]:
+        print(f"not run: {for_terminal(item['reason'])}")
+    print(f"time:    {result.seconds:.0f} s of a {run['scan']['budget_seconds']:.0f} s budget")
+    return outcome.exit_code
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -355,7 +411,7 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"audit": _cmd_audit, "retrain": _cmd_retrain, "federated": _cmd_federated, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,
+_COMMANDS = {"scan": _cmd_scan, "audit": _cmd_audit, "retrain": _cmd_retrain, "federated": _cmd_federated, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,
              "probes": _cmd_probes, "data": _cmd_data}
 
 
@@ -377,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _clean_errors(args.debug):
         if args.command == "federated" and args.role == "join":
             _join_config(args)
-        if args.command in ("audit", "retrain", "federated") and _wants_offline(args):
+        if args.command in ("audit", "retrain", "federated", "scan") and _wants_offline(args):
             set_offline()  # before anything imports huggingface_hub, which reads the switches once
         previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
         try:
@@ -415,7 +471,7 @@ def _wants_offline(args: argparse.Namespace) -> bool:
     """``--offline``, ``HF_HUB_OFFLINE=1`` or ``[run] offline = true`` in the config (read here, cheaply)."""
     if args.offline or offline_from_env():
         return True
-    if not args.config:
+    if not getattr(args, "config", None):
         return False
     import tomllib
 

@@ -119,11 +119,15 @@ class SectionTable:
     probe : str
         The registered section it runs.
     model : str
-        The model key it runs on.
+        The model key it runs on; "" when the table omits ``model`` in a config of several models (the runner
+        picks the one model of a kind the section takes, see :func:`raikit.audits.runner.load_audit`).
     options : dict
         The remaining keys, still raw.
     where : str
         ``file: [table]`` for error messages.
+    variant : str
+        The model key again when the table names a list of models (``model = ["a", "b"]``): one table per
+        model, whose metrics are prefixed ``<capability>.<table>.<model key>``; "" for a single model.
     """
 
     capability: str
@@ -132,11 +136,14 @@ class SectionTable:
     model: str
     options: dict[str, Any]
     where: str
+    variant: str = ""
 
     @property
     def prefix(self) -> str:
-        """Prefix of its metric names: ``fairness.<name>`` or ``explain``."""
-        return self.capability if self.name == self.capability else f"{self.capability}.{self.name}"
+        """Prefix of its metric names: ``fairness.<name>`` or ``explain`` (``.<model key>`` added for each model
+        of a ``model = ["a", "b"]`` list)."""
+        base = self.capability if self.name == self.capability else f"{self.capability}.{self.name}"
+        return f"{base}.{self.variant}" if self.variant else base
 
 
 @dataclass(frozen=True)
@@ -413,6 +420,22 @@ def _model_tables(raw: Mapping[str, Any], src: str, problems: list[str]) -> dict
     return tables
 
 
+def _model_list(value: Any, where: str, problems: list[str]) -> list[str]:
+    """The model keys of a section's ``model`` key: one string, or a list of distinct strings."""
+    if isinstance(value, str):
+        return [value]
+    if (isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+            and len(set(value)) == len(value)):
+        for key in value:
+            if not is_safe_name(key):  # becomes part of metric and file names
+                problems.append(f"{where}: key 'model': model key {key!r} may use only letters, digits, '_' and '-'")
+                return []
+        return list(value)
+    problems.append(f"{where}: key 'model' must be a model key or a list of distinct model keys "
+                    f"(model = [\"a\", \"b\"]), got {_show(value)}")
+    return []
+
+
 def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: Path,
                  problems: list[str] | None = None) -> AuditConfig:
     """Check the structure of an audit config.
@@ -486,17 +509,19 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
             return
         if model is None and not model_tables:
             return  # "no model" is reported once for the whole config
-        if model is None:
-            problems.append(f"{where}: key 'model' is required when the config has several models "
-                            f"({', '.join(model_tables)})")
+        if model is None:  # several models: the runner picks the one whose kind the section takes
+            sections.append(SectionTable(capability, name, probe, "", options, where))
             return
-        if model in model_tables and model not in models:
-            return  # the model table itself has a problem, already reported
-        if model not in models:
-            defined = ", ".join(model_tables) or "none"
-            problems.append(f"{where}: key 'model' names unknown model {model!r}; defined: {defined}")
-            return
-        sections.append(SectionTable(capability, name, probe, model, options, where))
+        keys = _model_list(model, where, problems)
+        for key in keys:
+            if key in model_tables and key not in models:
+                continue  # the model table itself has a problem, already reported
+            if key not in models:
+                defined = ", ".join(model_tables) or "none"
+                problems.append(f"{where}: key 'model' names unknown model {key!r}; defined: {defined}")
+                continue
+            sections.append(SectionTable(capability, name, probe, key, options, where,
+                                         variant=key if len(keys) > 1 else ""))
 
     fairness = raw.get("fairness", {})
     if not isinstance(fairness, dict) or not all(isinstance(v, dict) for v in fairness.values()):

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["GateFailure", "RaikitFile", "GateItem", "raikit_audit"]
+__all__ = ["GateFailure", "RaikitFile", "GateItem", "raikit_audit", "results_for", "assert_gate"]
 
 _RESULTS_CACHE = pytest.StashKey[dict[str, dict[str, Any]]]()
 
@@ -79,6 +79,30 @@ def _results_for(config: pytest.Config, audit_path: Path | None) -> dict[str, An
             out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="raikit-"))
             cache[key] = run_audit(audit_path, out_dir=out_dir, progress=False).results
     return cache[key]
+
+
+def results_for(config: pytest.Config, audit_path: str | Path) -> dict[str, Any]:
+    """The results of the audit in ``audit_path``, run once per session (``--raikit-results`` is read instead).
+
+    For test files written by ``raikit scan --write-pytest``.
+    """
+    return _results_for(config, Path(audit_path))
+
+
+def assert_gate(results: Mapping[str, Any], gate: Any) -> None:
+    """Assert that ``results`` meet one gate; the message names the metric, its value and CI, the bound it
+    broke, and the report's finding on that metric (what the number means), when there is one."""
+    from raikit.audits.gates import evaluate_gates
+
+    outcome = evaluate_gates([gate], results.get("metrics", {}))[0]
+    if outcome.passed:
+        return
+    from raikit.reports import findings
+
+    said = [f.title for f in findings(results) if f.metric == gate.metric and f.kind != "gate"]
+    clauses = "; ".join(_clauses(gate)) or "none mapped"
+    raise AssertionError(f"raikit gate failed: {outcome.message}" + (f"\n  finding: {said[0]}" if said else "")
+                         + f"\n  supports: {clauses}")
 
 
 def _clauses(gate: Any) -> list[str]:

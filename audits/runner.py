@@ -15,7 +15,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -150,8 +150,46 @@ def _builtin_kind(model_id: str) -> str | None:
     return item.kind if item else None
 
 
-def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Audit:
+def _known_kind(spec: ModelSpec, base_dir: Path) -> str | None:
+    """A model's kind without loading it: its ``kind``, a built-in's, or a local folder's ``config.json``."""
+    if spec.kind or spec.id.startswith("builtin:"):
+        return spec.kind or _builtin_kind(spec.id)
+    folder = Path(spec.id).expanduser()
+    folder = folder if folder.is_absolute() else base_dir / folder
+    try:
+        architectures = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures")
+    except (OSError, ValueError, AttributeError):
+        return None
+    from raikit.audits.models import detect_kind
+
+    return detect_kind(type("Cfg", (), {"architectures": architectures})) if architectures else None
+
+
+def _pick_model(table: SectionTable, section: Section, config: AuditConfig) -> tuple[SectionTable, str | None]:
+    """A table that omits ``model`` in a config of several models runs on the one model of a kind it takes."""
+    kinds = {key: _known_kind(spec, config.base_dir) for key, spec in config.models.items()}
+    fits = [key for key, kind in kinds.items() if kind in section.model_kinds]
+    unknown = [key for key, kind in kinds.items() if kind is None]
+    wanted = " or ".join(section.model_kinds)
+    if len(fits) == 1 and not unknown:
+        return dataclasses.replace(table, model=fits[0]), None
+    if len(fits) > 1:
+        listed = ", ".join(json.dumps(k) for k in fits)
+        return table, (f"{table.where}: key 'model' is required: models {', '.join(fits)} are all {wanted} models; "
+                       f"name one (model = {json.dumps(fits[0])}) or a list (model = [{listed}])")
+    if unknown:
+        return table, (f"{table.where}: key 'model' is required: the kind of model(s) {', '.join(unknown)} is not "
+                       "known before loading; name the model, or set kind in its table")
+    return table, (f"{table.where}: key 'model' is missing and no model of the config is {_article(wanted)} {wanted} "
+                   f"model ({', '.join(f'{k}: {v}' for k, v in kinds.items())})")
+
+
+def load_audit(path: str | Path | None = None, *, seed: int | None = None,
+               skip_missing_data: bool | None = None) -> Audit:
     """Read and validate an audit config; ``None`` is the embedded default.
+
+    ``skip_missing_data`` (default: only for the embedded default) leaves out a section whose only problem is
+    a data set that is not installed, recording it in ``Audit.skipped`` with its fetch command.
 
     Every problem (structure, unknown keys, wrong types, unknown probes, model kinds that do not fit,
     unknown gate metrics) is collected and raised together.
@@ -180,16 +218,22 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
         except RaikitInputError as exc:
             problems.append(str(exc))
             continue
+        if not table.model:
+            table, problem = _pick_model(table, section, config)
+            if problem:
+                problems.append(problem)
+                continue
         options, option_problems = validate_options(table.options, section.options, where=table.where)
         problems += option_problems
         spec = config.models[table.model]
-        kind = spec.kind or _builtin_kind(spec.id)
+        kind = _known_kind(spec, config.base_dir)
         if kind is not None and kind not in section.model_kinds:
             problems.append(f"{table.where}: probe {table.probe!r} needs a {' or '.join(section.model_kinds)} model, "
                             f"but model {table.model!r} ({spec.id}) is {_article(kind)} {kind}")
         if options is not None:
             missing, absent = _missing_files(options, config, table.where)
-            if path is None and absent and len(absent) == len(missing):  # default audit: run what has its data
+            skip = path is None if skip_missing_data is None else skip_missing_data
+            if skip and absent and len(absent) == len(missing):  # default audit, scan: run what has its data
                 skipped.append(SkippedSection(table.prefix, tuple(absent), _fetch_command(absent, config)))
                 continue
             problems += missing
@@ -336,6 +380,7 @@ def _section_entry(planned: PlannedSection, result: SectionResult, seconds: floa
         "tables": tables,
         "metrics": {f"{key}.{name}": m for name, m in body["metrics"].items()},
         "metric_meanings": {name: [label, meaning] for name, label, meaning in planned.section.meanings},
+        **({"variant_of": planned.key[: -len(planned.table.variant) - 1]} if planned.table.variant else {}),
     }
 
 
@@ -513,7 +558,10 @@ def _separated(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "out", seed: int | None = None,
               device: str | None = None, offline: bool | None = None, resume: bool = False,
-              progress: bool = True, only: tuple[str, ...] | None = None, reaudit: bool = True) -> AuditOutcome:
+              progress: bool = True, only: tuple[str, ...] | None = None, reaudit: bool = True,
+              preloaded: Mapping[str, ModelAdapter] | None = None,
+              scan: Mapping[str, Any] | None = None,
+              reuse: Mapping[str, tuple[SectionResult, float]] | None = None) -> AuditOutcome:
     """Run an audit end to end.
 
     Parameters
@@ -533,6 +581,15 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         the other sections are not evaluated.
     reaudit : bool
         Re-run the audit's classifier sections (on the same model) on every model a section retrained.
+    preloaded : mapping of str to ModelAdapter, optional
+        Models already loaded, by model key (``raikit scan`` loads each model once, to detect its kind and
+        measure its speed); the others are loaded as usual.
+    scan : mapping, optional
+        What ``raikit scan`` decided before the run (sizes and why, sections not run), stored as
+        ``run.scan``; its ``skipped_sections`` and ``limitations`` join the run's own.
+    reuse : mapping, optional
+        Section key -> (result, seconds) of a run with exactly the planned options, model and seed (a scan's
+        pilot), recorded instead of running the section again.
 
     Returns
     -------
@@ -600,6 +657,9 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         key = planned.table.model
         if planned.key in done or key in adapters:
             continue
+        if preloaded and key in preloaded:
+            adapters[key] = preloaded[key]
+            continue
         _log(progress, f"loading model {key!r} ({cfg.models[key].id})")
         table = "[model]" if key == "model" and "id" in cfg.raw.get("model", {}) else f"[models.{key}]"
         try:
@@ -648,8 +708,12 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             if planned.table.capability == "explain":
                 section_ctx = dataclasses.replace(ctx, flagged_texts=_flagged_texts(sections))
             t0 = time.perf_counter()
-            result = planned.section.run(adapter, planned.options, section_ctx)
-            seconds = time.perf_counter() - t0
+            if reuse and planned.key in reuse:  # raikit scan's pilot already ran it with these options
+                result, seconds = reuse[planned.key]
+                _log(progress, "    reused the scan's pilot run (same options and seed)")
+            else:
+                result = planned.section.run(adapter, planned.options, section_ctx)
+                seconds = time.perf_counter() - t0
             tables = {}
             for name, frame in result.tables.items():
                 if not is_safe_name(name):
@@ -674,6 +738,10 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
                     _reaudit(audit, planned, sections, done, run_dir, ctx, dev, progress)
 
         results = _assemble(audit, sections, adapters, run_dir, started, dev, offline, done, recorded)
+        if scan is not None:
+            results["run"]["scan"] = json.loads(json.dumps(dict(scan), default=str))
+            results["run"]["skipped_sections"] += list(scan.get("skipped_sections", []))
+            results["limitations"] += list(scan.get("limitations", []))
         for key, entry in sections.items():  # retrained models are models of the run too (model card, provenance)
             for name, saved in (entry.get("retrained_models") or {}).items():
                 results["models"][f"{key}.{name}"] = {
@@ -682,7 +750,7 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
                     "metadata": saved["description"]}
         from raikit.audits.gates import evaluate_gates
 
-        outcomes = evaluate_gates(list(audit.gates), results["metrics"])
+        outcomes = evaluate_gates(list(audit.gates) + _retrained_gates(audit.gates, sections), results["metrics"])
         results["gates"] = [o.to_dict() for o in outcomes]
         files = [write_json_atomic(confined(run_dir, "results.json"), results)]
         if cfg.report.formats:
@@ -704,6 +772,23 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
     exit_code = 0 if all(o.passed for o in outcomes) else 1
     _log(progress, f"results: {run_dir / 'results.json'}")
     return AuditOutcome(results=results, out_dir=run_dir, exit_code=exit_code, files=tuple(files))
+
+
+def _retrained_gates(gates: Sequence[Any], sections: Mapping[str, Mapping[str, Any]]) -> list[Any]:
+    """The gates of a section again on each re-audit of it: a retrained model meets its source model's gates.
+
+    A re-audit entry ``<source>.<variant>.<section>`` (``reaudit_of = <section>``) prefixes the section's metric
+    names with ``<source>.<variant>.``; each gate on one of them is repeated on the prefixed name.
+    """
+    extra = []
+    for key, entry in sections.items():
+        target = entry.get("reaudit_of")
+        if not target or not key.endswith(f".{target}"):
+            continue
+        prefix = key[: -len(target)]
+        extra += [dataclasses.replace(g, metric=prefix + g.metric) for g in gates
+                  if str(g.metric).startswith(f"{target}.")]
+    return extra
 
 
 def _leftover(run_dir: Path, created: bool, finished: int, root_created: bool) -> str:

@@ -314,6 +314,19 @@ def _starter_instances(templates: str, lexicons: Sequence[str], ctx: RunContext,
     return expand(tpls, lex, max_instances=max_instances or None, seed=ctx.seed)
 
 
+def starter_labelled_texts(*, per_template: int = 12, seed: int = 0) -> pd.DataFrame:
+    """raikit's starter sentiment texts with their expected class: the MFT templates filled with the lexicons.
+
+    Columns ``text`` and ``label`` ("positive" or "negative"); at most ``per_template`` instances per template
+    (seeded). ``raikit scan`` reads which class of a classifier with generic labels (``LABEL_0``) is positive
+    from the model's own predictions on them.
+    """
+    inst = _starter_instances("builtin:templates/classifier.toml", _DEFAULT_LEXICONS, RunContext(seed=seed),
+                              section="scan", max_instances=per_template)
+    inst = inst[(inst["test"] == "mft") & inst["label"].isin(["positive", "negative"])]
+    return inst[["text", "label"]].reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class CounterfactualOptions:
     """Options of ``[fairness.counterfactual]``.
@@ -749,6 +762,9 @@ class GroupsOptions:
         (formerly ``max_instances``).
     n_bootstrap : int
         Bootstrap resamples of the 95% confidence intervals.
+    calibration : bool
+        Also measure calibration per group from the predicted-class probability: expected calibration error
+        (10 equal-width bins) and its over- and under-confidence parts (``calibration.*`` metrics).
     """
 
     data: str = ""
@@ -761,6 +777,7 @@ class GroupsOptions:
     lexicons: list[str] = field(default_factory=lambda: list(_DEFAULT_LEXICONS))
     max_items: int = 500
     n_bootstrap: int = 1000
+    calibration: bool = True
 
 
 def _check_groups(options: GroupsOptions, ctx: RunContext) -> None:
@@ -806,12 +823,22 @@ def _run_groups(adapter: Any, options: GroupsOptions, ctx: RunContext) -> Sectio
                                "map it with label_map", where="groups.label_column")
     pos = adapter.labels.index(options.positive_label)
     y = np.array([adapter.labels.index(n) == pos for n in names], dtype=int)
-    yhat = (adapter.predict(frame["text"].tolist()) == pos).astype(int)
+    proba = adapter.predict_proba(frame["text"].tolist())
+    yhat = (proba.argmax(axis=1) == pos).astype(int)
     table = frame.assign(y_true=y, y_pred=yhat).reset_index(drop=True)
     res = group_metrics(y, yhat, frame["group"].astype(str).tolist(), seed=ctx.seed, n_bootstrap=options.n_bootstrap,
                         table=table)
     sec = res.to_section()
-    return SectionResult(metrics=sec.metrics, tables=sec.tables, details=sec.details, notes=notes)
+    metrics = dict(sec.metrics)
+    if options.calibration:  # per group: is the model as sure as it is right? (ECE, over-/under-confidence)
+        from raikit.fairness.calibration import calibration_by_group
+
+        true_class = np.array([adapter.labels.index(n) for n in names])
+        cal = calibration_by_group(proba.max(axis=1), proba.argmax(axis=1) == true_class,
+                                   [_safe(g) for g in frame["group"].astype(str)], seed=ctx.seed,
+                                   n_bootstrap=options.n_bootstrap)
+        metrics.update({f"calibration.{k}": m for k, m in cal.metrics.items()})
+    return SectionResult(metrics=metrics, tables=sec.tables, details=sec.details, notes=notes)
 
 
 _METRICS = ("accuracy", "false_positive_rate", "false_negative_rate", "selection_rate")
@@ -819,6 +846,13 @@ _LABELS = {"accuracy": ("Accuracy", "Share of texts whose label the model predic
            "false_positive_rate": ("False positive rate", "Share of negative texts predicted positive."),
            "false_negative_rate": ("False negative rate", "Share of positive texts predicted negative."),
            "selection_rate": ("Selection rate", "Share of texts predicted positive.")}
+
+_CALIBRATION = {"ece": ("Expected calibration error", "Mean gap between confidence and accuracy over confidence "
+                                                         "bins; 0 is calibrated."),
+                "overconfidence": ("Overconfidence", "The part of the calibration error where the model is more "
+                                                     "sure than right; 0 is none."),
+                "underconfidence": ("Underconfidence", "The part of the calibration error where the model is right "
+                                                       "more often than it is sure; 0 is none.")}
 
 SECTIONS.register("counterfactual")(Section(
     name="counterfactual", options=CounterfactualOptions, model_kinds=("classifier",), run=_run_counterfactual, check=_check_counterfactual,
@@ -853,7 +887,8 @@ SECTIONS.register("groups")(Section(
     description="Per-group accuracy, FPR, FNR and selection rate (fairlearn MetricFrame) and parity differences",
     citation=CITATIONS["groups"],
     metrics=tuple(f"{m}.{v}" for m in _METRICS for v in ("overall", "difference", "by_group.*"))
-    + ("demographic_parity_difference", "equalized_odds_difference"),
+    + ("demographic_parity_difference", "equalized_odds_difference")
+    + tuple(f"calibration.{k}.{v}" for k in _CALIBRATION for v in ("overall", "by_group.*")) + ("calibration.ece.difference",),
     meanings=tuple((f"{m}.{v}", f"{_LABELS[m][0]}{suffix}", meaning)
                    for m in _METRICS for v, suffix, meaning in (
                        ("overall", ", all texts", _LABELS[m][1]),
@@ -863,5 +898,9 @@ SECTIONS.register("groups")(Section(
     + (("demographic_parity_difference", "Demographic parity difference",
         "Largest gap between groups in the share predicted positive; 0 is parity."),
        ("equalized_odds_difference", "Equalized odds difference",
-        "Larger of the largest gaps in true- and false-positive rates between groups; 0 is parity.")),
+        "Larger of the largest gaps in true- and false-positive rates between groups; 0 is parity."))
+    + tuple((f"calibration.{k}.{v}", f"{label}{suffix}", meaning) for k, (label, meaning) in _CALIBRATION.items()
+            for v, suffix in (("overall", ", all texts"), ("by_group.*", ", group {}")))
+    + (("calibration.ece.difference", "Calibration error, largest gap between groups",
+        "Highest minus lowest per-group expected calibration error; 0 is equally calibrated."),),
 ))

@@ -251,11 +251,12 @@ def _evaluate(clause: Clause, results: Mapping[str, Any], metrics: list[str], se
     else:
         judged = f"{len(gates)} gate(s) on this evidence passed" if gates else "no gate sets a threshold on it"
         status, reason = "pass", f"all required evidence produced; {judged}"
-        gated = {str(g.get("metric")) for g in gates}
+        gated = {str(g.get("metric")) for g in all_gates}
         unjudged = [f for f in clear if clause.matches(f.metric) and f.metric not in gated]
-        if unjudged:
-            reason += (f"; {len(unjudged)} finding(s) on this evidence whose 95% CI excludes no bias are judged by "
-                       "no gate (see Findings)")
+        if unjudged:  # a green clause must not hide a finding nobody judged
+            status = "partial"
+            reason += (f"; but {len(unjudged)} finding(s) on this evidence whose 95% CI excludes no bias are judged "
+                       "by no gate (see Findings), so it is partial until they are gated")
     return ClauseEvidence(clause=clause, metrics=supporting, gates=gate_lines, artefacts=tuple(artefacts),
                           produced=tuple(produced), missing=tuple(missing), status=status, reason=reason)
 

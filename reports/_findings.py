@@ -226,7 +226,8 @@ def _sources(results: Mapping[str, Any]) -> list[_Source]:
         model = str(section.get("model") or "")
         entry = models.get(model) if isinstance(models.get(model), Mapping) else {}
         details = section.get("details") if isinstance(section.get("details"), Mapping) else {}
-        out.append(_Source(key=key, base=str(section.get("reaudit_of") or key), model=model,
+        # a table run on a list of models (fairness.seat.<model>) reads as the table itself
+        out.append(_Source(key=key, base=str(section.get("variant_of") or section.get("reaudit_of") or key), model=model,
                            model_id=str(entry.get("id") or model), details=details))
     # longest key first, so privacy.dp.fairness.groups owns its metrics rather than privacy
     return sorted(out, key=lambda s: -len(s.key))

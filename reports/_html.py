@@ -22,7 +22,8 @@ from raikit.audits.escape import clean_tree
 from raikit.reports._compliance import compliance_mapping
 from raikit.reports._findings import findings_view
 from raikit.reports._view import (MetricRow, faithfulness_rows, fmt, fmt_ci, forest_families, gate_rows, is_number,
-                                  limitations, metric_rows, report_options, section_keys, to_json, verdict)
+                                  limitations, metric_rows, report_options, section_keys, to_json, verdict,
+                                  verdict_badge)
 
 __all__ = ["render_html", "CSP"]
 
@@ -500,7 +501,8 @@ def render_html(results: Mapping[str, Any]) -> str:
         csp=CSP, script=Markup(_SCRIPT), page_header=css_string(f"{title} \u00b7 run {run.get('id') or '-'}"),
         model_facts=model_facts(results.get("models") or {}), resolved_config=resolved_config(results),
         data_files=[f for f in run.get("data_files") or [] if isinstance(f, Mapping)],
-        options=report_options(results), verdict=verdict(results), gates=gate_rows(results),
+        options=report_options(results), verdict=verdict(results), badge=verdict_badge(results),
+        gates=gate_rows(results),
         run=run, packages=sorted(packages.items()) if isinstance(packages, Mapping) else [],
         models=list((results.get("models") or {}).items()), groups=ordered,
         compliance=compliance_mapping(results), limitations=limitations(results),

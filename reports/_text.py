@@ -9,7 +9,8 @@ from typing import Any
 from urllib.parse import quote
 
 from raikit.audits.escape import clean_tree, for_markdown, for_xml, md_code
-from raikit.reports._view import fmt, fmt_ci, gate_rows, limitations, report_options, threshold_text, verdict
+from raikit.reports._view import (fmt, fmt_ci, gate_rows, limitations, report_options, threshold_text, verdict,
+                                  verdict_badge)
 
 __all__ = ["render_markdown", "render_junit", "render_model_card", "render_model_cards", "card_models",
            "HUB_DATASETS", "BUILTIN_CARD_FACTS"]
@@ -76,11 +77,14 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             lines += ["", f"<details><summary>{len(view.rest)} more findings</summary>", ""]
             lines += _finding_lines(view.rest, start=len(view.shown) + 1)
             lines += ["", "</details>"]
+    elif not results.get("metrics"):
+        lines.append("Nothing was measured: no section ran, so there is no finding to report and no evidence of "
+                     "its absence.")
     else:
         lines.append("No finding: no measured effect departs from its no-bias value.")
     passed = sum(g.passed for g in gates)
     when = run.get("finished") or run.get("started") or "-"
-    lines += ["", f"### Verdict: {icon} {state}", ""]
+    lines += ["", f"### Verdict: {icon} {verdict_badge(results)}", ""]
     lines.append(f"Run {md_code(run.get('id', '-'))} ({for_markdown(when)}), "
                  f"raikit {for_markdown(run.get('raikit_version', '?'))}, seed {fmt(run.get('seed'))}, config sha256 "
                  f"{md_code(str(run.get('config_sha256') or '-')[:12])}.")

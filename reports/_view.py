@@ -17,7 +17,7 @@ from raikit.audits.gates import ci_problem
 from raikit.reports._load import ci_of, finite
 
 __all__ = ["fmt", "fmt_ci", "GateRow", "MetricRow", "gate_rows", "metric_rows", "section_keys", "forest_families",
-           "limitations", "report_options", "verdict", "faithfulness_rows", "NOT_RUN", "metric_meanings"]
+           "limitations", "report_options", "verdict", "verdict_badge", "ungated_findings", "faithfulness_rows", "NOT_RUN", "metric_meanings"]
 
 #: Capabilities whose absence from a run is listed under limitations.
 NOT_RUN = {
@@ -133,11 +133,33 @@ def gate_rows(results: Mapping[str, Any]) -> list[GateRow]:
 
 
 def verdict(results: Mapping[str, Any]) -> str:
-    """``"PASS"`` (every gate passed), ``"FAIL"`` (at least one failed) or ``"NO GATES"``."""
+    """``"PASS"`` (every gate passed and no finding goes ungated), ``"PARTIAL"`` (every gate passed, but findings
+    whose 95% CI excludes no bias are judged by no gate), ``"FAIL"`` (a gate failed), ``"NO GATES"``, or
+    ``"NOTHING MEASURED"`` (no metric and no gate: the run examined nothing)."""
     gates = results.get("gates") or []
     if not gates:
-        return "NO GATES"
-    return "PASS" if all(g.get("passed") for g in gates) else "FAIL"
+        return "NO GATES" if results.get("metrics") else "NOTHING MEASURED"
+    if not all(g.get("passed") for g in gates):
+        return "FAIL"
+    return "PARTIAL" if ungated_findings(results) else "PASS"
+
+
+def ungated_findings(results: Mapping[str, Any]) -> list[Any]:
+    """Findings whose 95% CI excludes no bias on metrics that no gate of the run judges."""
+    from raikit.reports._findings import findings  # _findings reads this module's helpers
+
+    gated = {str(g.get("metric")) for g in results.get("gates") or [] if isinstance(g, Mapping)}
+    return [f for f in findings(results) if f.clear and f.kind != "gate" and f.metric not in gated]
+
+
+def verdict_badge(results: Mapping[str, Any]) -> str:
+    """The verdict's words: ``"3 gates passed; 2 findings not gated"`` when it is PARTIAL, else the verdict."""
+    state = verdict(results)
+    if state != "PARTIAL":
+        return state
+    gates, loose = len(results.get("gates") or []), len(ungated_findings(results))
+    return (f"{gates} gate{'s' if gates != 1 else ''} passed; "
+            f"{loose} finding{'s' if loose != 1 else ''} not gated")
 
 
 def _gate_state(results: Mapping[str, Any]) -> dict[str, str]:

@@ -28,7 +28,7 @@ def test_a_failing_gate_makes_its_clauses_fail_not_covered(results):
     # relax the gate: the same clauses are no longer "fail"
     passing = copy.deepcopy(results)
     passing["gates"] = [g for g in passing["gates"] if g["passed"]]
-    assert _status(passing)["EU AI Act Art. 10(2)(f)-(g)"].status == "pass"
+    assert _status(passing)["EU AI Act Art. 10(2)(f)-(g)"].status == "partial"  # clear findings no gate judges
     html = render_html(results)
     row = html.split("<strong>EU AI Act Art. 10(2)(f)-(g)</strong>")[1].split("</tr>")[0]
     assert ">fail</span>" in row and "covered" not in row
@@ -51,7 +51,14 @@ def test_a_clause_whose_section_did_not_run_is_not_run(results):
     with_privacy = with_privacy_and_federated(no_gates)
     with_privacy["metrics"]["privacy.mia.dp.auc"] = {"value": 0.55, "ci95": [0.5, 0.6], "n": 200}
     with_privacy["sections"]["privacy"] = {"capability": "privacy", "model": "sentiment", "details": {}}
-    assert _status(with_privacy)["EU AI Act Art. 15"].status == "pass"
+    art15 = _status(with_privacy)["EU AI Act Art. 15"]  # every piece ran, but clear findings go ungated
+    assert art15.status == "partial" and "judged by no gate" in art15.reason
+    from raikit.reports._view import ungated_findings
+
+    gated = copy.deepcopy(with_privacy)
+    gated["gates"] = [{"metric": f.metric, "max": 1.0, "use": "value", "passed": True, "value": f.value}
+                      for f in ungated_findings(with_privacy)]
+    assert _status(gated)["EU AI Act Art. 15"].status == "pass"
 
 
 def test_sign_off_clause_is_never_green_without_a_signature(results):
@@ -68,10 +75,28 @@ def test_empty_results_run_nothing():
         assert entry.status in STATUSES and entry.to_dict()["status"] == "not run"
 
 
-def test_a_green_clause_still_names_the_clear_findings_no_gate_judges(results):
+def test_a_clause_with_clear_findings_no_gate_judges_is_partial_not_pass(results):
     passing = copy.deepcopy(results)
     passing["gates"] = [g for g in passing["gates"] if g["passed"]]  # CrowS-Pairs metric_score only
     art10 = _status(passing)["EU AI Act Art. 10(2)(f)-(g)"]
-    assert art10.status == "pass"
+    assert art10.status == "partial"
     # the CrowS-Pairs race group (63 [55.5, 70]) and the counterfactual flip rate are clear and ungated
     assert "2 finding(s) on this evidence whose 95% CI excludes no bias are judged by no gate" in art10.reason
+    assert "partial until they are gated" in art10.reason
+
+
+def test_the_badge_counts_gates_passed_and_findings_not_gated(results):
+    from raikit.reports import render_html, render_markdown
+    from raikit.reports._view import verdict, verdict_badge
+
+    passing = copy.deepcopy(results)
+    passing["gates"] = [g for g in passing["gates"] if g["passed"]]
+    assert verdict(passing) == "PARTIAL"
+    badge = verdict_badge(passing)
+    assert badge.startswith(f"{len(passing['gates'])} gate") and "passed; " in badge and "not gated" in badge
+    assert f'class="verdict PARTIAL">{badge}<' in render_html(passing)
+    assert f"Verdict: ➖ {badge}" in render_markdown(passing)
+    nothing = {"schema_version": "1.0", "run": {}, "metrics": {}, "sections": {}, "gates": []}
+    assert verdict(nothing) == "NOTHING MEASURED"
+    assert "Nothing was measured" in render_html(nothing) and "No finding" not in render_html(nothing)
+    assert "Nothing was measured" in render_markdown(nothing)
