@@ -399,6 +399,10 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     if section.citation:
         print(f"# {section.citation}")
     print(f"[{table}]")
+    print("# model: the key of a [models.<key>] table; omit it when the config has one model of a kind this section "
+          "takes;")
+    print('# a list (model = ["a", "b"]) runs the table on each model, metrics named '
+          f'{table}.<model key>.<metric>')
     print('model = "<key of a [models.<key>] table>"')
     from raikit.audits.config import option_docs
 

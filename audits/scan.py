@@ -394,15 +394,23 @@ def _config_text(*, title: str, models: Mapping[str, Mapping[str, Any]], candida
 
 
 def _pilot(cand: _Candidate, adapters: Mapping[str, Any], options_of: Callable[[int | None], Any], ctx: Any,
-           progress: bool, kept: dict[tuple[str, int | None], dict[str, Any]]) -> dict[str, Any]:
-    """Time the section on each of its models at two small sizes (or once, when it has no size).
+           progress: bool, kept: dict[tuple[str, int | None], dict[str, Any]], share: float) -> dict[str, Any]:
+    """Time the section on each of its models: a warm-up, then two small sizes (once, when it has no size).
 
-    The results of the last size are kept in ``kept[(table, size)]`` (model key -> (result, seconds)), for the
-    audit to reuse when it runs the section at that size.
+    The results of each size are kept in ``kept[(table, size)]`` (model key -> (result, seconds)), for the
+    audit to reuse when it runs the section at that size. The pilots stop early when the next one would take
+    the section past ``share`` seconds (then the smaller size is its size, and its time per item the estimate).
     """
     sizes = cand.pilot_sizes
     runs: list[list[float]] = []
-    for n in sizes:
+    stopped = ""
+    for i, n in enumerate(sizes):
+        if runs and n is not None:
+            spent, (last_n, last_t) = sum(t for _, t in runs), runs[-1]
+            if spent + last_t * n / max(last_n, 1) > share:
+                stopped = (f"pilots stopped after {spent:.0f} s: the next size ({n}) would pass this section's "
+                           f"pilot share of {share:.0f} s")
+                break
         opts = options_of(n)
         seconds = 0.0
         results: dict[str, Any] = {}
@@ -417,17 +425,22 @@ def _pilot(cand: _Candidate, adapters: Mapping[str, Any], options_of: Callable[[
             took = time.perf_counter() - t0
             seconds += took
             results[key] = (result, took)
-        if n == sizes[-1] and cand.table.split(".", 1)[0] != "explain":  # explain also gets flagged texts later
+        if cand.table.split(".", 1)[0] != "explain":  # explain also gets flagged texts in the audit
             kept[(cand.table, n)] = results
         runs.append([n if n is not None else 0, round(seconds, 3)])
         _log(progress, f"pilot {cand.table} at {cand.size_key}={n} on {len(cand.models)} model(s): {seconds:.1f} s"
              if n is not None else f"pilot {cand.table} (no size option) on {len(cand.models)} model(s): {seconds:.1f} s")
-    if len(runs) == 1:
-        return {"pilot": runs, "fixed_seconds": runs[0][1], "seconds_per_item": 0.0}
+    if len(runs) == 1 and sizes[0] is None:
+        return {"pilot": runs, "fixed_seconds": runs[0][1], "seconds_per_item": 0.0, "last_size": None}
+    if len(runs) < 3:  # stopped early: no slope; the last run's time per item, nothing fixed (an upper bound)
+        n_last, t_last = runs[-1]
+        return {"pilot": runs, "fixed_seconds": 0.0, "seconds_per_item": t_last / max(n_last, 1),
+                "last_size": n_last, "stopped": stopped}
     (n1, t1), (n2, t2) = runs[-2:]  # runs[0] is the warm-up (imports, JIT, caches), timed but not fitted
     # timing noise on a shared machine can make the slope negative: then the larger run's time per item
     slope = (t2 - t1) / (n2 - n1) if n2 > n1 and t2 > t1 else t2 / max(n2, 1)
-    return {"pilot": runs, "warm_up": runs[0], "fixed_seconds": max(t2 - slope * n2, 0.0), "seconds_per_item": slope}
+    return {"pilot": runs, "warm_up": runs[0], "fixed_seconds": max(t2 - slope * n2, 0.0), "seconds_per_item": slope,
+            "last_size": n2}
 
 
 def _allocate(costs: Mapping[str, dict[str, Any]], caps: Mapping[str, int], floors: Mapping[str, int],
@@ -540,6 +553,9 @@ def scan(options: ScanOptions) -> ScanOutcome:
         costs: dict[str, dict[str, Any]] = {}
         kept: dict[tuple[str, int | None], dict[str, Any]] = {}
         t_pilot = time.perf_counter()
+        # the pilots may take at most half of what is left, in equal shares
+        pilot_share = 0.5 * (options.budget_s - (t_pilot - t_start) - 10.0 - 0.05 * options.budget_s) / max(
+            len(candidates), 1)
         for cand in candidates:
             def options_of(n: int | None, cand: _Candidate = cand) -> Any:
                 table = cand.sized_table(n)
@@ -548,7 +564,7 @@ def scan(options: ScanOptions) -> ScanOutcome:
                     raise ConfigError(issues)
                 return built
 
-            costs[cand.table] = _pilot(cand, adapters, options_of, ctx, options.progress, kept)
+            costs[cand.table] = _pilot(cand, adapters, options_of, ctx, options.progress, kept, pilot_share)
         pilot_seconds = time.perf_counter() - t_pilot
         elapsed = time.perf_counter() - t_start
         reserve = 10.0 + 0.05 * options.budget_s
@@ -557,7 +573,7 @@ def scan(options: ScanOptions) -> ScanOutcome:
         for cand in candidates:
             if cand.sized:
                 caps[cand.table] = cand.cap
-                floors[cand.table] = cand.pilot_sizes[1]
+                floors[cand.table] = min(cand.pilot_sizes[1], costs[cand.table]["last_size"])
         sizes = _allocate(costs, caps, floors, available)
         records = []
         for cand in candidates:
@@ -575,6 +591,8 @@ def scan(options: ScanOptions) -> ScanOutcome:
                     why = "the largest size whose predicted time fits the section's share of the budget"
             else:
                 predicted, why = cost["fixed_seconds"], "no size option: runs whole (the pilot run's time)"
+            if cost.get("stopped"):
+                why = f"{cost['stopped']}; {why}"
             records.append({"section": cand.table, "models": list(cand.models), "size_option": cand.size_key,
                             "size": n, **cost,
                             "predicted_seconds": round(predicted, 2), "reason": why})
@@ -656,9 +674,9 @@ def _gate_for(name: str, entry: Mapping[str, Any], sections: Mapping[str, Any]) 
         ideal, one_sided = rule.ideal, rule.ideal == 0.0 and rule.scale == 1.0
     low, high = float(ci[0]), float(ci[1])
     reach = max(abs(high - ideal), abs(low - ideal))
-    gate: dict[str, Any] = {"max": round(ideal + reach, 6)}
+    gate: dict[str, Any] = {"max": math.ceil((ideal + reach) * 1e6) / 1e6}  # rounded outwards: the same run passes
     if not one_sided:
-        gate["min"] = round(ideal - reach, 6)
+        gate["min"] = math.floor((ideal - reach) * 1e6) / 1e6
     gate["use"] = "ci"
     return gate
 

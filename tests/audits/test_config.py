@@ -44,8 +44,12 @@ def test_every_problem_is_reported(tmp_path):
 
 
 def test_several_models_need_a_model_key(tmp_path):
-    with pytest.raises(ConfigError, match="key 'model' is required"):
-        _parse('[models.a]\nid = "x"\n[models.b]\nid = "y"\n[fairness.seat]\n', tmp_path)
+    from raikit.audits.runner import load_audit
+
+    # the kind of a hub model is not known before loading: the table must name its model (or the model its kind)
+    (tmp_path / "two.toml").write_text('[models.a]\nid = "x/x"\n[models.b]\nid = "y/y"\n[fairness.seat]\n')
+    with pytest.raises(ConfigError, match="key 'model' is required: the kind of model"):
+        load_audit(tmp_path / "two.toml")
     with pytest.raises(ConfigError, match="unknown model 'c'"):
         _parse('[models.a]\nid = "x"\n[fairness.seat]\nmodel = "c"\n', tmp_path)
 
