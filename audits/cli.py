@@ -45,7 +45,8 @@ def _clean_errors(debug: bool) -> Iterator[None]:
     """Turn any failure into one-line messages and exit code 2 (traceback only with --debug).
 
     Exit codes: a gate result (0 or 1) is returned by the command; every other way of ending is 2, except
-    an interrupt: 130 for SIGINT (Ctrl-C) and 143 for SIGTERM, each with one line saying how to resume.
+    an interrupt: 130 for SIGINT (Ctrl-C) and 143 for SIGTERM, each with one line saying how to resume, and
+    141 (a command ended by SIGPIPE) when the reader of its output went away (``raikit diff a b | head``).
     """
     try:
         yield
@@ -61,6 +62,11 @@ def _clean_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         print("raikit: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # the reader went away (`raikit diff a b | head`): stop quietly, as a command killed by SIGPIPE would
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        raise SystemExit(141) from None
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001  (never exit 1, the code of a failed gate, for a crash)
@@ -105,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate = sub.add_parser("gate", help="re-evaluate the gates of a config on existing results (no model runs)")
     gate.add_argument("results", help="results.json of a run")
-    gate.add_argument("--config", help="audit TOML whose [gates] to apply (default: the embedded default audit, "
-                                       "as for `raikit audit`)")
+    gate.add_argument("--config", help="audit TOML whose [gates] to apply (default: the gates recorded in the run, "
+                                       "those of the config it ran with)")
 
     diff = sub.add_parser("diff", help="metrics that moved beyond their confidence intervals between two runs")
     diff.add_argument("old", help="results.json of the earlier run")
@@ -252,20 +258,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from raikit.audits.gates import evaluate_gates, gates_from_config
+    from raikit.audits.gates import evaluate_gates, gates_from_config, recorded_gates
     from raikit.reports import load_results
 
     results = load_results(args.results)
     if args.config is None:
-        from raikit.audits.config import ConfigError, parse_toml
-        from raikit.audits.gates import parse_gates
-        from raikit.audits.runner import DEFAULT_CONFIG_NAME, default_config_text
-
-        raw, _ = parse_toml(default_config_text().encode("utf-8"), where=DEFAULT_CONFIG_NAME)
-        gates, problems = parse_gates(raw.get("gates", {}), where=f"{DEFAULT_CONFIG_NAME}: [gates]")
-        if problems:  # pragma: no cover  (the shipped default is tested)
-            raise ConfigError(problems)
-        print(f"gates of the embedded default audit ({len(gates)}; `raikit audit --print-default` shows them)")
+        gates = recorded_gates(results, where=args.results)
+        print(f"gates recorded in the run ({len(gates)}; --config FILE applies another config's [gates])")
     else:
         gates = gates_from_config(args.config)
     outcomes = evaluate_gates(gates, results.get("metrics", {}))
