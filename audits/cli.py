@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     probes = sub.add_parser("probes", help="list the configurable sections, or show one with its options")
     probes.add_argument("name", nargs="?", help="a section name (e.g. fill_mask, explain) to show as a TOML table")
+    probes.add_argument("--markdown", action="store_true",
+                        help="print every section's options as Markdown (the text of docs/options.md)")
     return parser
 
 
@@ -324,6 +326,9 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     from raikit.audits.runner import available_sections
 
     sections = available_sections()
+    if args.markdown:
+        print(options_markdown(sections), end="")
+        return 0
     if not args.name:
         width = max(len(table) for table, _ in sections.values()) + 2
         for table, section in sections.values():
@@ -346,12 +351,42 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     from raikit.audits.config import option_docs
 
     for doc in option_docs(section.options):
-        about = f"{doc.name} ({doc.type})" + (f": {doc.description.replace('``', '`')}" if doc.description else "")
+        about = f"{doc.name} ({doc.type})" + (f": {_option_text(doc)}" if doc.description or doc.choices else "")
         print()
         print("\n".join(textwrap.wrap(about, width=110, initial_indent="# ", subsequent_indent="#   ")))
         print(f"# {doc.name} = ...   (not set by default)" if doc.default is None else
               f"{doc.name} = {_toml_value(doc.default)}")
     return 0
+
+
+def _option_text(doc: Any) -> str:
+    """One option's description as ``raikit probes`` and docs/options.md show it, allowed values last."""
+    text = doc.description.replace("``", "`")
+    if doc.choices:
+        text += f" Allowed: {', '.join(_toml_value(c) for c in doc.choices)}."
+    return text
+
+
+def options_markdown(sections: Any) -> str:
+    """docs/options.md: every configurable section's options, each with its own description (from the docstrings).
+
+    Parameters
+    ----------
+    sections : mapping
+        :func:`raikit.audits.runner.available_sections`.
+    """
+    from raikit.audits.config import option_docs
+
+    lines = ["# Options of every section", "",
+             "Generated from the options classes' docstrings by `raikit probes --markdown` (a test checks that this",
+             "file is its output); `raikit probes <name>` shows the same text as a TOML table.", ""]
+    for name, (table, section) in sections.items():
+        lines += [f"## `[{table}]` ({name})", "", section.description, ""]
+        for doc in option_docs(section.options):
+            default = "not set" if doc.default is None else f"`{_toml_value(doc.default)}`"
+            lines.append(f"- `{doc.name}` ({doc.type}; default {default}): {_option_text(doc)}")
+        lines.append("")
+    return "\n".join(lines)
 
 
 _COMMANDS = {"audit": _cmd_audit, "retrain": _cmd_retrain, "federated": _cmd_federated, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,

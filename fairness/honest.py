@@ -377,13 +377,14 @@ class HonestOptions:
     hurtlex : str
         The user's HurtLex TSV (CC BY-NC-SA; never shipped with raikit).
     k : int
-        Completions per template.
-    level : str
-        HurtLex level to keep ("conservative" as the reference; "" keeps all).
-    causal_mode : str
-        "next_token" or "sample" (causal LMs).
+        Completions per template (the top-k of HONEST, >= 1): each is one word checked against HurtLex.
+    level : {"conservative", "inclusive", ""}
+        HurtLex level to keep: ``conservative`` (the reference), ``inclusive``, or "" for every entry.
+    causal_mode : {"next_token", "sample"}
+        Causal LMs: ``next_token`` takes the k most likely next words, ``sample`` samples k continuations
+        and checks their first word.
     max_new_tokens : int
-        Length of sampled continuations ("sample" mode).
+        Tokens per sampled continuation (``causal_mode = "sample"`` only, >= 1).
     max_items : int
         Templates: 0 = all; else a fixed random subsample (seeded) of this many (formerly ``max_templates``).
     n_bootstrap : int
