@@ -157,6 +157,10 @@ def _dataset(results: Mapping[str, Any], skey: str) -> dict[str, Any]:
             args["also"] = ", ".join(sets[1:])
         return {"type": hub[0] if hub else entry.repository, "name": hub[1] if hub else entry.title,
                 "revision": entry.commit, "args": args}
+    if not paths and probe in HUB_DATASETS and probe in known:  # a benchmark read from its default place
+        entry = known[probe]
+        return {"type": HUB_DATASETS[probe][0], "name": HUB_DATASETS[probe][1], "revision": entry.commit,
+                "args": {"source": f"https://github.com/{entry.repository}", "raikit_data_set": probe}}
     builtin = [t for t in paths if t.startswith("builtin:")]
     if paths and paths[0].startswith("builtin:"):
         args = {"files": ", ".join(builtin)}
