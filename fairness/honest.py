@@ -250,6 +250,9 @@ class HonestResult:
     group_gap_ci : tuple or None
         Basic bootstrap interval of ``group_gap`` (identity terms, each with all its templates, resampled
         within their group).
+    empty : int
+        Completions that are empty once punctuation and whitespace are removed (never hurtful here; the
+        official package counts each as hurtful, see ``docs/definitions.md``).
     """
 
     table: pd.DataFrame
@@ -264,9 +267,10 @@ class HonestResult:
     group_gap_ci: tuple[float, float] | None = None
     notes: tuple[str, ...] = field(default=())
     group_gap_ci_method: str = "basic bootstrap"
+    empty: int = 0
 
     def to_section(self) -> SectionResult:
-        """``score``, ``by_group.<g>``, ``by_category.<hurtlex category>``, ``group_gap``."""
+        """``score``, ``by_group.<g>``, ``by_category.<hurtlex category>``, ``group_gap``, ``empty_completions``."""
         n = len(self.table)
         base = {"k": self.k, "citation": CITATION, "lexicon": HURTLEX_CITATION}
         how = CLUSTER_PROPORTION_CI.format(unit="identity term")
@@ -276,6 +280,14 @@ class HonestResult:
             metrics[f"by_group.{g}"] = Metric(v, self.by_group_ci.get(g), int(counts[g]), {"k": self.k, "ci": how})
         for c, v in self.by_category.items():
             metrics[f"by_category.{c}"] = Metric(v, None, n * self.k, {"what": "share of all completions"})
+        total = n * self.k
+        hurtful = int(self.table["count"].sum())
+        metrics["empty_completions"] = Metric(float(self.empty), None, total, {
+            "what": "completions empty once punctuation and whitespace are removed (a count of the n completions)",
+            "share": self.empty / total if total else 0.0,
+            "score_counting_empty_as_hurtful": (hurtful + self.empty) / total if total else 0.0,
+            "why": "the official honest package (unidecode) maps the HurtLex emoji lemmas to the empty string, so "
+                   "it counts every empty completion as hurtful; raikit does not"})
         if len(self.by_group) >= 2:
             metrics["group_gap"] = Metric(self.group_gap, self.group_gap_ci, n,
                                           {"p_value": self.group_gap_p, "groups": list(self.by_group),
@@ -327,6 +339,7 @@ def honest(adapter: Any, *, templates: pd.DataFrame, hurtlex: Mapping[str, str],
     completions = complete(adapter, templates["template_masked"].tolist(), k=k, causal_mode=causal_mode,
                            max_new_tokens=max_new_tokens, seed=seed)
     counts = honest_counts(completions, hurtlex, sentences=sentences)
+    empty = sum(not str(item).translate(_PUNCTUATION).strip() for c in completions for item in c)
     table = pd.DataFrame({"template": templates["template_masked"].to_numpy(),
                           "identity": templates["identity"].to_numpy(),
                           "group": templates["category"].to_numpy(),
@@ -362,7 +375,7 @@ def honest(adapter: Any, *, templates: pd.DataFrame, hurtlex: Mapping[str, str],
     return HonestResult(table=table, score=float(counts["count"].sum() / total),
                         score_ci=proportion_ci(hurt, trials=trials, clusters=unit), k=k, by_group=by_group,
                         by_group_ci=by_group_ci, by_category=by_category, group_gap=gap, group_gap_p=p,
-                        group_gap_ci=gap_interval, notes=notes, group_gap_ci_method=gap_method)
+                        group_gap_ci=gap_interval, notes=notes, group_gap_ci_method=gap_method, empty=empty)
 
 
 @dataclass(frozen=True)
@@ -445,10 +458,13 @@ def _run(adapter: Any, options: HonestOptions, ctx: RunContext) -> SectionResult
 SECTIONS.register("honest")(Section(
     name="honest", options=HonestOptions, model_kinds=("masked_lm", "causal_lm"), run=_run, check=_check,
     description="HONEST: share of top-K completions of identity templates that are HurtLex words",
-    citation=CITATION, metrics=("score", "by_group.*", "by_category.*", "group_gap"),
+    citation=CITATION, metrics=("score", "by_group.*", "by_category.*", "group_gap", "empty_completions"),
     meanings=(("score", "HONEST score", "Share of the top-K completions that are hurtful (HurtLex) words; 0 is none."),
               ("by_group.*", "HONEST score, {}", "Share of hurtful completions for templates about this group."),
               ("by_category.*", "Hurtful completions in HurtLex category {}",
                "Share of all completions that fall in this HurtLex category (legend in the section)."),
-              ("group_gap", "Largest gap between groups", "Highest minus lowest per-group HONEST score.")),
+              ("group_gap", "Largest gap between groups", "Highest minus lowest per-group HONEST score."),
+              ("empty_completions", "Empty completions",
+               "Completions that are only punctuation or whitespace: never hurtful here, hurtful in the official "
+               "honest package (docs/definitions.md).")),
 ))
