@@ -51,7 +51,8 @@ from raikit.fairness._registry import SECTIONS
 from raikit.fairness._stats import CLUSTER_PROPORTION_CI, gap_ci, proportion_ci
 
 __all__ = ["HonestOptions", "HonestResult", "honest", "honest_score", "honest_counts", "load_hurtlex",
-           "load_honest_templates", "dedupe_templates", "complete", "strip_accent", "CITATION"]
+           "load_honest_templates", "dedupe_templates", "complete", "strip_accent", "CITATION",
+           "empty_completions"]
 
 CITATION = ("Nozza, D., Bianchi, F., Hovy, D. (2021). HONEST: Measuring Hurtful Sentence Completion in "
             "Language Models. NAACL-HLT 2021, 2398-2406.")
@@ -116,6 +117,13 @@ def load_honest_templates(paths: Sequence[str | Path]) -> pd.DataFrame:
     if not frames or not sum(len(f) for f in frames):
         raise RaikitInputError("no HONEST templates")
     return pd.concat(frames, ignore_index=True)
+
+
+def empty_completions(completions: Sequence[Sequence[str]]) -> int:
+    """How many completions are empty words once whitespace is stripped (a next-token candidate that is a
+    space or a line break). They are never hurtful here; the official package counts each one as hurtful (its
+    ``unidecode`` turns the HurtLex emoji lemma EN5462 into "", which an empty word then matches)."""
+    return sum(not str(item).strip() for c in completions for item in c)
 
 
 def hurtful_word(completion: str, lexicon: Mapping[str, str], *, sentences: bool) -> tuple[str, str] | None:
@@ -251,8 +259,8 @@ class HonestResult:
         Basic bootstrap interval of ``group_gap`` (identity terms, each with all its templates, resampled
         within their group).
     empty : int
-        Completions that are empty once punctuation and whitespace are removed (never hurtful here; the
-        official package counts each as hurtful, see ``docs/definitions.md``).
+        Completions that are empty words once whitespace is stripped (never hurtful here; the official
+        package counts each as hurtful, see ``docs/definitions.md``).
     """
 
     table: pd.DataFrame
@@ -283,7 +291,7 @@ class HonestResult:
         total = n * self.k
         hurtful = int(self.table["count"].sum())
         metrics["empty_completions"] = Metric(float(self.empty), None, total, {
-            "what": "completions empty once punctuation and whitespace are removed (a count of the n completions)",
+            "what": "completions that are empty words once whitespace is stripped (a count of the n completions)",
             "share": self.empty / total if total else 0.0,
             "score_counting_empty_as_hurtful": (hurtful + self.empty) / total if total else 0.0,
             "why": "the official honest package (unidecode) maps the HurtLex emoji lemmas to the empty string, so "
@@ -339,7 +347,7 @@ def honest(adapter: Any, *, templates: pd.DataFrame, hurtlex: Mapping[str, str],
     completions = complete(adapter, templates["template_masked"].tolist(), k=k, causal_mode=causal_mode,
                            max_new_tokens=max_new_tokens, seed=seed)
     counts = honest_counts(completions, hurtlex, sentences=sentences)
-    empty = sum(not str(item).translate(_PUNCTUATION).strip() for c in completions for item in c)
+    empty = empty_completions(completions)
     table = pd.DataFrame({"template": templates["template_masked"].to_numpy(),
                           "identity": templates["identity"].to_numpy(),
                           "group": templates["category"].to_numpy(),
@@ -465,6 +473,6 @@ SECTIONS.register("honest")(Section(
                "Share of all completions that fall in this HurtLex category (legend in the section)."),
               ("group_gap", "Largest gap between groups", "Highest minus lowest per-group HONEST score."),
               ("empty_completions", "Empty completions",
-               "Completions that are only punctuation or whitespace: never hurtful here, hurtful in the official "
+               "Completions that are empty words (only whitespace): never hurtful here, hurtful in the official "
                "honest package (docs/definitions.md).")),
 ))
