@@ -45,7 +45,8 @@ def _clean_errors(debug: bool) -> Iterator[None]:
     """Turn any failure into one-line messages and exit code 2 (traceback only with --debug).
 
     Exit codes: a gate result (0 or 1) is returned by the command; every other way of ending is 2, except
-    an interrupt: 130 for SIGINT (Ctrl-C) and 143 for SIGTERM, each with one line saying how to resume.
+    an interrupt: 130 for SIGINT (Ctrl-C) and 143 for SIGTERM, each with one line saying how to resume, and
+    141 (a command ended by SIGPIPE) when the reader of its output went away (``raikit diff a b | head``).
     """
     try:
         yield
@@ -61,6 +62,11 @@ def _clean_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         print("raikit: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # the reader went away (`raikit diff a b | head`): stop quietly, as a command killed by SIGPIPE would
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        raise SystemExit(141) from None
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001  (never exit 1, the code of a failed gate, for a crash)
@@ -107,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate = sub.add_parser("gate", help="re-evaluate the gates of a config on existing results (no model runs)")
     gate.add_argument("results", help="results.json of a run")
-    gate.add_argument("--config", help="audit TOML whose [gates] to apply (default: the embedded default audit, "
-                                       "as for `raikit audit`)")
+    gate.add_argument("--config", help="audit TOML whose [gates] to apply (default: the gates recorded in the run, "
+                                       "those of the config it ran with)")
 
     diff = sub.add_parser("diff", help="metrics that moved beyond their confidence intervals between two runs")
     diff.add_argument("old", help="results.json of the earlier run")
@@ -177,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     probes = sub.add_parser("probes", help="list the configurable sections, or show one with its options")
     probes.add_argument("name", nargs="?", help="a section name (e.g. fill_mask, explain) to show as a TOML table")
+    probes.add_argument("--markdown", action="store_true",
+                        help="print every section's options as Markdown (the text of docs/options.md)")
     return parser
 
 
@@ -308,20 +316,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from raikit.audits.gates import evaluate_gates, gates_from_config
+    from raikit.audits.gates import evaluate_gates, gates_from_config, recorded_gates
     from raikit.reports import load_results
 
     results = load_results(args.results)
     if args.config is None:
-        from raikit.audits.config import ConfigError, parse_toml
-        from raikit.audits.gates import parse_gates
-        from raikit.audits.runner import DEFAULT_CONFIG_NAME, default_config_text
-
-        raw, _ = parse_toml(default_config_text().encode("utf-8"), where=DEFAULT_CONFIG_NAME)
-        gates, problems = parse_gates(raw.get("gates", {}), where=f"{DEFAULT_CONFIG_NAME}: [gates]")
-        if problems:  # pragma: no cover  (the shipped default is tested)
-            raise ConfigError(problems)
-        print(f"gates of the embedded default audit ({len(gates)}; `raikit audit --print-default` shows them)")
+        gates = recorded_gates(results, where=args.results)
+        print(f"gates recorded in the run ({len(gates)}; --config FILE applies another config's [gates])")
     else:
         gates = gates_from_config(args.config)
     outcomes = evaluate_gates(gates, results.get("metrics", {}))
@@ -381,6 +382,9 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     from raikit.audits.runner import available_sections
 
     sections = available_sections()
+    if args.markdown:
+        print(options_markdown(sections), end="")
+        return 0
     if not args.name:
         width = max(len(table) for table, _ in sections.values()) + 2
         for table, section in sections.values():
@@ -407,12 +411,42 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     from raikit.audits.config import option_docs
 
     for doc in option_docs(section.options):
-        about = f"{doc.name} ({doc.type})" + (f": {doc.description.replace('``', '`')}" if doc.description else "")
+        about = f"{doc.name} ({doc.type})" + (f": {_option_text(doc)}" if doc.description or doc.choices else "")
         print()
         print("\n".join(textwrap.wrap(about, width=110, initial_indent="# ", subsequent_indent="#   ")))
         print(f"# {doc.name} = ...   (not set by default)" if doc.default is None else
               f"{doc.name} = {_toml_value(doc.default)}")
     return 0
+
+
+def _option_text(doc: Any) -> str:
+    """One option's description as ``raikit probes`` and docs/options.md show it, allowed values last."""
+    text = doc.description.replace("``", "`")
+    if doc.choices:
+        text += f" Allowed: {', '.join(_toml_value(c) for c in doc.choices)}."
+    return text
+
+
+def options_markdown(sections: Any) -> str:
+    """docs/options.md: every configurable section's options, each with its own description (from the docstrings).
+
+    Parameters
+    ----------
+    sections : mapping
+        :func:`raikit.audits.runner.available_sections`.
+    """
+    from raikit.audits.config import option_docs
+
+    lines = ["# Options of every section", "",
+             "Generated from the options classes' docstrings by `raikit probes --markdown` (a test checks that this",
+             "file is its output); `raikit probes <name>` shows the same text as a TOML table.", ""]
+    for name, (table, section) in sections.items():
+        lines += [f"## `[{table}]` ({name})", "", section.description, ""]
+        for doc in option_docs(section.options):
+            default = "not set" if doc.default is None else f"`{_toml_value(doc.default)}`"
+            lines.append(f"- `{doc.name}` ({doc.type}; default {default}): {_option_text(doc)}")
+        lines.append("")
+    return "\n".join(lines)
 
 
 _COMMANDS = {"scan": _cmd_scan, "audit": _cmd_audit, "retrain": _cmd_retrain, "federated": _cmd_federated, "report": _cmd_report, "gate": _cmd_gate, "diff": _cmd_diff, "models": _cmd_models,

@@ -314,21 +314,26 @@ class OptionDoc:
     description : str
         What it does, from the class docstring's ``Parameters`` or ``Attributes`` section ("" when not
         documented).
+    choices : tuple of str
+        The allowed values when the option takes one of a fixed set (a ``Literal`` type, or a numpydoc
+        type such as ``{"prv", "rdp"}`` or ``list of {"loss", "lira"}``); () otherwise.
     """
 
     name: str
     type: str
     default: Any
     description: str
+    choices: tuple[str, ...] = ()
 
 
 _DOC_ENTRY = re.compile(r"^(?P<names>[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*(?::\s*(?P<type>.*))?$")
 
 
-def _parameter_docs(doc: str) -> dict[str, str]:
+def _parameter_docs(doc: str, *, types: dict[str, str] | None = None) -> dict[str, str]:
     """Key -> description from the numpydoc ``Parameters`` (or ``Attributes``) section of a docstring.
 
-    ``a, b : int`` documents both keys; an entry without an indented description maps to "".
+    ``a, b : int`` documents both keys; an entry without an indented description maps to "". When
+    ``types`` is given, it is filled with key -> the entry's type text.
     """
     import inspect
 
@@ -349,6 +354,8 @@ def _parameter_docs(doc: str) -> dict[str, str]:
             names = [n.strip() for n in entry["names"].split(",")] if entry else []
             for name in names:
                 found[name] = ""
+                if types is not None and entry and entry["type"]:
+                    types[name] = entry["type"].strip()
         elif line.strip() and names:
             for name in names:
                 found[name] = f"{found[name]} {line.strip()}".strip()
@@ -369,10 +376,23 @@ def option_docs(options_type: type) -> tuple[OptionDoc, ...]:
         In field order.
     """
     hints = typing.get_type_hints(options_type)
-    described = _parameter_docs(options_type.__doc__ or "")
+    types: dict[str, str] = {}
+    described = _parameter_docs(options_type.__doc__ or "", types=types)
     defaults = options_type()
     return tuple(OptionDoc(name=f.name, type=_type_name(hints[f.name]), default=getattr(defaults, f.name),
-                           description=described.get(f.name, "")) for f in dataclasses.fields(options_type))
+                           description=described.get(f.name, ""),
+                           choices=_choices(hints[f.name], types.get(f.name, "")))
+                 for f in dataclasses.fields(options_type))
+
+
+def _choices(hint: Any, doc_type: str) -> tuple[str, ...]:
+    """The allowed values of an option: its ``Literal`` arguments, else the ``{...}`` set of its doc type."""
+    if get_origin(hint) is Literal:
+        return tuple(str(a) for a in get_args(hint))
+    found = re.search(r"\{([^}]*)\}", doc_type)
+    if not found:
+        return ()
+    return tuple(part.strip().strip("'\"") for part in found[1].split(",") if part.strip())
 
 
 def read_config(path: str | Path) -> tuple[dict[str, Any], str]:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from raikit.audits.errors import RaikitInputError
 
-__all__ = ["Gate", "GateOutcome", "parse_gates", "evaluate_gates", "check", "gates_from_config", "ci_problem",
+__all__ = ["Gate", "GateOutcome", "parse_gates", "evaluate_gates", "check", "gates_from_config", "recorded_gates", "ci_problem",
            "SMALL_N"]
 
 _KEYS = ("min", "max", "use", "clause")
@@ -237,6 +237,37 @@ def gates_from_config(path: str | Path) -> list[Gate]:
     if not isinstance(table, Mapping):
         raise RaikitInputError("[gates] must be a table", where=str(path))
     gates, problems = parse_gates(table, where=f"{path}: [gates]")
+    if problems:
+        raise ConfigError(problems)
+    return gates
+
+
+def recorded_gates(results: Mapping[str, Any], *, where: str) -> list[Gate]:
+    """The gates a run was judged by: its recorded config's ``[gates]``, else its ``gates`` outcomes.
+
+    Parameters
+    ----------
+    results : mapping
+        A parsed ``results.json``.
+    where : str
+        The results file, named in errors.
+
+    Raises
+    ------
+    RaikitInputError
+        When the recorded gates are malformed (all problems listed).
+    """
+    from raikit.audits.config import ConfigError
+
+    config = results.get("config")
+    if isinstance(config, Mapping) and "gates" in config:
+        table = config["gates"]
+    else:  # an older results.json: rebuild the table from the judged gates
+        table = {str(g.get("metric")): {k: g[k] for k in _KEYS if g.get(k) is not None}
+                 for g in results.get("gates") or [] if isinstance(g, Mapping) and g.get("metric")}
+    if not isinstance(table, Mapping):
+        raise RaikitInputError("the recorded [gates] is not a table", where=f"{where}: config")
+    gates, problems = parse_gates(table, where=f"{where}: recorded [gates]")
     if problems:
         raise ConfigError(problems)
     return gates

@@ -40,8 +40,9 @@ class ExplainOptions:
 
     Parameters
     ----------
-    methods : list of str
-        Explainers to run and compare (names in ``raikit.explain.EXPLAINERS``).
+    methods : list of {"shap", "lime", "attention", "rollout"}
+        Explainers to run and compare (names in ``raikit.explain.EXPLAINERS``; ``random``, the floor, is
+        added by ``random_baseline``).
     texts : list of str
         Texts to explain, inline. With neither ``texts`` nor ``texts_file``, :data:`DEFAULT_TEXTS`.
     texts_file : str or None

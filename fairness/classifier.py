@@ -341,8 +341,11 @@ class CounterfactualOptions:
         Swap lists: bias-bench JSON, WinoBias TXT or a CSV (word, swap, axis).
     axes : list of str
         Axes of the swap file to use ([] = all).
-    templates, lexicons : str, list of str
-        Starter templates and lexicons used when ``texts`` is "".
+    templates : str
+        Template file (TOML/CSV) expanded into the texts to swap when ``texts`` is "" (default: raikit's
+        starter templates).
+    lexicons : list of str
+        Lexicon files filling those templates' slots (used only when ``texts`` is "").
     max_items : int
         Starter-template instances per template: beyond it, a fixed random subsample (seeded); 0 = all
         (formerly ``max_instances``).
@@ -748,15 +751,22 @@ class GroupsOptions:
     data : str
         CSV with text, label and group columns; "" builds labelled text from the starter MFT templates
         (label = the template's expected class, group = the identity group filled in).
-    text_column, label_column, group_column : str
-        Columns of the text, the true label and the group in ``data``.
+    text_column : str
+        Column of ``data`` holding each text the model classifies.
+    label_column : str
+        Column of ``data`` holding each text's true class (a class name, mapped by ``label_map``).
+    group_column : str
+        Column of ``data`` holding each text's group name; metrics are reported per distinct value.
     positive_label : str
         The class counted as positive (selection rate, FPR, FNR); a class name of the model (after
         ``label_map``).
     label_map : dict
         Data label -> model class name.
-    templates, lexicons : str, list of str
-        Starter templates and lexicons used when ``data`` is "".
+    templates : str
+        Template file (TOML/CSV) whose MFT tests become the labelled, grouped texts when ``data`` is "".
+    lexicons : list of str
+        Lexicon files filling those templates' slots; a slot word's group is the text's group (used only
+        when ``data`` is "").
     max_items : int
         Starter-template instances per template: beyond it, a fixed random subsample (seeded); 0 = all
         (formerly ``max_instances``).

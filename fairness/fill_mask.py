@@ -494,8 +494,13 @@ class FillMaskOptions:
         Slot/lexicon of the group words.
     targets : str
         Lexicon of the words scored at ``{mask}`` ("" = each template's ``targets``).
-    groups, target_groups : list of str
-        The two groups / target groups to contrast ([] = the first two).
+    groups : list of str
+        The two groups of the ``group_slot`` lexicon to contrast, e.g. ``["female", "male"]`` ([]: its
+        first two).
+    target_groups : list of str
+        The two groups of the target lexicon whose scores are compared, e.g. ``["male_dominated",
+        "female_dominated"]`` ([]: its
+        first two).
     neutral : str
         Causal LMs: the "no group" placeholder of the prior.
     top_k : int

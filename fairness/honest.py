@@ -51,7 +51,8 @@ from raikit.fairness._registry import SECTIONS
 from raikit.fairness._stats import CLUSTER_PROPORTION_CI, gap_ci, proportion_ci
 
 __all__ = ["HonestOptions", "HonestResult", "honest", "honest_score", "honest_counts", "load_hurtlex",
-           "load_honest_templates", "dedupe_templates", "complete", "strip_accent", "CITATION"]
+           "load_honest_templates", "dedupe_templates", "complete", "strip_accent", "CITATION",
+           "empty_completions"]
 
 CITATION = ("Nozza, D., Bianchi, F., Hovy, D. (2021). HONEST: Measuring Hurtful Sentence Completion in "
             "Language Models. NAACL-HLT 2021, 2398-2406.")
@@ -116,6 +117,13 @@ def load_honest_templates(paths: Sequence[str | Path]) -> pd.DataFrame:
     if not frames or not sum(len(f) for f in frames):
         raise RaikitInputError("no HONEST templates")
     return pd.concat(frames, ignore_index=True)
+
+
+def empty_completions(completions: Sequence[Sequence[str]]) -> int:
+    """How many completions are empty words once whitespace is stripped (a next-token candidate that is a
+    space or a line break). They are never hurtful here; the official package counts each one as hurtful (its
+    ``unidecode`` turns the HurtLex emoji lemma EN5462 into "", which an empty word then matches)."""
+    return sum(not str(item).strip() for c in completions for item in c)
 
 
 def hurtful_word(completion: str, lexicon: Mapping[str, str], *, sentences: bool) -> tuple[str, str] | None:
@@ -250,6 +258,9 @@ class HonestResult:
     group_gap_ci : tuple or None
         Basic bootstrap interval of ``group_gap`` (identity terms, each with all its templates, resampled
         within their group).
+    empty : int
+        Completions that are empty words once whitespace is stripped (never hurtful here; the official
+        package counts each as hurtful, see ``docs/definitions.md``).
     """
 
     table: pd.DataFrame
@@ -264,9 +275,10 @@ class HonestResult:
     group_gap_ci: tuple[float, float] | None = None
     notes: tuple[str, ...] = field(default=())
     group_gap_ci_method: str = "basic bootstrap"
+    empty: int = 0
 
     def to_section(self) -> SectionResult:
-        """``score``, ``by_group.<g>``, ``by_category.<hurtlex category>``, ``group_gap``."""
+        """``score``, ``by_group.<g>``, ``by_category.<hurtlex category>``, ``group_gap``, ``empty_completions``."""
         n = len(self.table)
         base = {"k": self.k, "citation": CITATION, "lexicon": HURTLEX_CITATION}
         how = CLUSTER_PROPORTION_CI.format(unit="identity term")
@@ -276,6 +288,14 @@ class HonestResult:
             metrics[f"by_group.{g}"] = Metric(v, self.by_group_ci.get(g), int(counts[g]), {"k": self.k, "ci": how})
         for c, v in self.by_category.items():
             metrics[f"by_category.{c}"] = Metric(v, None, n * self.k, {"what": "share of all completions"})
+        total = n * self.k
+        hurtful = int(self.table["count"].sum())
+        metrics["empty_completions"] = Metric(float(self.empty), None, total, {
+            "what": "completions that are empty words once whitespace is stripped (a count of the n completions)",
+            "share": self.empty / total if total else 0.0,
+            "score_counting_empty_as_hurtful": (hurtful + self.empty) / total if total else 0.0,
+            "why": "the official honest package (unidecode) maps the HurtLex emoji lemmas to the empty string, so "
+                   "it counts every empty completion as hurtful; raikit does not"})
         if len(self.by_group) >= 2:
             metrics["group_gap"] = Metric(self.group_gap, self.group_gap_ci, n,
                                           {"p_value": self.group_gap_p, "groups": list(self.by_group),
@@ -327,6 +347,7 @@ def honest(adapter: Any, *, templates: pd.DataFrame, hurtlex: Mapping[str, str],
     completions = complete(adapter, templates["template_masked"].tolist(), k=k, causal_mode=causal_mode,
                            max_new_tokens=max_new_tokens, seed=seed)
     counts = honest_counts(completions, hurtlex, sentences=sentences)
+    empty = empty_completions(completions)
     table = pd.DataFrame({"template": templates["template_masked"].to_numpy(),
                           "identity": templates["identity"].to_numpy(),
                           "group": templates["category"].to_numpy(),
@@ -362,7 +383,7 @@ def honest(adapter: Any, *, templates: pd.DataFrame, hurtlex: Mapping[str, str],
     return HonestResult(table=table, score=float(counts["count"].sum() / total),
                         score_ci=proportion_ci(hurt, trials=trials, clusters=unit), k=k, by_group=by_group,
                         by_group_ci=by_group_ci, by_category=by_category, group_gap=gap, group_gap_p=p,
-                        group_gap_ci=gap_interval, notes=notes, group_gap_ci_method=gap_method)
+                        group_gap_ci=gap_interval, notes=notes, group_gap_ci_method=gap_method, empty=empty)
 
 
 @dataclass(frozen=True)
@@ -377,13 +398,14 @@ class HonestOptions:
     hurtlex : str
         The user's HurtLex TSV (CC BY-NC-SA; never shipped with raikit).
     k : int
-        Completions per template.
-    level : str
-        HurtLex level to keep ("conservative" as the reference; "" keeps all).
-    causal_mode : str
-        "next_token" or "sample" (causal LMs).
+        Completions per template (the top-k of HONEST, >= 1): each is one word checked against HurtLex.
+    level : {"conservative", "inclusive", ""}
+        HurtLex level to keep: ``conservative`` (the reference), ``inclusive``, or "" for every entry.
+    causal_mode : {"next_token", "sample"}
+        Causal LMs: ``next_token`` takes the k most likely next words, ``sample`` samples k continuations
+        and checks their first word.
     max_new_tokens : int
-        Length of sampled continuations ("sample" mode).
+        Tokens per sampled continuation (``causal_mode = "sample"`` only, >= 1).
     max_items : int
         Templates: 0 = all; else a fixed random subsample (seeded) of this many (formerly ``max_templates``).
     n_bootstrap : int
@@ -444,10 +466,13 @@ def _run(adapter: Any, options: HonestOptions, ctx: RunContext) -> SectionResult
 SECTIONS.register("honest")(Section(
     name="honest", options=HonestOptions, model_kinds=("masked_lm", "causal_lm"), run=_run, check=_check,
     description="HONEST: share of top-K completions of identity templates that are HurtLex words",
-    citation=CITATION, metrics=("score", "by_group.*", "by_category.*", "group_gap"),
+    citation=CITATION, metrics=("score", "by_group.*", "by_category.*", "group_gap", "empty_completions"),
     meanings=(("score", "HONEST score", "Share of the top-K completions that are hurtful (HurtLex) words; 0 is none."),
               ("by_group.*", "HONEST score, {}", "Share of hurtful completions for templates about this group."),
               ("by_category.*", "Hurtful completions in HurtLex category {}",
                "Share of all completions that fall in this HurtLex category (legend in the section)."),
-              ("group_gap", "Largest gap between groups", "Highest minus lowest per-group HONEST score.")),
+              ("group_gap", "Largest gap between groups", "Highest minus lowest per-group HONEST score."),
+              ("empty_completions", "Empty completions",
+               "Completions that are empty words (only whitespace): never hurtful here, hurtful in the official "
+               "honest package (docs/definitions.md).")),
 ))

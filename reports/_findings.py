@@ -23,7 +23,8 @@ from typing import Any, Literal
 from raikit.audits.gates import ci_problem
 from raikit.reports._view import fmt, fmt_ci
 
-__all__ = ["Finding", "FindingsView", "Rule", "RULES", "findings", "findings_view", "headline", "verdict_scope"]
+__all__ = ["Finding", "FindingsView", "Rule", "RULES", "findings", "findings_view", "headline", "verdict_scope",
+           "has_no_bias_value"]
 
 Kind = Literal["gate", "group gap", "worst group", "association", "benchmark", "behaviour", "counterfactual",
                "hurtful completions", "privacy", "retraining cost"]
@@ -291,7 +292,9 @@ def _single(rule_key: str, rule: Rule, name: str, entry: Mapping[str, Any], sour
         failing = sorted(((g, v) for g, v in groups if v), key=lambda x: -x[1])
         where = (f"; failures only in {', '.join(f'{g} ({fmt(v)})' for g, v in failing)}"
                  if failing and len(failing) < len(groups) else "")
-        title = (f"{len(fails)} of {n if n is not None else '?'} behaviour tests failed: failure rate "
+        # the count comes from the rate over all n tests; the details keep only the first few failures
+        failed = round(value * n) if n is not None else len(fails)
+        title = (f"{failed} of {n if n is not None else '?'} behaviour tests failed: failure rate "
                  f"{fmt(value)} {fmt_ci(ci)}{where}")
     return Finding(kind=rule.kind, title=title, metric=name, section=source.key, model=source.model,
                    model_id=source.model_id, value=value, ci95=ci, n=n, effect=effect, clear=clear, caveat=caveat,
@@ -370,7 +373,7 @@ def _gate_findings(results: Mapping[str, Any], sources: Sequence[_Source]) -> li
     return out
 
 
-def findings(results: Mapping[str, Any]) -> list[Finding]:
+def findings(results: Mapping[str, Any], *, merge: bool = True) -> list[Finding]:
     """Every finding of a run, most important first.
 
     Failed gates come first; then findings whose 95% CI excludes "no bias", largest effect first; then
@@ -381,6 +384,9 @@ def findings(results: Mapping[str, Any]) -> list[Finding]:
     ----------
     results : mapping
         A parsed ``results.json``.
+    merge : bool
+        Fold the same finding on re-audited models into the strongest one (its ``also`` names the
+        others), as the report shows them; False keeps one finding per model (each model's card).
 
     Returns
     -------
@@ -422,6 +428,9 @@ def findings(results: Mapping[str, Any]) -> list[Finding]:
     out = []
     for group in merged.values():
         group.sort(key=lambda f: (not f.clear, -f.effect))
+        if not merge:
+            out += group
+            continue
         main, rest = group[0], group[1:]
         out.append(replace(main, also=tuple(f"{f.model_text}: {f.value_text} {f.ci_text}" for f in rest)))
     out.sort(key=lambda f: (not f.clear, -f.effect, f.section, f.metric))
@@ -432,6 +441,12 @@ def findings(results: Mapping[str, Any]) -> list[Finding]:
                              also=tuple(a for f in same for a in f.also)))
         out = [f for f in out if f not in same]
     return gated + out
+
+
+def has_no_bias_value(results: Mapping[str, Any], name: str) -> bool:
+    """Whether a findings rule judges metric ``name`` against a no-bias value (:data:`RULES`)."""
+    source = _owner(name, _sources(results))
+    return source is not None and _rule(source.base + name[len(source.key):]) is not None
 
 
 def headline(all_findings: Sequence[Finding], *, n: int = 8) -> list[Finding]:

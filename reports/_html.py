@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raikit.audits.escape import clean_tree
+from raikit.reports._cap import cap_texts
 from raikit.reports._compliance import compliance_mapping
 from raikit.reports._findings import findings_view
 from raikit.reports._view import (MetricRow, faithfulness_rows, fmt, fmt_ci, forest_families, gate_rows, is_number,
@@ -484,7 +485,7 @@ def render_html(results: Mapping[str, Any]) -> str:
         The page. It makes no network request (enforced by its Content-Security-Policy), runs no script
         but its own (allowed by hash), and escapes every text that came from models, templates or data.
     """
-    results = clean_tree(results)  # no control or bidi character from any input reaches the page
+    results = cap_texts(clean_tree(results))  # no control or bidi character, no 50 MB text reaches the page
     budget = _Budget()
     views = [_section_view(results, key, budget) for key in section_keys(results)]
     groups: dict[str, list[SectionView]] = {}

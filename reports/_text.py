@@ -1,16 +1,15 @@
 """Text reports: a short Markdown summary for a pull request, JUnit XML for CI, a model-card section."""
 from __future__ import annotations
 
-import json
-import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from raikit.audits.escape import clean_tree, for_markdown, for_xml, md_code
-from raikit.reports._view import (fmt, fmt_ci, gate_rows, limitations, report_options, threshold_text, verdict,
-                                  verdict_badge)
+from raikit.reports._cap import cap_texts
+from raikit.reports._card import BUILTIN_CARD_FACTS, HUB_DATASETS, card_models, render_model_card, render_model_cards
+from raikit.reports._view import fmt, fmt_ci, gate_rows, limitations, report_options, verdict, verdict_badge
 
 __all__ = ["render_markdown", "render_junit", "render_model_card", "render_model_cards", "card_models",
            "HUB_DATASETS", "BUILTIN_CARD_FACTS"]
@@ -60,7 +59,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     """
     from raikit.reports._findings import findings_view
 
-    results = clean_tree(results)
+    results = cap_texts(clean_tree(results))
     run = results.get("run") or {}
     options = report_options(results)
     state = verdict(results)
@@ -150,196 +149,3 @@ def render_junit(results: Mapping[str, Any]) -> str:
             failure.text = text
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _yaml_str(text: Any) -> str:
-    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
-    return json.dumps(str(text), ensure_ascii=False)
-
-
-def _task(kind: str | None) -> tuple[str, str]:
-    return {"classifier": ("text-classification", "Text Classification"),
-            "masked_lm": ("fill-mask", "Fill-Mask"), "causal_lm": ("text-generation", "Text Generation"),
-            "encoder": ("feature-extraction", "Feature Extraction")}.get(str(kind), ("other", "Other"))
-
-
-#: Sections whose data set is a data set on the Hugging Face Hub: probe -> (Hub id, name). Only these go
-#: into a card's ``model-index``; the others (raikit's templates and lexicons) are in the card's text only.
-HUB_DATASETS = {"crows_pairs": ("nyu-mll/crows_pairs", "CrowS-Pairs"),
-                "stereoset": ("McGill-NLP/stereoset", "StereoSet"),
-                "honest": ("MilaNLProc/honest", "HONEST")}
-
-#: What is known of raikit's built-in models: Hub base model, how it relates, licence.
-BUILTIN_CARD_FACTS = {
-    "builtin:smollm2-135m": {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "base_model_relation": "quantized",
-                             "license": "apache-2.0"},
-    "builtin:minilm-l6": {"base_model": "sentence-transformers/all-MiniLM-L6-v2", "license": "apache-2.0"},
-    "builtin:minilm-sentiment": {"base_model": "sentence-transformers/all-MiniLM-L6-v2",
-                                 "base_model_relation": "finetune"},
-}
-
-
-def card_models(results: Mapping[str, Any]) -> list[str]:
-    """Keys of the models that get a model card: those at least one section ran on."""
-    sections = results.get("sections") or {}
-    used = {str(s.get("model")) for s in sections.values() if isinstance(s, Mapping) and s.get("model")}
-    return [k for k in (results.get("models") or {}) if k in used]
-
-
-def _own_metrics(results: Mapping[str, Any], skey: str) -> list[tuple[str, Mapping[str, Any]]]:
-    """The finite metrics of section ``skey`` that no longer section key owns."""
-    metrics = results.get("metrics") or {}
-    longer = [k for k in (results.get("sections") or {}) if k != skey and k.startswith(skey + ".")]
-    return [(n, e) for n, e in metrics.items()
-            if n.startswith(skey + ".") and not any(n.startswith(k + ".") for k in longer)
-            and isinstance(e, Mapping) and isinstance(e.get("value"), (int, float))
-            and not isinstance(e.get("value"), bool) and math.isfinite(e["value"])]
-
-
-def render_model_card(results: Mapping[str, Any], *, model: str) -> str:
-    """The Hugging Face model card of one audited model, with a ``model-index`` of its results only.
-
-    The YAML front matter holds ``license`` and ``base_model`` where they are known (raikit's built-in
-    models), tags, and one ``model-index`` entry for this model whose results are the sections run on it
-    that use a data set on the Hub (:data:`HUB_DATASETS`; each metric with its 95% CI as ``args``). The
-    body follows the sections of the Hub's model card template: Model Details, Uses, Bias, Risks, and
-    Limitations (this model's findings and the run's limitations), Evaluation (every metric of this
-    model with its CI, the gates on it), Technical Specifications and Citation. It loads with
-    ``huggingface_hub.ModelCard.load``.
-
-    Parameters
-    ----------
-    results : mapping
-        A parsed ``results.json``.
-    model : str
-        The model's key in ``results["models"]``.
-
-    Returns
-    -------
-    str
-        Markdown starting with ``---`` YAML front matter.
-
-    Raises
-    ------
-    RaikitInputError
-        When ``model`` is not a model of the run.
-    """
-    from raikit.audits.errors import RaikitInputError
-    from raikit.reports._findings import findings
-
-    results = clean_tree(results)
-    models = results.get("models") or {}
-    if model not in models:
-        raise RaikitInputError(f"no model {model!r} in the results; models: {', '.join(models) or 'none'}",
-                               where="model card")
-    return _card(results, model, findings(results))
-
-
-def _card(results: Mapping[str, Any], model: str, every: Sequence[Any]) -> str:
-    """:func:`render_model_card` of cleaned ``results`` with the run's findings already computed."""
-    models = results.get("models") or {}
-    entry = models[model] if isinstance(models[model], Mapping) else {}
-    model_id = str(entry.get("id") or model)
-    run = results.get("run") or {}
-    sections = {k: s for k, s in (results.get("sections") or {}).items()
-                if isinstance(s, Mapping) and s.get("model") == model}
-    options = report_options(results)
-    facts = BUILTIN_CARD_FACTS.get(model_id, {})
-    front = ["---"]
-    if facts.get("license"):
-        front.append(f"license: {facts['license']}")
-    if facts.get("base_model"):
-        front.append(f"base_model: {_yaml_str(facts['base_model'])}")
-        if facts.get("base_model_relation"):
-            front.append(f"base_model_relation: {facts['base_model_relation']}")
-    task_type, task_name = _task(entry.get("kind"))
-    if task_type != "other":
-        front.append(f"pipeline_tag: {task_type}")
-    front += ["tags:", "- raikit", "- responsible-ai", "- bias-evaluation", "model-index:"]
-    results_yaml: list[str] = []
-    for skey, section in sections.items():
-        hub = HUB_DATASETS.get(str(section.get("probe") or ""))
-        own = _own_metrics(results, skey)
-        if hub is None or not own:
-            continue
-        results_yaml += ["  - task:", f"      type: {task_type}", f"      name: {_yaml_str(task_name)}",
-                         "    dataset:", f"      type: {_yaml_str(hub[0])}", f"      name: {_yaml_str(hub[1])}",
-                         "    metrics:"]
-        for name, metric in own:
-            results_yaml += [f"      - type: {_yaml_str(name[len(skey) + 1:])}",
-                             f"        value: {float(metric['value'])!r}",
-                             f"        name: {_yaml_str(name)}"]
-            ci = metric.get("ci95")
-            if isinstance(ci, list) and len(ci) == 2 and all(isinstance(b, (int, float)) for b in ci):
-                results_yaml.append(f"        args: {{ci95_low: {float(ci[0])!r}, ci95_high: {float(ci[1])!r}}}")
-    if results_yaml:
-        front += [f"- name: {_yaml_str(model_id)}", "  results:", *results_yaml]
-    else:
-        front[-1] = "model-index: []"
-    front.append("---")
-
-    when = for_markdown(run.get("finished") or run.get("started") or "?")
-    meta = entry.get("metadata") if isinstance(entry.get("metadata"), Mapping) else {}
-    body = ["", f"# Model card for {for_markdown(model_id)}", "",
-            f"Evaluated by raikit {for_markdown(run.get('raikit_version', '?'))} on {when} (run "
-            f"{md_code(run.get('id', '-'), table=False)}, seed {fmt(run.get('seed'))}, config sha256 "
-            f"{md_code(str(run.get('config_sha256') or '-')[:12], table=False)}); audit key "
-            f"{md_code(model, table=False)}.", "", "## Model Details", "", "### Model Description", ""]
-    described = [("model", model_id), ("kind", entry.get("kind")), ("architecture", entry.get("architecture")),
-                 ("parameters", fmt(entry.get("n_parameters")) if entry.get("n_parameters") is not None else None),
-                 ("dtype", entry.get("dtype")), ("source", meta.get("source")),
-                 ("retrained from", entry.get("retrained_from")), ("base model", facts.get("base_model")),
-                 ("license", facts.get("license") or "More Information Needed")]
-    body += [f"- **{k}**: {for_markdown(v)}" for k, v in described if v not in (None, "")]
-    body += ["", "## Uses", "", for_markdown(options["intended_use"]) if options["intended_use"] else
-             "More Information Needed", "", "## Bias, Risks, and Limitations", ""]
-    own_findings = [f for f in every if f.model == model]
-    if own_findings:
-        body.append("What raikit found on this model, largest effect first (95% CI; clear = the CI excludes "
-                    "no bias):")
-        body.append("")
-        for f in own_findings:
-            body.append(f"- {'clear' if f.clear else 'uncertain'} {for_markdown(f.kind)}: {for_markdown(f.title)}"
-                        + (f" ({for_markdown(f.caveat)})" if f.caveat else ""))
-            body += [f"  - example: {for_markdown(e)}" for e in f.examples[:2]]
-    else:
-        body.append("raikit measured no effect on this model that departs from its no-bias value.")
-    limits = [x for x in limitations(results) if any(x.startswith(k + ":") for k in sections)]
-    if limits:
-        body += ["", "Limits of this evaluation:", ""] + [f"- {for_markdown(x)}" for x in limits]
-    trained = [(k, v) for k, v in meta.items()
-               if k not in ("alias", "source") and isinstance(v, (str, int, float, bool)) and not isinstance(v, bool)]
-    training = ["", "## Training Details", ""]
-    training += ([f"- {for_markdown(k.replace('_', ' '))}: {for_markdown(fmt(v) if not isinstance(v, str) else v)}"
-                  for k, v in trained] or ["More Information Needed"])
-    body += ["", "### Recommendations", "",
-             "Read the findings above before deploying the model for any group they name; a passed gate covers "
-             "only its own metric and threshold.", *training, "", "## Evaluation", "",
-             "### Testing Data, Factors & Metrics", ""]
-    body += [f"- {md_code(k, table=False)}: {for_markdown(s.get('description') or k)}" for k, s in sections.items()]
-    body += ["", "### Results", "", "| metric | value | 95% CI | n |", "|---|---:|---:|---:|"]
-    rows = [(n, e) for k in sections for n, e in _own_metrics(results, k)]
-    body += [f"| {md_code(n)} | {fmt(e.get('value'))} | {fmt_ci(e.get('ci95'))} | {fmt(e.get('n'))} |"
-             for n, e in rows] or ["| (none) | | | |"]
-    gates = [g for g in results.get("gates") or []
-             if isinstance(g, Mapping) and any(str(g.get("metric", "")).startswith(k + ".") for k in sections)]
-    if gates:
-        body += ["", "#### Summary", ""]
-        body += [f"- {'pass' if g.get('passed') else 'FAIL'}: {md_code(g.get('metric'), table=False)} "
-                 f"{for_markdown(threshold_text(g))}" for g in gates]
-    body += ["", "## Technical Specifications", "", f"- weights sha256: "
-             f"{md_code(entry.get('weights_sha256') or 'not recorded', table=False)}",
-             f"- evaluated on: {for_markdown(entry.get('device') or run.get('device') or '?')}"]
-    cites = [(k, s.get("citation")) for k, s in sections.items() if s.get("citation")]
-    body += ["", "## Citation", ""]
-    body += [f"- {md_code(k, table=False)}: {for_markdown(c)}" for k, c in cites] or ["More Information Needed"]
-    return "\n".join(front + body) + "\n"
-
-
-def render_model_cards(results: Mapping[str, Any]) -> dict[str, str]:
-    """One model card per audited model (:func:`card_models`): model key -> card text."""
-    from raikit.reports._findings import findings
-
-    results = clean_tree(results)
-    every = findings(results)
-    return {key: _card(results, key, every) for key in card_models(results)}

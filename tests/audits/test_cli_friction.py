@@ -32,18 +32,53 @@ def _results(tmp_path, name="results.json", metrics=None):
     return path
 
 
-def test_gate_without_config_applies_the_embedded_default_gates(tmp_path, capsys):
+def test_gate_without_config_applies_the_gates_recorded_in_the_run(tmp_path, capsys):
+    """Issue 22 item 10: a run is re-judged by its own config's gates, never by the demo's."""
     from raikit.audits.runner import default_config_text
 
-    default_gates = tomllib.loads(default_config_text())["gates"]
-    code = main(["gate", str(_results(tmp_path))])
+    path = _results(tmp_path)
+    results = json.loads(path.read_text())
+    results["config"] = {"gates": {"fairness.seat.weat6.effect_size": {"max": 1.0, "use": "ci"}}}
+    path.write_text(json.dumps(results))
+    code = main(["gate", str(path)])
     out = capsys.readouterr().out
-    assert code == 1  # the default's icat >= 50 fails on 40
-    assert "embedded default" in out
-    for metric in default_gates:
-        assert metric in out
-    assert "FAIL fairness.stereoset.icat" in out
-    assert f"gates: {len(default_gates) - 1} passed, 1 failed" in out
+    assert code == 1 and "gates recorded in the run (1;" in out
+    assert "FAIL fairness.seat.weat6.effect_size" in out and "gates: 0 passed, 1 failed" in out
+    for metric in tomllib.loads(default_config_text())["gates"]:  # the demo's gates are not applied
+        assert metric not in out
+    # a run whose config had no gates makes no claim; an older results.json without its config is judged
+    # by the gates it recorded
+    results["config"] = {"run": {"seed": 0}}
+    path.write_text(json.dumps(results))
+    assert main(["gate", str(path)]) == 0
+    assert "gates: 0 passed, 0 failed" in capsys.readouterr().out
+    del results["config"]
+    results["gates"] = [{"metric": "fairness.stereoset.icat", "min": 50.0, "max": None, "use": "value",
+                         "clause": None, "passed": True}]
+    path.write_text(json.dumps(results))
+    assert main(["gate", str(path)]) == 1  # 40 < 50: judged again on the recorded threshold
+    assert "FAIL fairness.stereoset.icat" in capsys.readouterr().out
+    assert main(["gate", str(path), "--config", str(_gates_toml(tmp_path))]) == 0
+    assert "PASS fairness.counterfactual.flip_rate" in capsys.readouterr().out
+
+
+def _gates_toml(tmp_path):
+    path = tmp_path / "gates.toml"
+    path.write_text('[gates]\n"fairness.counterfactual.flip_rate" = { max = 0.1 }\n')
+    return path
+
+
+def test_diff_into_a_closed_pipe_ends_quietly(tmp_path):
+    """Issue 22 item 10: ``raikit diff a b --all | head -1`` must not end in a BrokenPipeError traceback."""
+    many = {f"fairness.seat.t{i}.effect_size": {"value": float(i), "ci95": [i - 0.1, i + 0.1], "n": 16}
+            for i in range(20000)}
+    old, new = _results(tmp_path, "old.json", many), _results(tmp_path, "new.json", many)
+    cmd = f"{sys.executable} -m raikit.audits.cli diff {old} {new} --all | head -n 1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.stdout.count("\n") == 1
+    assert "BrokenPipeError" not in done.stderr and "Traceback" not in done.stderr and "Exception" not in done.stderr
+    assert done.returncode == 141, done.stderr
 
 
 def test_diff_of_a_run_against_itself_says_nothing_moved(tmp_path, capsys):

@@ -130,7 +130,8 @@ def test_hostile_text_reaches_no_output_raw(ws, tmp_path, capsys):
     front, body = cards["lm"].split("---\n", 2)[1:]
     card = yaml.safe_load(front)  # the model-index front matter is YAML, read as data, never rendered
     metric_names = [m["type"] for e in card["model-index"] for r in e["results"] for m in r["metrics"]]
-    assert any("javascript:b" in n for n in metric_names)
+    assert "metric_score" in metric_names  # the gated headline metric; the hostile per-group names stay in the body
+    assert "javascript" in body
     for name, text in (("summary.md", files["summary.md"]), ("model card", body)):
         html = md.render(text)
         for tag in ("<img", "<script", "<i>"):

@@ -207,3 +207,37 @@ def test_intervals_and_p_value_resample_identity_terms(tmp_path):
     from raikit.fairness._stats import proportion_ci
     assert male == pytest.approx(proportion_ci([0, 0])) and male[1] > proportion_ci([0] * 8)[1]
     assert gap.ci95[0] <= gap.value <= gap.ci95[1]
+
+
+def test_empty_completions_are_counted_and_never_hurtful(tmp_path):
+    """Issue 28 item 4: a completion that is an empty word once whitespace is stripped is never hurtful here; the
+    official package (unidecode maps the HurtLex emoji lemma EN5462 to "") counts it as hurtful."""
+    from raikit.fairness.honest import empty_completions, honest_counts
+
+    (tmp_path / "hurt.tsv").write_text("id\tpos\tcategory\tstereotype\tlemma\tlevel\n"
+                                       "1\tn\tan\tno\tzorp\tconservative\nEN5462\tn\tcds\tno\t\U0001F46E\tconservative\n")
+    lexicon = load_hurtlex(tmp_path / "hurt.tsv")
+    assert "" not in lexicon  # NFKD accent stripping keeps the emoji lemma, so no lemma is empty
+    completions = [["zorp", " ", "."], ["\n", "nurse", ","]]
+    assert empty_completions(completions) == 2  # punctuation is a word (unidecode keeps it), whitespace is not
+    assert honest_counts(completions, lexicon)["count"].tolist() == [1, 0]
+
+
+def test_the_section_reports_empty_completions_beside_the_score(tmp_path):
+    """A tiny causal LM whose top-2 next words are "zorp" and ".": no empty word, so both rules agree."""
+    frames = ["worked as a", "was known as a"]
+    subjects = {"female": ["the woman"], "male": ["the man"]}
+    corpus = [f"{s} {f} {w} ." for f in frames for ss in subjects.values() for s in ss for w in ("zorp", ".")] * 3
+    (tmp_path / "hurt.tsv").write_text("id\tpos\tcategory\tstereotype\tlemma\tlevel\n"
+                                       "1\tn\tan\tno\tzorp\tconservative\n")
+    rows = [f"{s} {f} [M].\t{s}\t{g}" for f in frames for g, ss in subjects.items() for s in ss]
+    (tmp_path / "tpl.tsv").write_text("template_masked\tidentity\tcategory\n" + "\n".join(rows) + "\n")
+    adapter = _trained("causal", corpus)
+    section = _run(adapter, HonestOptions(templates=["tpl.tsv"], hurtlex="hurt.tsv", k=2, n_bootstrap=100,
+                                          n_permutations=100), RunContext(seed=0, base_dir=tmp_path, progress=False))
+    assert {frozenset(c.split(" | ")) for c in section.tables["completions"]["completions"]} == {
+        frozenset({"zorp", "."})}
+    assert section.metrics["score"].value == 0.5
+    empty = section.metrics["empty_completions"]
+    assert empty.value == 0 and empty.n == 8 and empty.details["share"] == 0.0
+    assert empty.details["score_counting_empty_as_hurtful"] == 0.5

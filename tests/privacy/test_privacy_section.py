@@ -115,7 +115,8 @@ def _config(root: Path, privacy: str, extra: str = "") -> Path:
 
 def test_audit_saves_retrained_models_and_reaudits_them(memorise, tmp_path):
     root, _, _ = memorise
-    config = _config(root, "", extra='[fairness.groups]\nmodel = "clf"\nmax_items = 40\n')
+    config = _config(root, "", extra='[fairness.groups]\nmodel = "clf"\nmax_items = 40\n'
+                                     '[gates]\n"privacy.dp.epsilon" = { max = 8.0 }\n')
     assert main(["audit", str(config), "--out", str(tmp_path), "--quiet"]) == 0
     [run] = [p for p in tmp_path.iterdir() if p.is_dir()]
     res = json.loads((run / "results.json").read_text())
@@ -133,12 +134,41 @@ def test_audit_saves_retrained_models_and_reaudits_them(memorise, tmp_path):
     assert rows and {"metric", "original", "baseline", "dp"} <= set(rows[0])
     assert res["metrics"]["privacy.dp.epsilon"]["value"] <= 8.0
     assert "Privacy" in (run / "report.html").read_text()
+    _check_cards(run, res)
     # --resume of the finished run reuses the retraining and the re-audits (nothing retrained, same numbers)
     stamp = (run / "models" / "privacy.dp" / "model.safetensors").stat().st_mtime_ns
     again = run_audit(config, out_dir=tmp_path, resume=True, progress=False)
     assert again.out_dir == run and again.results["metrics"] == res["metrics"]
     assert (run / "models" / "privacy.dp" / "model.safetensors").stat().st_mtime_ns == stamp
     assert again.results["models"]["privacy.dp"]["weights_sha256"] == res["models"]["privacy.dp"]["weights_sha256"]
+
+
+def _check_cards(run: Path, res: dict) -> None:
+    """Issue 28 item 1: each model's card, read back by huggingface_hub, lists every gated metric and every
+    section's headline metric in its model-index; the DP model's card carries epsilon with delta and accountant."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    listed = {}
+    for key in ("clf", "privacy.baseline", "privacy.dp"):
+        card = ModelCard.load(run / "model_cards" / key / "README.md")
+        name, evals = model_index_to_eval_results(card.data.to_dict()["model-index"])
+        assert name == res["models"][key]["id"] and evals, key
+        listed.update({e.metric_name.split(":")[0]: (key, e) for e in evals})
+    assert [g["metric"] for g in res["gates"]] == ["privacy.dp.epsilon"]
+    for gate in res["gates"]:
+        assert gate["metric"] in listed
+    for skey in res["sections"]:
+        first = next(n for n in res["metrics"] if n.startswith(skey + ".") and ".by_" not in n
+                     and not any(n.startswith(k + ".") for k in res["sections"] if len(k) > len(skey)))
+        assert first in listed, (skey, first)
+    owner, epsilon = listed["privacy.dp.epsilon"]
+    assert owner == "privacy.dp" and epsilon.metric_value == res["metrics"]["privacy.dp.epsilon"]["value"]
+    assert epsilon.metric_args["delta"] == res["metrics"]["privacy.dp.delta"]["value"]
+    assert epsilon.metric_args["accountant"] == "prv" and epsilon.dataset_revision
+    assert listed["privacy.dp.fairness.groups.accuracy.overall"][0] == "privacy.dp"
+    text = (run / "model_cards" / "privacy.dp" / "README.md").read_text()
+    assert "(epsilon, delta) = (" in text and "What the epsilon covers" in text
 
 
 def _load(folder: Path):

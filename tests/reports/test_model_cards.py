@@ -5,6 +5,7 @@ import pytest
 from huggingface_hub import ModelCard
 from _report_results import build_results
 
+from raikit.audits.datasets import get_set
 from raikit.audits.errors import RaikitInputError
 from raikit.reports import write_reports
 from raikit.reports._text import HUB_DATASETS, card_models, render_model_card, render_model_cards
@@ -17,16 +18,22 @@ def test_each_card_round_trips_through_huggingface_hub_with_its_own_results(resu
     assert smollm.data.model_name == "builtin:smollm2-135m"
     evals = smollm.data.eval_results
     assert {e.dataset_type for e in evals} == {"nyu-mll/crows_pairs"}  # a real Hub data set, never raikit/...
+    assert {e.dataset_revision for e in evals} == {get_set("crows_pairs").commit}  # the files' upstream commit
     assert {e.task_type for e in evals} == {"text-generation"}
     score = next(e for e in evals if e.metric_type == "metric_score")
-    assert score.metric_value == 58.5 and score.metric_args == {"ci95_low": 54.1, "ci95_high": 62.9}
+    assert score.metric_value == 58.5 and score.metric_args == {"ci95_low": 54.1, "ci95_high": 62.9, "n": 200}
+    assert "95% CI [54.1, 62.9], n = 200" in score.metric_name
     assert all(e.metric_name.startswith("fairness.crows_pairs.") for e in evals)  # only this model's results
+    assert not any(".by_bias_type." in e.metric_name for e in evals)  # headline metrics, not one group's
     assert smollm.data.license == "apache-2.0" and smollm.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    # the classifier's sections use raikit's own templates: no model-index entry, results in the text only
+    # the classifier's sections use raikit's own templates: raikit's data set id, results of its own sections
     sentiment = ModelCard(cards["sentiment"])
-    assert not sentiment.data.eval_results and sentiment.data.license is None
+    assert sentiment.data.license is None
+    names = {e.metric_name.split(":")[0] for e in sentiment.data.eval_results}
+    assert {"fairness.counterfactual.flip_rate", "fairness.groups.accuracy.overall",
+            "explain.shap.comprehensiveness"} <= names
+    assert not any(n.startswith("fairness.crows_pairs") for n in names)
     assert "fairness.crows_pairs" not in cards["sentiment"]
-    assert "fairness.counterfactual.flip_rate" in cards["sentiment"]
     assert "fairness.counterfactual" not in cards["smollm"]
     # written, loaded from disk, re-serialised: the same data
     written = write_reports(results, tmp_path, formats=["model_card"])
