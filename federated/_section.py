@@ -33,7 +33,9 @@ from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
 from raikit.audits.sections import RunContext, Section
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
-from raikit.audits.training import ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune
+from raikit.audits.training import (
+    TRAIN_SCOPES, DPSettings, TrainSettings, accountant_problem, epsilon_problem, fine_tune,
+)
 from raikit.federated._partition import PARTITION_SCHEMES, partition_indices, partition_table
 
 __all__ = ["FederatedOptions", "SECTION", "run_federated", "check", "build_clients", "STRATEGIES", "RUNTIMES"]
@@ -230,10 +232,13 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
     for key, allowed in (("runtime", RUNTIMES), ("partition", PARTITION_SCHEMES), ("strategy", STRATEGIES),
-                         ("scope", TRAIN_SCOPES), ("accountant", ACCOUNTANTS)):
+                         ("scope", TRAIN_SCOPES)):
         if getattr(o, key) not in allowed:
             bad(key, f"must be one of {', '.join(allowed)}")
-    for key in ("alpha", "learning_rate", "epsilon", "max_grad_norm", "clipping_norm", "client_cpus",
+    for key, problem in (("accountant", accountant_problem(o.accountant)), ("epsilon", epsilon_problem(o.epsilon))):
+        if problem:
+            problems.append(f"key {key!r}: {problem}")
+    for key in ("alpha", "learning_rate", "max_grad_norm", "clipping_norm", "client_cpus",
                 "round_timeout", "join_timeout"):
         if not finite_positive(key):
             bad(key, "must be a finite number > 0")
@@ -288,7 +293,12 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
                                f"min_clients = {o.min_clients}")
     if o.clients_per_round and o.clients_per_round > n:
         raise RaikitInputError(f"key 'clients_per_round': {o.clients_per_round} is more than the {n} clients")
-    build_clients(data, o, ctx.seed)  # a Dirichlet draw that leaves a client empty is a config error too
+    clients = build_clients(data, o, ctx.seed)  # a Dirichlet draw that leaves a client empty is a config error too
+    smallest = min(len(c.train) for c in clients)
+    if o.client_dp and o.delta and o.delta >= 1 / smallest:
+        raise RaikitInputError(f"key 'delta': must be below 1/n = {1 / smallest:.3g} for the smallest client's "
+                               f"n = {smallest} training examples (at most 1/(10 n) = {_default_delta(smallest):.1g} "
+                               f"is advised), got {o.delta!r}")
 
 
 def _settings(o: FederatedOptions, seed: int, epochs: int) -> TrainSettings:

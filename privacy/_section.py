@@ -31,7 +31,8 @@ from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
 from raikit.audits.sections import RunContext, Section
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
 from raikit.audits.training import (
-    ACCOUNTANTS, GRAD_SAMPLE_MODES, TRAIN_SCOPES, DPSettings, TrainedModel, TrainSettings, fine_tune,
+    GRAD_SAMPLE_MODES, TRAIN_SCOPES, DPSettings, TrainedModel, TrainSettings, accountant_problem, epsilon_problem,
+    fine_tune,
 )
 from raikit.privacy._mia import AttackResult, evaluate_attack, lira_scores, loss_scores
 
@@ -65,7 +66,7 @@ class PrivacyOptions:
     held_out : float
         Fraction held out: the non-members of the attack and the accuracy test set.
     epsilon : float
-        Target epsilon of the DP model.
+        Target epsilon of the DP model, above 0 and at most 100 (``raikit.audits.training.MAX_EPSILON``).
     delta : float
         Target delta; 0 means ``1 / (10 N)`` rounded down to one significant digit (N = training
         examples). Must be below ``1 / N``.
@@ -74,8 +75,8 @@ class PrivacyOptions:
     epochs, batch_size, physical_batch_size, learning_rate, max_length, scope, last_layers, lora_rank
         Training settings, the same for the baseline, the DP model and the reference models
         (see :class:`raikit.audits.training.TrainSettings`).
-    accountant : {"prv", "rdp", "gdp"}
-        Opacus accountant.
+    accountant : {"prv", "rdp"}
+        Opacus accountant (``gdp`` is refused: it under-reports epsilon).
     grad_sample_mode : {"hooks", "ghost"}
         Per-sample gradients by hooks or ghost clipping.
     poisson_sampling : bool
@@ -158,7 +159,11 @@ def check(options: PrivacyOptions, ctx: RunContext) -> None:
     def bad(key: str, rule: str) -> None:
         problems.append(f"key {key!r}: {rule}, got {getattr(o, key)!r}")
 
-    for key in ("epsilon", "max_grad_norm", "learning_rate"):
+    if epsilon_problem(o.epsilon):
+        problems.append(f"key 'epsilon': {epsilon_problem(o.epsilon)}")
+    if accountant_problem(o.accountant):
+        problems.append(f"key 'accountant': {accountant_problem(o.accountant)}")
+    for key in ("max_grad_norm", "learning_rate"):
         value = getattr(o, key)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             bad(key, "must be a finite number > 0")
@@ -174,7 +179,7 @@ def check(options: PrivacyOptions, ctx: RunContext) -> None:
             bad(key, "must be >= 0")
     if o.reference_models and not (0 < o.reference_fraction < 1 - o.held_out):
         bad("reference_fraction", f"must be between 0 and 1 - held_out ({1 - o.held_out:g}) when reference_models > 0")
-    for key, allowed in (("scope", TRAIN_SCOPES), ("accountant", ACCOUNTANTS), ("grad_sample_mode", GRAD_SAMPLE_MODES)):
+    for key, allowed in (("scope", TRAIN_SCOPES), ("grad_sample_mode", GRAD_SAMPLE_MODES)):
         if getattr(o, key) not in allowed:
             bad(key, f"must be one of {', '.join(allowed)}")
     unknown = [a for a in o.attacks if a not in ATTACKS]
