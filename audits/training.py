@@ -164,7 +164,8 @@ class TrainedModel:
     examples : int
         Training examples.
     final_loss : float
-        Mean training loss over the last epoch.
+        Mean training loss over the last epoch (under DP an unnoised statistic of the private data: kept out of
+        :meth:`describe` and of everything a result shows).
     trainable_parameters : int
         Parameters that were trained.
     dp : dict
@@ -184,9 +185,12 @@ class TrainedModel:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able facts about the training (the model itself excluded)."""
+        # Under DP the training loss is an unnoised statistic of the private examples, outside the epsilon: withheld.
+        loss = ({"final_loss_withheld": "unnoised statistic of the private training data, not covered by the epsilon"}
+                if self.dp else {"final_loss": round(self.final_loss, 6)})
         return {"steps": self.steps, "seconds": round(self.seconds, 3),
                 "seconds_per_step": round(self.seconds_per_step, 4), "examples": self.examples,
-                "final_loss": round(self.final_loss, 6), "trainable_parameters": self.trainable_parameters,
+                **loss, "trainable_parameters": self.trainable_parameters,
                 **({"dp": self.dp} if self.dp else {})}
 
 
