@@ -352,7 +352,7 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
         "covers": COVERS, "reproducible_noise": o.reproducible_noise,
         **({"one_run_epsilon_lower_bound": one_run["dp"].epsilon_lower_bound,
             "one_run_perfect_attack_bound": one_run["dp"].perfect_attack_bound} if "dp" in one_run else {})})
-    for name, audit in one_run.items():
+    for name, audit in sorted(one_run.items(), key=lambda item: item[0] != "dp"):  # the DP model's first
         metrics[f"{name}.one_run_epsilon_lower_bound"] = Metric(audit.epsilon_lower_bound, None, audit.canaries, {
             "method": "one-run audit (Steinke, Nasr and Jagielski 2023): loss-attack guesses on canaries inserted "
                       "with probability 1/2 each; 95% lower bound, Bonferroni over the guess counts",
@@ -458,6 +458,7 @@ def _reference_samples(pool: pd.DataFrame, size: int, count: int, seed: int) -> 
 _METRICS = (
     "dp.epsilon", "dp.delta", "dp.noise_multiplier", "dp.sample_rate", "dp.steps", "dp.max_grad_norm",
     "dp.accuracy", "dp.accuracy_cost", "baseline.accuracy", "original.accuracy",
+    "dp.one_run_epsilon_lower_bound", "baseline.one_run_epsilon_lower_bound", "one_run.perfect_attack_bound",
     "*.by_group.*", "mia.*",
     # the runner's re-audit of the retrained models: privacy.dp.fairness.groups.accuracy.overall, ...
     "dp.fairness.*", "dp.explain.*", "baseline.fairness.*", "baseline.explain.*",
@@ -474,7 +475,14 @@ SECTION = Section(
     metrics=_METRICS,
     meanings=(
         ("dp.epsilon", "Privacy budget epsilon",
-         "The (epsilon, delta)-DP guarantee of the DP model; lower is more private."),
+         "The (epsilon, delta)-DP guarantee of the DP model's weights, from the accountant; lower is more private."),
+        ("dp.one_run_epsilon_lower_bound", "One-run audit bound on epsilon, DP model",
+         "95% lower bound on the DP training's epsilon from guessing which canaries it trained on (Steinke et al. "
+         "2023); above the accountant's epsilon would contradict it."),
+        ("baseline.one_run_epsilon_lower_bound", "One-run audit bound on epsilon, baseline",
+         "The same audit of the non-private baseline: how much a model without DP leaks on these canaries."),
+        ("one_run.perfect_attack_bound", "Largest bound the audit can show",
+         "The one-run bound if every guess were right: an epsilon above it cannot be contradicted by this audit."),
         ("dp.delta", "Privacy delta", "Probability with which the epsilon guarantee may fail."),
         ("dp.noise_multiplier", "Noise multiplier",
          "Gaussian noise added to clipped gradients, relative to the clip norm."),
