@@ -513,11 +513,17 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
                          "unencrypted and unauthenticated.")
         auth = transport.get("supernode_auth") or {}
         if auth.get("enabled"):
-            notes.append(f"SuperNode authentication was on: only the {len(auth.get('keys', []))} registered SuperNode "
-                         "key(s) could join (fingerprints in the section's transport details).")
+            notes.append(f"SuperNode authentication was on: a SuperNode could join with one of the "
+                         f"{len(auth.get('keys', []))} key(s) raikit registered (fingerprints in the transport "
+                         "details) or with any key registered through the SuperLink's Control API, which Flower "
+                         f"serves on the same address ({o.superlink}) without account authentication: anyone who "
+                         "could reach that address and trusted its CA certificate could register a key and join. "
+                         "Each SuperNode declared its own partition.")
         else:
             notes.append(f"SuperNode authentication was off ({auth.get('why', 'unknown')}): any SuperNode that "
-                         "could reach the SuperLink and trusted its certificate could join.")
+                         f"could reach the SuperLink ({o.superlink}) and trusted its certificate could join, "
+                         "declaring any partition.")
+        transport["who_could_join"] = notes[-1]
     if log.error:
         raise RunFailedError(f"[federated]: {log.error}")
     if not log.final_state:
