@@ -30,11 +30,19 @@ import torch
 from raikit.audits.errors import RaikitInputError, RunFailedError
 
 __all__ = ["TrainSettings", "DPSettings", "TrainedModel", "fine_tune", "trainable_scope", "check_dp_compatible",
-           "TRAIN_SCOPES", "ACCOUNTANTS", "GRAD_SAMPLE_MODES"]
+           "TRAIN_SCOPES", "ACCOUNTANTS", "GRAD_SAMPLE_MODES", "REFUSED_ACCOUNTANTS", "MAX_EPSILON",
+           "accountant_problem", "epsilon_problem"]
 
 TrainScope = Literal["all", "last_layers", "lora"]
 TRAIN_SCOPES: tuple[str, ...] = ("all", "last_layers", "lora")
-ACCOUNTANTS: tuple[str, ...] = ("prv", "rdp", "gdp")
+ACCOUNTANTS: tuple[str, ...] = ("prv", "rdp")
+#: accountants Opacus has that raikit refuses for a reported epsilon, with why
+REFUSED_ACCOUNTANTS: dict[str, str] = {
+    "gdp": "Opacus's GDP accountant (a central-limit approximation) under-reports epsilon (0.994 where PRV and PLD "
+           "give 2.345) and its calibration can fail; use prv or rdp"}
+#: the largest target epsilon accepted: above it the guarantee means nothing (e^100) and Opacus's noise search
+#: does not end (it bisects towards a vanishing noise multiplier)
+MAX_EPSILON = 100.0
 GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "ghost")
 
 
@@ -62,7 +70,8 @@ class TrainSettings:
     lora_rank : int
         LoRA rank when ``scope = "lora"``.
     seed : int
-        Seeds initialisation, batch order, Poisson sampling and DP noise.
+        Seeds initialisation and batch order; under DP it seeds Poisson sampling and the noise only with
+        ``DPSettings.reproducible_noise``.
     """
 
     epochs: int = 1
@@ -87,12 +96,17 @@ class DPSettings:
         at most epsilon.
     max_grad_norm : float
         Per-sample gradient clipping norm.
-    accountant : {"prv", "rdp", "gdp"}
-        Opacus accountant by name.
+    accountant : {"prv", "rdp"}
+        Opacus accountant by name (``gdp`` is refused: it under-reports epsilon).
     grad_sample_mode : {"hooks", "ghost"}
         Per-sample gradients by hooks, or ghost clipping (norms without materialising them).
     poisson_sampling : bool
         Poisson-sampled logical batches (what the accountants assume).
+    reproducible_noise : bool
+        False (the default): the Poisson sampling and the Gaussian noise draw from generators seeded with a
+        fresh 63-bit seed from the operating system's entropy (``secrets``), never recorded, so nobody can
+        replay the noise. True: both are seeded from the run seed (a replayable run); the epsilon then does
+        not hold against anyone who knows the seed, and the result says so.
     """
 
     epsilon: float
@@ -101,6 +115,34 @@ class DPSettings:
     accountant: str = "prv"
     grad_sample_mode: str = "hooks"
     poisson_sampling: bool = True
+    reproducible_noise: bool = False
+
+
+def accountant_problem(accountant: str) -> str:
+    """Why ``accountant`` is not accepted for a reported epsilon ("" when it is)."""
+    if accountant in REFUSED_ACCOUNTANTS:
+        return f"{accountant!r} is refused for a reported epsilon: {REFUSED_ACCOUNTANTS[accountant]}"
+    if accountant not in ACCOUNTANTS:
+        return f"must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}"
+    return ""
+
+
+def epsilon_problem(epsilon: Any) -> str:
+    """Why ``epsilon`` is not a usable target ("" when it is): a finite number in (0, MAX_EPSILON]."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
+        return f"must be a finite number > 0, got {epsilon!r}"
+    if epsilon > MAX_EPSILON:
+        return (f"must be at most {MAX_EPSILON:g} (a larger epsilon guarantees nothing, and the noise search for it "
+                f"does not end), got {epsilon!r}")
+    return ""
+
+
+def noise_seed(dp: DPSettings, run_seed: int) -> int:
+    """The seed of the DP noise and Poisson sampling: the run seed with ``reproducible_noise``, else a fresh
+    63-bit seed from the operating system's entropy that is returned to the caller only."""
+    import secrets
+
+    return int(run_seed) + 1 if dp.reproducible_noise else secrets.randbits(63)
 
 
 @dataclass(frozen=True)
@@ -122,7 +164,8 @@ class TrainedModel:
     examples : int
         Training examples.
     final_loss : float
-        Mean training loss over the last epoch.
+        Mean training loss over the last epoch (under DP an unnoised statistic of the private data: kept out of
+        :meth:`describe` and of everything a result shows).
     trainable_parameters : int
         Parameters that were trained.
     dp : dict
@@ -142,9 +185,12 @@ class TrainedModel:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able facts about the training (the model itself excluded)."""
+        # Under DP the training loss is an unnoised statistic of the private examples, outside the epsilon: withheld.
+        loss = ({"final_loss_withheld": "unnoised statistic of the private training data, not covered by the epsilon"}
+                if self.dp else {"final_loss": round(self.final_loss, 6)})
         return {"steps": self.steps, "seconds": round(self.seconds, 3),
                 "seconds_per_step": round(self.seconds_per_step, 4), "examples": self.examples,
-                "final_loss": round(self.final_loss, 6), "trainable_parameters": self.trainable_parameters,
+                **loss, "trainable_parameters": self.trainable_parameters,
                 **({"dp": self.dp} if self.dp else {})}
 
 
@@ -246,8 +292,19 @@ def _inputs(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torc
     if "token_type_ids" in params:
         kwargs["token_type_ids"] = torch.zeros_like(ids)
     if "position_ids" in params:
-        kwargs["position_ids"] = torch.arange(length, device=ids.device).repeat(ids.shape[0], 1)  # contiguous
+        kwargs["position_ids"] = _position_ids(target, ids)
     return kwargs
+
+
+def _position_ids(model: Any, ids: torch.Tensor) -> torch.Tensor:
+    """The position ids the model computes itself at inference, of shape (batch, length) and contiguous (Opacus
+    needs the batch dimension): RoBERTa-style embeddings (RoBERTa, XLM-R, CamemBERT, ...) number real tokens from
+    ``padding_idx + 1`` and give padding ``padding_idx``; every other model counts ``0 .. L-1``."""
+    for module in model.modules():
+        make = getattr(type(module), "create_position_ids_from_input_ids", None)
+        if make is not None and getattr(module, "padding_idx", None) is not None:
+            return make(ids, module.padding_idx).contiguous()
+    return torch.arange(ids.shape[1], device=ids.device).repeat(ids.shape[0], 1)
 
 
 @contextlib.contextmanager
@@ -258,6 +315,21 @@ def _quiet_opacus() -> Iterator[None]:
         for message in (".*[Ss]ecure RNG.*", "Optimal order is the", "Full backward hook is firing"):
             warnings.filterwarnings("ignore", message=message)
         yield
+
+
+def _empty_noise_step(optimizer: Any, grad_sample_mode: str) -> None:
+    """Take the DP optimizer's step for an empty batch: zero per-sample gradients, so clipping adds nothing and
+    the update is the Gaussian noise alone, as the accountant (which counts this step) assumes."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if not p.requires_grad:
+                continue
+            if grad_sample_mode == "ghost":
+                p.grad = torch.zeros_like(p)
+            else:
+                p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+    optimizer.step()
+    optimizer.zero_grad()
 
 
 def dp_steps_per_epoch(examples: int, settings: TrainSettings) -> int:
@@ -353,6 +425,15 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     n_trainable = int(sum(p.numel() for p in trainable))
     data = _Batches(tokenizer, texts, labels, settings.max_length)
     generator = torch.Generator().manual_seed(settings.seed)
+    seed_noise = 0
+    if dp is not None:
+        for problem, key in ((accountant_problem(dp.accountant), "accountant"), (epsilon_problem(dp.epsilon), "epsilon")):
+            if problem:
+                raise RaikitInputError(f"key {key!r}: {problem}")
+        # The noise and the batch sampling draw from generators seeded by noise_seed: fresh OS entropy that is
+        # never recorded, unless reproducible_noise asks for the run seed (Opacus's secure_mode needs torchcsprng).
+        seed_noise = noise_seed(dp, settings.seed)
+        generator = torch.Generator().manual_seed(seed_noise ^ 0x5DEECE66D)  # Opacus's Poisson sampler follows it
     logical = min(settings.batch_size, len(data))
     physical = max(1, min(settings.physical_batch_size, logical))
     loader = torch.utils.data.DataLoader(data, batch_size=logical, shuffle=dp is None or not dp.poisson_sampling,
@@ -368,12 +449,11 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
 
         check_dp_compatible(work)
         with _quiet_opacus():
-            # secure_mode (a cryptographic RNG) is off, as for every seeded run; recorded with the results
             engine = PrivacyEngine(accountant=dp.accountant, secure_mode=False)
             common = dict(module=work, optimizer=optimizer, criterion=criterion, data_loader=loader,
                           max_grad_norm=dp.max_grad_norm, poisson_sampling=dp.poisson_sampling,
                           grad_sample_mode=dp.grad_sample_mode,
-                          noise_generator=torch.Generator(device=device).manual_seed(settings.seed + 1))
+                          noise_generator=torch.Generator(device=device).manual_seed(seed_noise))
             if noise_multiplier is None:
                 made = engine.make_private_with_epsilon(**common, target_epsilon=dp.epsilon, target_delta=dp.delta,
                                                         epochs=settings.epochs)
@@ -399,7 +479,11 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                 with BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical,
                                         optimizer=optimizer) as batches:
                     for ids, mask, y in batches:
-                        if len(y) == 0:
+                        if len(y) == 0:  # an empty Poisson batch is still a step: the noise alone is the update
+                            _empty_noise_step(optimizer, dp.grad_sample_mode)
+                            if not optimizer._is_last_step_skipped:
+                                steps += 1
+                                bar.update(1)
                             continue
                         ids, mask, y = ids.to(device), mask.to(device), y.to(device)
                         loss = criterion(work(**_inputs(work, ids, mask)).logits, y)
@@ -438,6 +522,10 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
             "steps": int(sum(h[2] for h in history)), "accountant": engine.accountant.mechanism(),
             "max_grad_norm": dp.max_grad_norm, "grad_sample_mode": dp.grad_sample_mode,
             "poisson_sampling": dp.poisson_sampling, "planned_steps": int(planned), "secure_mode": False,
+            "reproducible_noise": dp.reproducible_noise,
+            "noise_seed": ("the run seed (reproducible_noise = true): the epsilon does not hold against anyone "
+                           "who knows it" if dp.reproducible_noise else
+                           "fresh 63-bit seed from the OS entropy, not recorded anywhere"),
             # (the accountant merges a step into the last history row when noise and rate are unchanged)
             "steps_this_call": int(sum(h[2] for h in history) - sum(int(h[2]) for h in dp_history)),
             "history": [[float(nm), float(q), int(n)] for nm, q, n in history],

@@ -13,7 +13,6 @@ training round with fewer replies than ``min_clients`` stops the run.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,6 +59,8 @@ class ServerPlan:
     central_noise_multiplier: float = 1.0
     central_clipping_norm: float = 1.0
     central_delta: float = 1e-5
+    client_dp: bool = False
+    send_seed: bool = True
 
 
 @dataclass
@@ -133,7 +134,8 @@ class _RecordingGrid:
             for node, reply in ok.items():
                 metrics = next(iter(reply.content.metric_records.values()), {})
                 client = self._client(node)
-                losses.append(float(metrics.get("train-loss", math.nan)))
+                if "train-loss" in metrics:  # absent under client DP (an unnoised statistic of private data)
+                    losses.append(float(metrics["train-loss"]))
                 if "dp-epsilon" in metrics:
                     self._log.dp_per_client.setdefault(client, []).append(
                         {"round": rnd, **{k[3:]: float(metrics[k]) for k in metrics if k.startswith("dp-")}})
@@ -208,7 +210,7 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
     common = dict(fraction_train=min(1.0, per_round / n_nodes), fraction_evaluate=1.0,
                   min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=plan.min_clients,
                   min_available_nodes=plan.min_clients,
-                  weighted_by_key="unit-weight" if plan.central_dp else "num-examples")
+                  weighted_by_key="unit-weight" if plan.central_dp or plan.client_dp else "num-examples")
     if plan.strategy == "fedprox":
         strategy: Any = strategies.FedProx(**common, proximal_mu=plan.proximal_mu)
     else:
@@ -232,7 +234,8 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
             strategy, plan.central_noise_multiplier, plan.central_clipping_norm, sampled,
             **({"accountant": accountant} if accountant is not None else {}))
     recorder = _RecordingGrid(grid, log, plan)
-    train_config = ConfigRecord({"seed": plan.seed, "proximal-mu": float(plan.proximal_mu)})
+    train_config = ConfigRecord({**({"seed": plan.seed} if plan.send_seed else {}),
+                                 "proximal-mu": float(plan.proximal_mu)})
     result = strategy.start(grid=recorder, initial_arrays=_state_to_record(task_state), num_rounds=plan.rounds,
                             timeout=plan.round_timeout, train_config=train_config)
     log.final_state = {k: v.clone() for k, v in result.arrays.to_torch_state_dict().items()}
@@ -305,9 +308,11 @@ def build_apps(server_task: Callable[[Any], tuple[dict[str, torch.Tensor], Serve
     @client.query()
     def describe(msg: Message, context: Any) -> Message:
         task, data = client_task(context)
-        counts = data.train["label"].value_counts().sort_index()
-        facts = {"client": data.client, "train": int(len(data.train)), "test": int(len(data.test)),
-                 "labels": ",".join(f"{task.label_names[int(i)]}:{int(c)}" for i, c in counts.items())}
+        facts: dict[str, Any] = {"client": data.client}
+        if task.dp is None:  # under client DP the sizes and label mix of the private training data stay home
+            counts = data.train["label"].value_counts().sort_index()
+            facts.update({"train": int(len(data.train)), "test": int(len(data.test)),
+                          "labels": ",".join(f"{task.label_names[int(i)]}:{int(c)}" for i, c in counts.items())})
         return Message(content=RecordDict({"facts": ConfigRecord(facts)}), reply_to=msg)
 
     @client.train()

@@ -33,7 +33,9 @@ from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
 from raikit.audits.sections import RunContext, Section
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
-from raikit.audits.training import ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune
+from raikit.audits.training import (
+    TRAIN_SCOPES, DPSettings, TrainSettings, accountant_problem, epsilon_problem, fine_tune,
+)
 from raikit.federated._partition import PARTITION_SCHEMES, partition_indices, partition_table
 
 __all__ = ["FederatedOptions", "SECTION", "run_federated", "check", "build_clients", "STRATEGIES", "RUNTIMES"]
@@ -113,13 +115,20 @@ class FederatedOptions:
         client's Opacus accountant (``accountant``) carries its history across rounds, so the reported
         epsilon is the accountant's composition over all the client's steps.
     epsilon : float
-        ``client_dp``: each client's target epsilon (> 0, unitless) over all its steps of all rounds.
+        ``client_dp``: each client's target epsilon (> 0 and at most 100, unitless) over all its steps of all
+        rounds.
     delta : float
-        ``client_dp``: each client's target delta (0: ``1 / (10 N)`` of the smallest client, rounded down).
+        ``client_dp``: each client's target delta (0: ``1 / (10 N)`` of the smallest client, rounded down); a
+        given delta must be below ``1 / n`` of the smallest client.
     max_grad_norm : float
         ``client_dp``: per-sample gradient clipping norm inside each client (L2, > 0).
-    accountant : {"prv", "rdp", "gdp"}
-        ``client_dp``: the Opacus accountant each client calibrates its noise with and reports epsilon by.
+    accountant : {"prv", "rdp"}
+        ``client_dp``: the Opacus accountant each client calibrates its noise with and reports epsilon by
+        (``gdp`` is refused: it under-reports epsilon).
+    reproducible_noise : bool
+        Client DP: seed each client's noise and Poisson sampling from the run seed the server sends (a
+        replayable run whose epsilon does not hold against anyone who knows the seed). Off by default: each
+        client draws fresh operating-system entropy and the server sends no seed.
     central_dp : bool
         Flower's server-side fixed-clipping DP wrapper (client-level DP) around the strategy.
     noise_multiplier : float
@@ -176,6 +185,7 @@ class FederatedOptions:
     delta: float = 0.0
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
+    reproducible_noise: bool = False
     central_dp: bool = False
     noise_multiplier: float = 1.0
     clipping_norm: float = 1.0
@@ -271,10 +281,13 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
     for key, allowed in (("runtime", RUNTIMES), ("partition", PARTITION_SCHEMES), ("strategy", STRATEGIES),
-                         ("scope", TRAIN_SCOPES), ("accountant", ACCOUNTANTS)):
+                         ("scope", TRAIN_SCOPES)):
         if getattr(o, key) not in allowed:
             bad(key, f"must be one of {', '.join(allowed)}")
-    for key in ("alpha", "learning_rate", "epsilon", "max_grad_norm", "clipping_norm", "client_cpus",
+    for key, problem in (("accountant", accountant_problem(o.accountant)), ("epsilon", epsilon_problem(o.epsilon))):
+        if problem:
+            problems.append(f"key {key!r}: {problem}")
+    for key in ("alpha", "learning_rate", "max_grad_norm", "clipping_norm", "client_cpus",
                 "round_timeout", "join_timeout"):
         if not finite_positive(key):
             bad(key, "must be a finite number > 0")
@@ -329,7 +342,12 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
                                f"min_clients = {o.min_clients}")
     if o.clients_per_round and o.clients_per_round > n:
         raise RaikitInputError(f"key 'clients_per_round': {o.clients_per_round} is more than the {n} clients")
-    build_clients(data, o, ctx.seed)  # a Dirichlet draw that leaves a client empty is a config error too
+    clients = build_clients(data, o, ctx.seed)  # a Dirichlet draw that leaves a client empty is a config error too
+    smallest = min(len(c.train) for c in clients)
+    if o.client_dp and o.delta and o.delta >= 1 / smallest:
+        raise RaikitInputError(f"key 'delta': must be below 1/n = {1 / smallest:.3g} for the smallest client's "
+                               f"n = {smallest} training examples (at most 1/(10 n) = {_default_delta(smallest):.1g} "
+                               f"is advised), got {o.delta!r}")
 
 
 def _settings(o: FederatedOptions, seed: int, epochs: int) -> TrainSettings:
@@ -351,7 +369,8 @@ def client_dp_settings(o: FederatedOptions, clients: list[Any]) -> tuple[DPSetti
     smallest = min(len(c.train) for c in clients)
     delta = o.delta or _default_delta(smallest)
     return (DPSettings(epsilon=o.epsilon, delta=delta, max_grad_norm=o.max_grad_norm,
-                       accountant=o.accountant, grad_sample_mode="hooks", poisson_sampling=True), delta)
+                       accountant=o.accountant, grad_sample_mode="hooks", poisson_sampling=True,
+                       reproducible_noise=o.reproducible_noise), delta)
 
 
 def make_task(adapter_model: Any, tokenizer: Any, label_names: tuple[str, ...], clients: list[Any],
@@ -370,6 +389,24 @@ def make_task(adapter_model: Any, tokenizer: Any, label_names: tuple[str, ...], 
                 max_length=max_length, batch_size=batch_size)
 
 
+def epsilon_coverage(o: FederatedOptions) -> dict[str, str]:
+    """What the run's epsilon covers and what it does not (for the results and the notes)."""
+    if o.client_dp:
+        return {"covered": "each client's training examples, for everything computed from the updates the client "
+                           "sends (the global model and its re-audit); the server receives no training loss and no "
+                           "example count under client DP (FedAvg weights clients equally)",
+                "not_covered": "the clients' local test splits (per-client accuracies are computed on them, unnoised), "
+                               "the partition table (client sizes and label counts, known to whoever wrote the "
+                               "config), the centralized baseline, and any run whose noise seed is known"}
+    if o.central_dp:
+        return {"covered": "whether any one client took part (client-level, Flower's fixed-clipping server-side "
+                           "noise), for the global model and its re-audit; the server, which adds the noise, is "
+                           "trusted",
+                "not_covered": "per-client statistics (not published under central DP), the pooled test accuracy "
+                               "(unnoised, on test splits), the partition table and the centralized baseline"}
+    return {"covered": "nothing: no DP in this run", "not_covered": "everything"}
+
+
 def server_plan(o: FederatedOptions, n_clients: int, seed: int) -> Any:
     from raikit.federated._flower import ServerPlan
 
@@ -377,7 +414,8 @@ def server_plan(o: FederatedOptions, n_clients: int, seed: int) -> Any:
                       min_clients=o.min_clients, proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0,
                       seed=seed, round_timeout=float(o.round_timeout), join_timeout=float(o.join_timeout),
                       central_dp=o.central_dp, central_noise_multiplier=float(o.noise_multiplier),
-                      central_clipping_norm=float(o.clipping_norm), central_delta=float(o.central_delta))
+                      central_clipping_norm=float(o.clipping_norm), central_delta=float(o.central_delta),
+                      client_dp=o.client_dp, send_seed=not o.client_dp or o.reproducible_noise)
 
 
 def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[Any, float]:
@@ -518,11 +556,17 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
                          "unencrypted and unauthenticated.")
         auth = transport.get("supernode_auth") or {}
         if auth.get("enabled"):
-            notes.append(f"SuperNode authentication was on: only the {len(auth.get('keys', []))} registered SuperNode "
-                         "key(s) could join (fingerprints in the section's transport details).")
+            notes.append(f"SuperNode authentication was on: a SuperNode could join with one of the "
+                         f"{len(auth.get('keys', []))} key(s) raikit registered (fingerprints in the transport "
+                         "details) or with any key registered through the SuperLink's Control API, which Flower "
+                         f"serves on the same address ({o.superlink}) without account authentication: anyone who "
+                         "could reach that address and trusted its CA certificate could register a key and join. "
+                         "Each SuperNode declared its own partition.")
         else:
             notes.append(f"SuperNode authentication was off ({auth.get('why', 'unknown')}): any SuperNode that "
-                         "could reach the SuperLink and trusted its certificate could join.")
+                         f"could reach the SuperLink ({o.superlink}) and trusted its certificate could join, "
+                         "declaring any partition.")
+        transport["who_could_join"] = notes[-1]
     if log.error:
         raise RunFailedError(f"[federated]: {log.error}")
     if not log.final_state:
@@ -551,7 +595,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         metrics["accuracy_gap"] = paired_difference(correct["centralized"], correct["federated"], seed=ctx.seed,
                                                      what="centralized accuracy minus federated accuracy", unit="test examples")
     metrics["rounds"] = Metric(float(len(log.rounds)), None, len(log.rounds), {"planned": o.rounds})
-    for c in clients:
+    for c in clients if not o.central_dp else ():  # client-level DP: no per-client statistic is published
         rows = (test["client"] == c.client).to_numpy()
         if rows.any():
             metrics[f"per_client.{c.client}.accuracy"] = accuracy_metric(correct["federated"][rows], details={
@@ -603,7 +647,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
                                 **({"group": test["group"]} if data.has_groups else {}),
                                 **{f"correct_{k}": v for k, v in correct.items()}})
     per_client_series = {cid: [(None if v is None else float(v)) for v in series]
-                         for cid, series in sorted(log.per_client.items())}
+                         for cid, series in sorted(log.per_client.items())} if not o.central_dp else {}
     details = {
         "data": {**data.describe(), "seed": ctx.seed},
         "partition": {"scheme": o.partition, **({"alpha": o.alpha} if o.partition == "dirichlet" else {}),
@@ -615,7 +659,8 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         "lost_clients": log.lost,
         "strategy": {"name": o.strategy, **({"proximal_mu": o.proximal_mu} if o.strategy == "fedprox" else {}),
                      "rounds": o.rounds, "local_epochs": o.local_epochs, "min_clients": o.min_clients,
-                     "clients_per_round": o.clients_per_round or len(clients)},
+                     "clients_per_round": o.clients_per_round or len(clients),
+                     "seed_sent_to_clients": plan.send_seed},
         "transport": transport,
         "wall_seconds": round(wall, 3), "server_seconds": round(log.seconds, 3),
         "client_dp": ({"per_client": log.dp_per_client, "target_epsilon": o.epsilon, "calibrated_rounds": o.rounds,
@@ -623,7 +668,8 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
                       if log.dp_per_client else None),
         "central_dp": log.central_dp or None,
         "centralized": centralized.describe() if centralized is not None else None,
-        "client_facts": log.client_facts,
+        "client_facts": log.client_facts if not o.central_dp else {},
+        "epsilon_covers": epsilon_coverage(o),
     }
     if o.partition == "dirichlet" and o.alpha <= 0.1:
         notes.append(f"Dirichlet({o.alpha:g}) label skew: most clients hold mostly one class, the regime where "
@@ -635,6 +681,12 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         notes.append(f"Client-side DP epsilon is each client's total over the rounds it trained, composed by its "
                      f"Opacus {o.accountant} accountant over all its steps (one noise multiplier per client, "
                      f"calibrated for all {o.rounds} rounds); it covers that client's retraining examples only.")
+    if o.client_dp or o.central_dp:
+        cover = epsilon_coverage(o)
+        notes.append(f"The epsilon covers {cover['covered']}; it does not cover {cover['not_covered']}.")
+    if o.client_dp and o.reproducible_noise:
+        notes.append("reproducible_noise = true: each client's DP noise was seeded from the run seed the server sent; "
+                     "the epsilon does not hold against anyone who knows that seed, the server included.")
     if o.central_dp and "epsilon" not in log.central_dp:
         notes.append("Server-side DP noise was added, but this Flower version reports no epsilon for it.")
     models = {"global": RetrainedModel(model=global_model, tokenizer=adapter.tokenizer,

@@ -144,9 +144,10 @@ def local_train(task: Task, client: ClientData, state: dict[str, torch.Tensor], 
                         desc=f"federated: client {client.client} round {server_round}", **kwargs)
     new_state = trained.model.state_dict()
     out = {k: new_state[k].detach().cpu().contiguous() for k in task.keys}
-    facts: dict[str, Any] = {"num-examples": int(len(client.train)), "train-loss": float(trained.final_loss),
-                             "train-seconds": float(trained.seconds), "round-seconds": time.perf_counter() - started,
+    facts: dict[str, Any] = {"train-seconds": float(trained.seconds), "round-seconds": time.perf_counter() - started,
                              "steps": int(trained.steps)}
+    if not trained.dp:  # under DP the loss and the example count are unnoised statistics of the private data
+        facts.update({"num-examples": int(len(client.train)), "train-loss": float(trained.final_loss)})
     if trained.dp:
         d = trained.dp
         alone = dp_epsilon([(d["noise_multiplier"], d["sample_rate"], d["steps_this_call"])], delta=d["delta"],

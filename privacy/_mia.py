@@ -18,8 +18,11 @@ implies ``TPR <= e^eps FPR + delta`` and ``1 - FPR <= e^eps (1 - TPR) + delta``,
 Clopper-Pearson lower bound on TPR and upper bound on FPR (95% overall, Bonferroni over the two),
 ``eps >= max(log((TPR_lo - delta) / FPR_hi), log((1 - FPR_hi - delta) / (1 - TPR_lo)))``. The
 threshold is chosen on one half of the examples and the bound computed on the other half, so the
-choice does not inflate it. The bound is a statistically valid lower bound on the epsilon of the
-*training run*: it can never exceed a correct accountant's epsilon except with probability 5%.
+choice does not inflate it. What the bound means: the Clopper-Pearson intervals cover the resampling of
+members and non-members from one fixed split, not the randomness of the training (one model, trained
+once, on a split drawn once), so it describes how far this attack got on these texts; it is not a
+certified lower bound on the training's epsilon. The certified one is the one-run audit
+(``raikit.privacy._one_run``), whose coin flips are the auditor's.
 """
 from __future__ import annotations
 

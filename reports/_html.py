@@ -248,7 +248,8 @@ def _find_roc(value: Any, depth: int = 0) -> Mapping[str, Any] | None:
 
 def _privacy_facts(key: str, details: Mapping[str, Any], metrics: Sequence[MetricRow]) -> list[tuple[str, str]]:
     facts = []
-    for name in ("epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm", "attack_auc"):
+    for name in ("epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm", "attack_auc",
+                 "one_run_epsilon_lower_bound", "perfect_attack_bound"):
         row = next((m for m in metrics if m.short == name or m.short.endswith("." + name)), None)
         if row is not None:
             facts.append((name, f"{row.value} {row.ci if row.ci != '-' else ''}".strip()))

@@ -157,8 +157,10 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
         assert sorted(k["fingerprint"] for k in auth["keys"]) == sorted(
             key_fingerprint(keys / f"supernode-{i}.pub") for i in range(3))
         assert key_fingerprint(stranger.with_name("intruder.pub")) not in {k["fingerprint"] for k in auth["keys"]}
-        assert any("SuperNode authentication was on: only the 3 registered" in n
+        assert any("SuperNode authentication was on: a SuperNode could join with one of the 3 key(s)" in n
+                   and "without account authentication" in n and "declared its own partition" in n
                    for n in res["sections"]["federated"]["notes"]), res["sections"]["federated"]["notes"]
+        assert "Control API" in details["transport"]["who_could_join"]
         assert all(r["clients_ok"] >= 2 for r in details["round_log"])
         assert (run / "models" / "federated.global" / "model.safetensors").is_file()
         assert 0 <= m["federated.accuracy"]["value"] <= 1

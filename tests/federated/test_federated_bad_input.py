@@ -40,6 +40,9 @@ def _config(root: Path, federated: str) -> Path:
     ('runtime = "deployment"\nroot_certificates = "missing-ca.pem"', "key 'root_certificates': certificate file not found"),
     ('runtime = "deployment"', "key 'root_certificates': a deployment needs the SuperLink's CA certificate"),
     ("rounds = 0", "key 'rounds': must be >= 1, got 0"),
+    ('client_dp = true\naccountant = "gdp"', "key 'accountant': 'gdp' is refused for a reported epsilon"),
+    ("client_dp = true\nepsilon = 1e4", "key 'epsilon': must be at most 100"),
+    ("client_dp = true\ndelta = 0.05", "key 'delta': must be below 1/n"),
 ])
 def test_bad_federated_config_is_one_line_exit_2(root, tmp_path, capsys, federated, expected):
     config = _config(root, federated)

@@ -75,6 +75,11 @@ def test_client_side_dp_reports_each_clients_epsilon(task):
     assert m["dp.epsilon"].details["worst_client"] in {"0", "1", "2"}
     facts = result.details["client_dp"]["per_client"]["0"]
     assert len(facts) == 2 and all(r["noise-multiplier"] > 0 for r in facts)
+    # issue 21 items 1 and 5: the server sends no noise seed, and receives no unnoised loss or example count
+    assert result.details["strategy"]["seed_sent_to_clients"] is False
+    assert all("train_loss" not in r for r in result.details["round_log"])
+    assert all(set(f) <= {"last_eval"} for f in result.details["client_facts"].values()), result.details["client_facts"]
+    assert "test splits" in result.details["epsilon_covers"]["not_covered"]
     # Real composition: each client's accountant history is carried across rounds (in its Flower context), so
     # the epsilon it reports is what a fresh Opacus RDP accountant gives for all its steps at its one noise
     # multiplier, and it is below the old basic composition (the sum of each round's epsilon on its own).
@@ -104,6 +109,9 @@ def test_central_dp_reports_noise_and_flower_accountant_epsilon(task):
     assert m["central_dp.noise_multiplier"].value == 0.8
     cd = result.details["central_dp"]
     assert cd["releases"] == 2 and cd["clipping_norm"] == 2.0 and m["central_dp.epsilon"].value > 0
+    # client-level epsilon: no per-client statistic beside it (issue 21 item 5)
+    assert not any(k.startswith("per_client.") for k in m) and result.details["per_client"] == {}
+    assert result.details["client_facts"] == {}
 
 
 def test_audit_saves_global_and_centralized_models_and_reaudits_them(task, tmp_path):

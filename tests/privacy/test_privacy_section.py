@@ -27,7 +27,7 @@ def _random_texts(n: int, seed: int) -> pd.DataFrame:
 
 
 OPTIONS = dict(group_column="group", held_out=0.5, epochs=30, batch_size=16, physical_batch_size=16,
-               learning_rate=3e-3, max_length=16)
+               learning_rate=3e-3, max_length=16, canaries=0, reproducible_noise=True)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,8 @@ def _run(memorise, **overrides):
 
 
 def test_attack_beats_chance_on_an_overfit_model_and_not_on_a_private_one(memorise):
-    result = _run(memorise, epsilon=0.5)
+    # 60 canaries leave about 30 texts out: 45 epochs give the smaller training set the steps it needs to memorise
+    result = _run(memorise, epsilon=0.5, canaries=60, epochs=45)
     m = result.metrics
     base, dp = m["mia.baseline.auc"], m["mia.dp.auc"]
     # the non-private baseline memorised its 120 random-label texts: the loss attack separates members
@@ -76,6 +77,22 @@ def test_attack_beats_chance_on_an_overfit_model_and_not_on_a_private_one(memori
     assert m["mia.dp.epsilon_lower_bound"].value <= eps
     assert m["mia.dp.epsilon_lower_bound"].details["within_guarantee"] is True
     assert m["mia.baseline.epsilon_lower_bound"].value > 0  # the overfit model leaks measurably
+    # the one-run audit (Steinke et al. 2023) on 60 canaries, each trained on with probability 1/2: the
+    # memorising baseline gives a bound well above 1, the epsilon-0.5 model none above its epsilon
+    perfect = m["one_run.perfect_attack_bound"].value
+    assert 2.0 < perfect < 3.0
+    assert m["baseline.one_run_epsilon_lower_bound"].value > 1.2, m["baseline.one_run_epsilon_lower_bound"]
+    one_run = m["dp.one_run_epsilon_lower_bound"]
+    assert one_run.value <= 0.5 and one_run.details["within_guarantee"] is True
+    assert one_run.details["can_contradict_accountant"] is True  # 0.5 is below what a perfect attack could show
+    assert m["dp.epsilon"].details["one_run_epsilon_lower_bound"] == one_run.value
+    audit = result.details["one_run_audit"]
+    assert audit["canaries"] == 60 and 15 < audit["inserted"] < 45
+    assert n_train == 120 - (60 - audit["inserted"])  # left-out canaries are trained on by no model
+    # what the epsilon covers is said; the DP model's unnoised training loss is not published
+    assert "baseline" in result.details["epsilon_covers"]["not_covered"]
+    assert "final_loss" not in result.details["training"]["dp"] and "final_loss" in result.details["training"]["baseline"]
+    assert "final_loss" not in result.models["dp"].description
     # everything Opacus reports is recorded
     dp_facts = result.details["dp"]
     assert {"noise_multiplier", "sample_rate", "steps", "accountant", "max_grad_norm"} <= set(dp_facts)
@@ -197,7 +214,10 @@ def test_retrain_dp_command_writes_the_model_folder(memorise, tmp_path, capsys):
     ("epsilon = nan", "key 'epsilon' must be a finite number, got nan"),
     ("delta = 0.5", "key 'delta': must be below 1/N"),
     ('label_column = "sentiment"', "key 'label_column': column 'sentiment' not in"),
-    ('accountant = "moments"', "key 'accountant': must be one of prv, rdp, gdp, got 'moments'"),
+    ('accountant = "moments"', "key 'accountant': must be one of prv, rdp, got 'moments'"),
+    ('accountant = "gdp"', "key 'accountant': 'gdp' is refused for a reported epsilon"),
+    ("epsilon = 1000.0", "key 'epsilon': must be at most 100"),
+    ("epsilon = 1e308", "key 'epsilon': must be at most 100"),
     ('attacks = ["lira"]', "key 'attacks': 'lira' needs reference_models >= 1"),
     ('data = "missing.csv"', "key 'data': file not found"),
     ("held_out = 1.0", "key 'held_out': must be between 0 and 1, got 1.0"),
