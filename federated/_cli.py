@@ -246,7 +246,7 @@ def join(args: argparse.Namespace) -> int:
     """
     from raikit.audits.errors import RunFailedError
     from raikit.federated._deploy import (
-        check_certificate, check_private_key, check_reachable, check_tls, reachable, start_supernode, stop_tree,
+        check_private_key, check_reachable, check_tls, reachable, start_supernode, stop_tree,
     )
 
     config = Path(args.config)
@@ -265,7 +265,6 @@ def join(args: argparse.Namespace) -> int:
         root = Path(args.root_certificates)
         if not root.is_file():
             raise RaikitInputError(f"certificate file not found: {root}", where="--root-certificates")
-        check_certificate(root)
     auth_key = Path(args.auth_key) if args.auth_key else None
     if auth_key is not None:
         if args.insecure:

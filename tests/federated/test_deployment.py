@@ -197,3 +197,70 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _join(config: Path, port: int, ca: Path, log: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([*RAIKIT, "federated", "join", str(config), "--partition", "0", "--superlink",
+                             f"127.0.0.1:{port}", "--root-certificates", str(ca), "--log", str(log), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            start_new_session=True)
+
+
+def test_deployment_join_fails_loud_ends_with_the_superlink_and_leaves_no_process(tmp_path, capsys):
+    """Issue 22.4: a wrong CA, a non-PEM CA and --insecure against TLS are one line and exit 2 at once; a SuperNode
+    that dies makes join exit 2 with raikit's line last; when the SuperLink ends, join ends (exit 0); no process
+    that join started is left (each join's process tree is counted)."""
+    from raikit.audits.cli import main
+    from raikit.federated._deploy import make_certificates, start_superlink, stop_process
+
+    synth.make_task(tmp_path)
+    config = _config(tmp_path)
+    certs = make_certificates(tmp_path / "certs")
+    wrong = make_certificates(tmp_path / "other")["ca"]
+    not_pem = tmp_path / "ca.der"
+    not_pem.write_bytes(b"\x30\x82\x01\x0a not a PEM file")
+    port = free_port()
+    link_log = tmp_path / "superlink.log"
+    link = start_superlink(port=port, certs=certs, workdir=tmp_path, log=link_log, timeout=PATIENCE)
+    procs: list[subprocess.Popen] = []
+    try:
+        address = f"127.0.0.1:{port}"
+        capsys.readouterr()  # what building the task printed
+        for flags, expected in ((["--root-certificates", str(wrong)], "--root-certificates: the SuperLink"),
+                                (["--root-certificates", str(not_pem)], "--root-certificates: not a PEM certificate"),
+                                (["--insecure"], "--insecure: the SuperLink 127.0.0.1")):
+            with pytest.raises(SystemExit) as exit_info:
+                main(["federated", "join", str(config), "--partition", "0", "--superlink", address, *flags,
+                      "--log", str(tmp_path / "never.log")])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert exit_info.value.code == 2 and len(err) == 1 and expected in err[0], (flags, err)
+        assert not (tmp_path / "never.log").exists()
+
+        # a SuperNode that dies under join: exit 2, raikit's line last, Flower's lines in the log file only
+        doomed = _join(config, port, certs["ca"], tmp_path / "doomed.log")
+        procs.append(doomed)
+        _wait_for(lambda: link_log.read_bytes().count(b"Activated node_id") >= 1, PATIENCE,
+                  "the first SuperNode to activate", [doomed], track=[doomed])
+        [supernode] = [p for p in psutil.Process(doomed.pid).children() if "flower-supernode" in " ".join(p.cmdline())]
+        supernode.kill()
+        _, err = doomed.communicate(timeout=PATIENCE)
+        last = err.strip().splitlines()[-1]
+        assert doomed.returncode == 2, err[-2000:]
+        assert last.startswith("raikit: error:") and "stopped (exit code -9)" in last, last
+        assert "INFO" not in err and "SuperNode ID" in (tmp_path / "doomed.log").read_text(errors="replace")
+
+        # the SuperLink ends: join ends by itself, exit 0
+        staying = _join(config, port, certs["ca"], tmp_path / "staying.log")
+        procs.append(staying)
+        _wait_for(lambda: link_log.read_bytes().count(b"Activated node_id") >= 2, PATIENCE,
+                  "the second SuperNode to activate", [staying], track=[staying])
+        assert len(_alive()) > 1  # the join and its SuperNode at least: the count below means something
+        stop_process(link)
+        _, err = staying.communicate(timeout=PATIENCE)
+        assert staying.returncode == 0, err[-2000:]
+        assert "ended; SuperNode for partition 0 stopped" in err.strip().splitlines()[-1], err[-2000:]
+    finally:
+        stop_process(link)
+        _stop(procs)
+        leftover = _gone_or_left(PATIENCE)
+    assert not leftover, [p.cmdline()[:4] for p in leftover]
