@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--insecure", action="store_true", help="no TLS")
     join.add_argument("--auth-key", metavar="KEY", help="this SuperNode's private key (supernode-N from serve's supernodes "
                                          "folder, or your own whose .pub serve registered with --authorize)")
+    join.add_argument("--log", metavar="FILE", help="where Flower's SuperNode log goes (default: "
+                                                    "supernode-<N>.log in the current folder)")
     join.add_argument("--seed", type=int, help="override [run] seed (as given to serve)")
     join.add_argument("--offline", action="store_true", help="never touch the network (also HF_HUB_OFFLINE=1)")
 

@@ -100,12 +100,8 @@ def _authorized_keys(args: argparse.Namespace, config: Path, folder: Path) -> li
 
 
 def serve(args: argparse.Namespace) -> int:
-    import json
-
-    from raikit.audits.runner import run_audit
-    from raikit.federated._deploy import (
-        AUTH_ENV, check_reachable, register_supernodes, start_superlink, stop_process, supports_supernode_auth,
-    )
+    """Start a SuperLink and run the config against it; nothing is written (no certificate, no key) on bad input."""
+    from raikit.federated._deploy import check_reachable
 
     config = Path(args.config)
     if not config.is_file():
@@ -121,8 +117,50 @@ def serve(args: argparse.Namespace) -> int:
     else:
         raise RaikitInputError(f"{address} is already in use", where="--port")
     _check_authorized(args)  # before anything is written
+    _preflight(config, args, address)
     out = Path(args.out)
     workdir = Path(args.certs) if args.certs else out / "federation"
+    made = [d for d in (out, workdir) if not d.exists()]  # removed again if the input turns out bad
+    try:
+        return _serve(args, config, address, join_address, hosts, out, workdir)
+    except RaikitInputError:
+        import shutil
+
+        for folder in reversed(made):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _preflight(config: Path, args: argparse.Namespace, address: str) -> None:
+    """Validate the whole config as serve will run it (its SuperLink not started yet) before anything is written."""
+    from raikit.audits.runner import load_audit
+    from raikit.federated._section import PREFLIGHT_ENV
+
+    keys = {"RAIKIT_FEDERATED_SUPERLINK": address, "RAIKIT_FEDERATED_ROOT_CERTIFICATES": "",
+            "RAIKIT_FEDERATED_INSECURE": "1", PREFLIGHT_ENV: "1"}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        audit = load_audit(config, seed=args.seed)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if not any(p.table.capability == "federated" for p in audit.plan):
+        raise RaikitInputError("the config has no [federated] table", where=str(config))
+
+
+def _serve(args: argparse.Namespace, config: Path, address: str, join_address: str, hosts: list[str], out: Path,
+           workdir: Path) -> int:
+    import json
+
+    from raikit.audits.runner import run_audit
+    from raikit.federated._deploy import (
+        AUTH_ENV, register_supernodes, start_superlink, stop_process, supports_supernode_auth,
+    )
+
     certs = None
     if not args.insecure:
         certs = _certificates(workdir, hosts)
@@ -184,20 +222,6 @@ def serve(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _pass_on(log: Path, shown: int) -> int:
-    """Copy what ``log`` gained since byte ``shown`` to stderr; the new offset."""
-    try:
-        with log.open("rb") as f:
-            f.seek(shown)
-            chunk = f.read()
-    except OSError:
-        return shown
-    if chunk:
-        sys.stderr.write(chunk.decode("utf-8", errors="replace"))
-        sys.stderr.flush()
-    return shown + len(chunk)
-
-
 def _refusal(log: Path) -> str:
     """Flower's reason when the SuperLink refused this SuperNode (unregistered key, or no key while the SuperLink
     authenticates SuperNodes: API errors 2001 and 2004); empty otherwise."""
@@ -208,9 +232,22 @@ def _refusal(log: Path) -> str:
     return next((line.strip() for line in lines if "[code: 2001]" in line or "[code: 2004]" in line), "")
 
 
+#: seconds the SuperLink may stay unreachable before ``join`` takes it as ended and stops its SuperNode
+SUPERLINK_GONE_AFTER = 6.0
+
+
 def join(args: argparse.Namespace) -> int:
+    """Start a SuperNode for one partition; end when the SuperLink ends (exit 0) or on any failure (exit 2).
+
+    Every failure ends with raikit's one line last (Flower's own log lines go to ``--log``, never over it):
+    a wrong or non-PEM CA, ``--insecure`` against a TLS SuperLink (both found before the SuperNode starts),
+    a refused key, a SuperNode that stopped while the SuperLink was still up. No process is left: the
+    SuperNode and every process it started are stopped, and they die with ``join`` if it is killed.
+    """
     from raikit.audits.errors import RunFailedError
-    from raikit.federated._deploy import check_private_key, check_reachable, start_supernode
+    from raikit.federated._deploy import (
+        check_private_key, check_reachable, check_tls, reachable, start_supernode, stop_tree,
+    )
 
     config = Path(args.config)
     if not config.is_file():
@@ -233,45 +270,55 @@ def join(args: argparse.Namespace) -> int:
         if args.insecure:
             raise RaikitInputError("SuperNode authentication needs TLS; drop --insecure", where="--auth-key")
         check_private_key(auth_key)
+    log = Path(args.log) if args.log else Path(f"supernode-{args.partition}.log")
+    if log.is_dir():
+        raise RaikitInputError("is a folder; give a file for the SuperNode's log", where=f"--log {log}")
     try:
         check_reachable(args.superlink)
     except RaikitInputError:
         raise RaikitInputError(f"SuperLink {args.superlink} is unreachable (is raikit federated serve running?)",
                                where="--superlink") from None
+    check_tls(args.superlink, root_certificates=root, insecure=args.insecure)
     import tempfile
 
     from raikit.federated._deploy import prepare_node
 
-    with tempfile.TemporaryDirectory(prefix="raikit-supernode-") as work:
+    gone = False
+    with tempfile.TemporaryDirectory(prefix="raikit-supernode-", ignore_cleanup_errors=True) as work:
         facts = prepare_node(config, args.partition, args.seed, Path(work) / "node")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(b"")
         # same process group as this command: stopping `join` (or its group) stops the SuperNode and its apps
-        node_log = Path(work) / "supernode.log"
         node = start_supernode(superlink=args.superlink, node=Path(work) / "node", partition=args.partition,
                                root_certificates=root, insecure=args.insecure, auth_key=auth_key, workdir=Path(work),
-                               log=node_log, max_wait=60.0, new_session=False)
+                               log=log, max_wait=60.0, new_session=False)
         print(f"supernode: client {for_terminal(facts['client'])} (partition {args.partition}, {facts['train']} "
               f"training and {facts['test']} test examples) joining {for_terminal(args.superlink)}"
-              f"{'' if root else ' (INSECURE, no TLS)'}{' with key ' + str(auth_key) if auth_key else ''}",
-              file=sys.stderr)
-        shown = 0
+              f"{'' if root else ' (INSECURE, no TLS)'}{' with key ' + str(auth_key) if auth_key else ''}; "
+              f"log {for_terminal(log)}", file=sys.stderr)
+        unreachable_since: float | None = None
         try:
-            while True:  # the SuperNode's own log, passed on as it grows
-                done = node.poll() is not None
-                shown = _pass_on(node_log, shown)
-                if done:
-                    break
-                time.sleep(0.5)
+            while node.poll() is None:
+                if reachable(args.superlink):
+                    unreachable_since = None
+                else:
+                    unreachable_since = unreachable_since or time.monotonic()
+                    if time.monotonic() - unreachable_since >= SUPERLINK_GONE_AFTER:
+                        gone = True
+                        break
+                time.sleep(1.0)
         finally:
-            if node.poll() is None:
-                node.terminate()
-                try:
-                    node.wait(timeout=10)
-                except Exception:  # noqa: BLE001
-                    node.kill()
-        refused = _refusal(node_log)
+            code = node.poll()
+            stop_tree(node)
+    refused = _refusal(log)
     if refused:
         hint = (f"is {auth_key}.pub registered with the SuperLink (raikit federated serve --authorize)?" if auth_key
                 else "the SuperLink authenticates SuperNodes: pass a registered private key with --auth-key")
         raise RunFailedError(f"the SuperLink {args.superlink} refused the SuperNode for partition {args.partition}: "
                              f"{refused}; {hint}")
+    if not gone:
+        raise RunFailedError(f"the SuperNode for partition {args.partition} stopped (exit code {code}) while the "
+                             f"SuperLink {args.superlink} was still up; its log: {log}")
+    print(f"supernode: the SuperLink {for_terminal(args.superlink)} ended; SuperNode for partition "
+          f"{args.partition} stopped", file=sys.stderr)
     return 0

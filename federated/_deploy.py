@@ -39,7 +39,8 @@ from raikit.audits.errors import RaikitInputError, RunFailedError
 
 __all__ = ["make_certificates", "make_supernode_keys", "key_fingerprint", "supports_supernode_auth",
            "register_supernodes", "start_superlink", "start_supernode", "stop_process", "wait_for_port",
-           "run_deployment", "server_app", "client_app", "ENV_OVERRIDES", "venv_env"]
+           "run_deployment", "server_app", "client_app", "ENV_OVERRIDES", "venv_env", "check_tls", "stop_tree",
+           "check_certificate"]
 
 # raikit federated serve hands its SuperLink to the [federated] section through these variables
 ENV_OVERRIDES = {"RAIKIT_FEDERATED_SUPERLINK": "superlink", "RAIKIT_FEDERATED_ROOT_CERTIFICATES": "root_certificates",
@@ -259,12 +260,24 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen |
     raise RunFailedError(f"nothing answered on {host}:{port} within {timeout:g} s")
 
 
-def _popen(cmd: list[str], log: Path | None, env: dict[str, str], new_session: bool = True) -> subprocess.Popen:
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the parent dies, so a SIGKILLed ``join`` leaves no SuperNode."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _popen(cmd: list[str], log: Path | None, env: dict[str, str], new_session: bool = True,
+           die_with_parent: bool = False) -> subprocess.Popen:
     """Start ``cmd`` with its output appended to ``log`` (inherited when None), in a process group of its own."""
     out = open(log, "ab") if log is not None else None  # noqa: SIM115 (the child keeps it)
     try:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None, env=env,
-                                start_new_session=new_session)
+                                start_new_session=new_session,
+                                preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None)
     finally:
         if log is not None:
             out.close()
@@ -342,7 +355,111 @@ def start_supernode(*, superlink: str, node: Path, partition: int, root_certific
         check_private_key(Path(auth_key))
         cmd += ["--auth-supernode-private-key", str(Path(auth_key).resolve())]
     workdir.mkdir(parents=True, exist_ok=True)
-    return _popen(cmd, log, venv_env({"FLWR_HOME": str(workdir / "flwr-home")}), new_session=new_session)
+    return _popen(cmd, log, venv_env({"FLWR_HOME": str(workdir / "flwr-home")}), new_session=new_session,
+                  die_with_parent=not new_session)
+
+
+def check_certificate(path: Path, *, where: str = "--root-certificates") -> None:
+    """A one-line input error unless ``path`` holds at least one PEM X.509 certificate (what gRPC reads)."""
+    from cryptography import x509
+
+    try:
+        data = Path(path).read_bytes()
+        if not x509.load_pem_x509_certificates(data):
+            raise ValueError("no certificate in the file")
+    except FileNotFoundError:
+        raise RaikitInputError(f"certificate file not found: {path}", where=where) from None
+    except (OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RaikitInputError(f"not a PEM certificate: {path} ({reason[:200]})", where=where) from None
+
+
+def check_tls(address: str, *, root_certificates: Path | None, insecure: bool, timeout: float = 30.0) -> None:
+    """Check before a SuperNode starts that the SuperLink at ``address`` speaks what we will speak to it.
+
+    With TLS, a handshake verified against ``root_certificates`` must succeed (a wrong CA is named at once,
+    where flower-supernode would retry for minutes); with ``insecure`` the SuperLink must *not* complete a TLS
+    handshake (an insecure client against a TLS SuperLink would hang).
+
+    Raises
+    ------
+    RaikitInputError
+        Naming the flag and the address.
+    """
+    import ssl
+
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if insecure:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        check_certificate(Path(str(root_certificates)))
+        context = ssl.create_default_context(cafile=str(root_certificates))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host):
+            spoke_tls = True
+    except ssl.SSLCertVerificationError as exc:
+        raise RaikitInputError(f"the SuperLink {address} has a certificate this CA does not verify "
+                               f"({exc.verify_message}): is it the ca.pem of this SuperLink's serve?",
+                               where="--root-certificates") from None
+    except (ssl.SSLError, ConnectionError) as exc:
+        if insecure:
+            return  # no TLS handshake: a plain (insecure) SuperLink, as asked
+        raise RaikitInputError(f"no TLS handshake with the SuperLink {address} ({type(exc).__name__}): is it "
+                               "running with --insecure?", where="--root-certificates") from None
+    except OSError as exc:
+        raise RaikitInputError(f"SuperLink {address} is unreachable ({type(exc).__name__}: {exc})",
+                               where="--superlink") from None
+    if insecure and spoke_tls:
+        raise RaikitInputError(f"the SuperLink {address} uses TLS: drop --insecure and pass its CA with "
+                               "--root-certificates", where="--insecure")
+
+
+def stop_tree(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """Stop ``proc`` and every process it started (flower-supernode's superexec and ClientApps), whatever
+    process group they are in: SIGTERM to all, SIGKILL to what is left after ``timeout``."""
+    if proc is None:
+        return
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for p in tree:
+        with _suppress_gone():
+            p.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=timeout)
+    for p in alive:
+        with _suppress_gone():
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    with _suppress_gone():
+        proc.wait(timeout=5)
+
+
+def _suppress_gone() -> Any:
+    import contextlib
+
+    import psutil
+
+    return contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError,
+                               subprocess.TimeoutExpired)
+
+
+def reachable(address: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at ``address`` (``host:port``)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -399,7 +516,7 @@ def prepare_node(config: Path, partition: int, seed: int | None, folder: Path) -
     import dataclasses
 
     from raikit.audits.models import load_model
-    from raikit.audits.runner import _data_dir, load_audit
+    from raikit.audits.runner import _data_dir, _local_spec, load_audit
     from raikit.audits.sections import RunContext
     from raikit.federated._section import _align_labels, _read, build_clients, make_task
 
@@ -410,7 +527,8 @@ def prepare_node(config: Path, partition: int, seed: int | None, folder: Path) -
     o = planned.options
     ctx = RunContext(seed=audit.config.run.seed, base_dir=audit.config.base_dir, data_dir=_data_dir(audit.config),
                      progress=False)
-    adapter = load_model(audit.config.models[planned.table.model], device="cpu", offline=True, progress=False)
+    adapter = load_model(_local_spec(audit.config.models[planned.table.model], audit.config.base_dir), device="cpu",
+                         offline=True, progress=False)  # a model folder beside the config, wherever join runs
     data = _align_labels(_read(o, ctx), adapter, o)
     clients = build_clients(data, o, ctx.seed)
     if not 0 <= partition < len(clients):

@@ -99,6 +99,20 @@ class _RecordingGrid:
         self._log = log
         self._plan = plan
         self._round_started = 0.0
+        self.joined: list[int] = []  # the SuperNodes the run started with (set by run_server)
+
+    def lose_absent(self, rnd: int, sent: list[int], phase: str) -> None:
+        """Count as lost every SuperNode the run started with that is no longer connected and was not sent this
+        round's messages (killed before the round: the strategy never samples it, so no reply can be missing)."""
+        try:
+            connected = set(self._grid.get_node_ids())
+        except Exception:  # noqa: BLE001  (a Grid that cannot list nodes: the replies alone decide)
+            return
+        counted = {x["node_id"] for x in self._log.lost}
+        for node in self.joined:
+            if node not in connected and node not in sent and node not in counted:
+                self._log.lost.append({"round": rnd, "phase": phase, "client": self._client(node), "node_id": node,
+                                       "reason": f"SuperNode gone before round {rnd} (no longer connected)"})
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
@@ -119,6 +133,8 @@ class _RecordingGrid:
         seconds = time.perf_counter() - started
         config = next(iter(messages[0].content.config_records.values()), {})
         rnd = int(config.get("server-round", 0))
+        if kind == MessageType.TRAIN:
+            self.lose_absent(rnd, sent, "train")
         ok = {r.metadata.src_node_id: r for r in replies if not r.has_error()}
         failed = {r.metadata.src_node_id: r.error.reason for r in replies if r.has_error()}
         for node in sent:
@@ -196,6 +212,7 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
                              f"min_clients = {plan.min_clients}")
     hello = [Message(content=RecordDict({"config": ConfigRecord({"what": "describe"})}),
                      message_type=MessageType.QUERY, dst_node_id=node) for node in nodes]
+    described = set()
     for reply in grid.send_and_receive(hello, timeout=min(plan.round_timeout, QUERY_TIMEOUT)):
         if reply.has_error():
             continue
@@ -203,6 +220,11 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
         client = str(facts.pop("client"))
         log.node_to_client[reply.metadata.src_node_id] = client
         log.client_facts.setdefault(client, {}).update(facts)
+        described.add(reply.metadata.src_node_id)
+    for node in nodes:  # joined, then gone before it could say who it is: lost before round 1
+        if node not in described:
+            log.lost.append({"round": 1, "phase": "query", "client": f"node-{node}", "node_id": node,
+                             "reason": "SuperNode joined but did not answer the opening query (gone before round 1)"})
     n_nodes = len(nodes)
     per_round = plan.clients_per_round or n_nodes
     # Central DP needs equal client weights (each client's clipped update counts once); otherwise FedAvg
@@ -234,6 +256,7 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
             strategy, plan.central_noise_multiplier, plan.central_clipping_norm, sampled,
             **({"accountant": accountant} if accountant is not None else {}))
     recorder = _RecordingGrid(grid, log, plan)
+    recorder.joined = list(nodes)
     train_config = ConfigRecord({**({"seed": plan.seed} if plan.send_seed else {}),
                                  "proximal-mu": float(plan.proximal_mu)})
     result = strategy.start(grid=recorder, initial_arrays=_state_to_record(task_state), num_rounds=plan.rounds,

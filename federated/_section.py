@@ -222,6 +222,10 @@ def _align_labels(data: LabelledTexts, adapter: Any, o: FederatedOptions) -> Lab
     return data
 
 
+#: set by ``raikit federated serve`` while it validates the config before starting its SuperLink (not reachable yet)
+PREFLIGHT_ENV = "RAIKIT_FEDERATED_PREFLIGHT"
+
+
 def effective_options(o: FederatedOptions) -> FederatedOptions:
     """The options with ``raikit federated serve``'s SuperLink applied: it sets ``RAIKIT_FEDERATED_*`` in its
     own process so that the config's section runs against the SuperLink it started (runtime deployment)."""
@@ -328,7 +332,7 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
                             f"{ctx.resolve_path(o.root_certificates)}")
     if problems:
         raise RaikitInputError("; ".join(problems))
-    if o.runtime == "deployment":
+    if o.runtime == "deployment" and not os.environ.get(PREFLIGHT_ENV):
         from raikit.federated._deploy import check_reachable
 
         check_reachable(o.superlink, timeout=3.0)
@@ -458,6 +462,8 @@ def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[A
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     pythonpath = os.environ.get("PYTHONPATH")  # Flower's Ray backend overwrites it for its workers
+    flwr_home = os.environ.get("FLWR_HOME")  # Flower writes its home ($HOME/.flwr by default): this run's temp folder
+    os.environ["FLWR_HOME"] = os.path.join(ray_dir, "flwr-home")
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -469,10 +475,11 @@ def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[A
         flwr_logger.setLevel(level)
         _stop_ray()
         shutil.rmtree(ray_dir, ignore_errors=True)
-        if pythonpath is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = pythonpath
+        for name, value in (("PYTHONPATH", pythonpath), ("FLWR_HOME", flwr_home)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     seconds = time.perf_counter() - started
     if "log" not in box:
         raise RunFailedError("[federated]: the Flower simulation ended without a result from the ServerApp")

@@ -20,6 +20,9 @@ import synth
 from raikit.federated._deploy import free_port, key_fingerprint, make_supernode_keys
 
 RAIKIT = [sys.executable, "-c", "import sys; from raikit.audits.cli import main; sys.exit(main())"]
+#: seconds any one wait may take: generous, so that a loaded machine makes these tests slower, never red (each
+#: wait returns as soon as its readiness condition holds: a port that answers, a log line, a process that ended)
+PATIENCE = 900.0
 
 
 def _config(root: Path, extra: str = "") -> Path:
@@ -27,7 +30,7 @@ def _config(root: Path, extra: str = "") -> Path:
     path.write_text('[run]\nseed = 0\ndevice = "cpu"\n[models.clf]\nid = "clf"\n'
                     '[federated]\nmodel = "clf"\ndata = "data.csv"\nclients = 3\nmin_clients = 2\nrounds = 2\n'
                     'local_epochs = 2\nbatch_size = 16\nlearning_rate = 3e-3\nmax_length = 16\n'
-                    f'round_timeout = 120.0\njoin_timeout = 180.0\n{extra}'
+                    f'round_timeout = 1800.0\njoin_timeout = 1800.0\n{extra}'
                     '[report]\nformats = ["html"]\n', encoding="utf-8")
     return path
 
@@ -106,7 +109,7 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
                                      start_new_session=True)
         procs.append(serve)
         _wait_for(lambda: (certs / "superlink.log").exists() and b"join with" in log.read_bytes()
-                  or (certs / "ca.pem").exists() and _listening(port), 120, "the SuperLink", [serve])
+                  or (certs / "ca.pem").exists() and _listening(port), PATIENCE, "the SuperLink", [serve])
         assert (certs / "ca.pem").is_file() and (certs / "server.key").stat().st_mode & 0o077 == 0
         keys = certs / "supernodes"
         assert sorted(p.name for p in keys.glob("*.pub")) == [f"supernode-{i}.pub" for i in range(3)]
@@ -114,14 +117,15 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
         # a SuperNode whose key was never registered is refused by the SuperLink: join ends with one line, exit 2
         [stranger] = make_supernode_keys(tmp_path / "stranger", ["intruder"])
         _wait_for(lambda: (certs / "superlink.log").read_bytes().count(b"/v1/control/register-node HTTP/1.1\" 200")
-                  >= 3, 120, "the three key registrations", [serve])
+                  >= 3, PATIENCE, "the three key registrations", [serve])
         refused = subprocess.Popen(
             [*RAIKIT, "federated", "join", "--config", str(config), "--partition", "0", "--superlink",
-             f"127.0.0.1:{port}", "--root-certificates", str(certs / "ca.pem"), "--auth-key", str(stranger)],
+             f"127.0.0.1:{port}", "--root-certificates", str(certs / "ca.pem"), "--auth-key", str(stranger),
+             "--log", str(tmp_path / "stranger.log")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
             start_new_session=True)
         procs.append(refused)
-        _, err = refused.communicate(timeout=240)
+        _, err = refused.communicate(timeout=PATIENCE)
         last = err.strip().splitlines()[-1]
         assert refused.returncode == 2, err[-2000:]
         assert "refused the SuperNode for partition 0" in last and "Failed to activate SuperNode" in last, last
@@ -131,16 +135,17 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
                 joins.append(subprocess.Popen(
                     [*RAIKIT, "federated", "join", "--config", str(config), "--partition", str(partition),
                      "--superlink", f"127.0.0.1:{port}", "--root-certificates", str(certs / "ca.pem"),
-                     "--auth-key", str(keys / f"supernode-{partition}")],
+                     "--auth-key", str(keys / f"supernode-{partition}"),
+                     "--log", str(tmp_path / f"supernode{partition}.log")],
                     stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path, start_new_session=True))
         procs += joins
         # Kill SuperNode 2 (its whole process group: join, flower-supernode, its ClientApp) once round 1 began:
         # the three replies to the server's opening query are in, so the round-1 training messages are out.
-        _wait_for(lambda: (certs / "superlink.log").read_bytes().count(b"Push replies") >= 3, 300, "round 1",
+        _wait_for(lambda: (certs / "superlink.log").read_bytes().count(b"Push replies") >= 3, PATIENCE, "round 1",
                   [serve], procs)
         os.killpg(joins[2].pid, signal.SIGKILL)
         joins[2].wait(timeout=10)
-        _wait_for(lambda: serve.poll() is not None, 900, "the run to finish", (), procs)
+        _wait_for(lambda: serve.poll() is not None, 3 * PATIENCE, "the run to finish", (), procs)
         text = log.read_text(errors="replace")
         assert serve.returncode == 0, text[-3000:]
         [run] = [p for p in (tmp_path / "out").iterdir() if p.is_dir() and p.name != "federation"]
@@ -164,13 +169,26 @@ def test_superlink_and_three_supernodes_over_tls_survive_a_killed_client(tmp_pat
         assert all(r["clients_ok"] >= 2 for r in details["round_log"])
         assert (run / "models" / "federated.global" / "model.safetensors").is_file()
         assert 0 <= m["federated.accuracy"]["value"] <= 1
+        # the SuperLink is gone: each SuperNode still running ends by itself, exit 0, raikit's line last
+        for partition, join in enumerate(joins[:2]):
+            join.wait(timeout=PATIENCE)
+            last = (tmp_path / f"join{partition}.log").read_text(errors="replace").strip().splitlines()[-1]
+            assert join.returncode == 0 and "ended; SuperNode for partition" in last, (join.returncode, last)
     finally:
         _stop(procs)
-        time.sleep(1)
-        leftover = _alive()
-        for p in leftover:
-            p.kill()
+        leftover = _gone_or_left(PATIENCE)
     assert not leftover, [p.cmdline()[:4] for p in leftover]
+
+
+def _gone_or_left(timeout: float) -> list[psutil.Process]:
+    """Wait (up to ``timeout``) for every process the test saw to end; kill and return those still running."""
+    alive = _alive()
+    _, alive = psutil.wait_procs(alive, timeout=timeout) if alive else ([], [])
+    left = {p.pid for p in alive}
+    alive = [p for p in _alive() if p.pid in left]
+    for p in alive:
+        p.kill()
+    return alive
 
 
 def _listening(port: int) -> bool:
@@ -181,3 +199,70 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _join(config: Path, port: int, ca: Path, log: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([*RAIKIT, "federated", "join", str(config), "--partition", "0", "--superlink",
+                             f"127.0.0.1:{port}", "--root-certificates", str(ca), "--log", str(log), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            start_new_session=True)
+
+
+def test_deployment_join_fails_loud_ends_with_the_superlink_and_leaves_no_process(tmp_path, capsys):
+    """Issue 22.4: a wrong CA, a non-PEM CA and --insecure against TLS are one line and exit 2 at once; a SuperNode
+    that dies makes join exit 2 with raikit's line last; when the SuperLink ends, join ends (exit 0); no process
+    that join started is left (each join's process tree is counted)."""
+    from raikit.audits.cli import main
+    from raikit.federated._deploy import make_certificates, start_superlink, stop_process
+
+    synth.make_task(tmp_path)
+    config = _config(tmp_path)
+    certs = make_certificates(tmp_path / "certs")
+    wrong = make_certificates(tmp_path / "other")["ca"]
+    not_pem = tmp_path / "ca.der"
+    not_pem.write_bytes(b"\x30\x82\x01\x0a not a PEM file")
+    port = free_port()
+    link_log = tmp_path / "superlink.log"
+    link = start_superlink(port=port, certs=certs, workdir=tmp_path, log=link_log, timeout=PATIENCE)
+    procs: list[subprocess.Popen] = []
+    try:
+        address = f"127.0.0.1:{port}"
+        capsys.readouterr()  # what building the task printed
+        for flags, expected in ((["--root-certificates", str(wrong)], "--root-certificates: the SuperLink"),
+                                (["--root-certificates", str(not_pem)], "--root-certificates: not a PEM certificate"),
+                                (["--insecure"], "--insecure: the SuperLink 127.0.0.1")):
+            with pytest.raises(SystemExit) as exit_info:
+                main(["federated", "join", str(config), "--partition", "0", "--superlink", address, *flags,
+                      "--log", str(tmp_path / "never.log")])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert exit_info.value.code == 2 and len(err) == 1 and expected in err[0], (flags, err)
+        assert not (tmp_path / "never.log").exists()
+
+        # a SuperNode that dies under join: exit 2, raikit's line last, Flower's lines in the log file only
+        doomed = _join(config, port, certs["ca"], tmp_path / "doomed.log")
+        procs.append(doomed)
+        _wait_for(lambda: link_log.read_bytes().count(b"Activated node_id") >= 1, PATIENCE,
+                  "the first SuperNode to activate", [doomed], track=[doomed])
+        [supernode] = [p for p in psutil.Process(doomed.pid).children() if "flower-supernode" in " ".join(p.cmdline())]
+        supernode.kill()
+        _, err = doomed.communicate(timeout=PATIENCE)
+        last = err.strip().splitlines()[-1]
+        assert doomed.returncode == 2, err[-2000:]
+        assert last.startswith("raikit: error:") and "stopped (exit code -9)" in last, last
+        assert "INFO" not in err and "SuperNode ID" in (tmp_path / "doomed.log").read_text(errors="replace")
+
+        # the SuperLink ends: join ends by itself, exit 0
+        staying = _join(config, port, certs["ca"], tmp_path / "staying.log")
+        procs.append(staying)
+        _wait_for(lambda: link_log.read_bytes().count(b"Activated node_id") >= 2, PATIENCE,
+                  "the second SuperNode to activate", [staying], track=[staying])
+        assert len(_alive()) > 1  # the join and its SuperNode at least: the count below means something
+        stop_process(link)
+        _, err = staying.communicate(timeout=PATIENCE)
+        assert staying.returncode == 0, err[-2000:]
+        assert "ended; SuperNode for partition 0 stopped" in err.strip().splitlines()[-1], err[-2000:]
+    finally:
+        stop_process(link)
+        _stop(procs)
+        leftover = _gone_or_left(PATIENCE)
+    assert not leftover, [p.cmdline()[:4] for p in leftover]

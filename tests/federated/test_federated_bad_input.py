@@ -104,3 +104,34 @@ def test_bad_supernode_keys_are_one_line_exit_2(root, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_info.value.code == 2 and len(err) == 1 and expected in err[0], (flags, err)
     assert not (tmp_path / "out").exists() and not (tmp_path / "certs").exists()
+
+
+@pytest.mark.parametrize("federated,expected", [
+    ("rounds = 0", "[federated]: key 'rounds': must be >= 1, got 0"),
+    ("clients = 2\nmin_clients = 3", "key 'clients': 2 clients is fewer than min_clients = 3"),
+])
+def test_serve_with_a_bad_config_writes_no_certificate_or_key(root, tmp_path, capsys, federated, expected):
+    """Issue 22.6: the config is validated before the CA, the SuperLink's key or any SuperNode key is written."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["federated", "serve", str(_config(root, federated)), "--port", str(free_port()), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and expected in err[0], err
+    assert not out.exists(), sorted(str(p) for p in out.rglob("*"))
+
+
+def test_serve_with_a_model_that_does_not_load_removes_what_it_wrote(root, tmp_path, capsys):
+    """A bad model is found only when the run loads it, after the SuperLink started: its certificates go again."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    config = tmp_path / "audit.toml"
+    config.write_text(_config(root, "").read_text().replace('id = "clf"', f'id = "{broken}"')
+                      .replace('data = "data.csv"', f'data = "{root / "data.csv"}"'))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["federated", "serve", str(config), "--port", str(free_port()), "--out", str(out), "--insecure",
+              "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and "[models.clf]: key 'id'" in err[-1], err
+    assert not out.exists(), sorted(str(p) for p in out.rglob("*"))

@@ -114,15 +114,21 @@ def test_central_dp_reports_noise_and_flower_accountant_epsilon(task):
     assert result.details["client_facts"] == {}
 
 
-def test_audit_saves_global_and_centralized_models_and_reaudits_them(task, tmp_path):
+def test_audit_saves_global_and_centralized_models_and_reaudits_them(task, tmp_path, monkeypatch):
     root, _, _ = task
+    home = tmp_path / "home"  # Flower's default home is $HOME/.flwr: the simulation must write nothing there
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("FLWR_HOME", raising=False)
     config = root / "audit.toml"
     config.write_text('[run]\nseed = 0\ndevice = "cpu"\n[models.clf]\nid = "clf"\n'
                       '[fairness.groups]\nmodel = "clf"\nmax_items = 30\n'
                       '[federated]\nmodel = "clf"\ndata = "data.csv"\nclients = 3\nrounds = 1\nbatch_size = 32\n'
                       'max_length = 16\nlearning_rate = 3e-3\n[report]\nformats = ["html"]\n')
     assert main(["audit", str(config), "--out", str(tmp_path), "--quiet"]) == 0
-    [run] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert not (home / ".flwr").exists(), sorted(str(p) for p in (home / ".flwr").rglob("*"))
+    [run] = [p for p in tmp_path.iterdir() if p.is_dir() and p != home]
     res = json.loads((run / "results.json").read_text())
     for variant in ("global", "centralized"):
         assert (run / "models" / f"federated.{variant}" / "model.safetensors").is_file()
