@@ -503,8 +503,9 @@ def _reaudit(audit: Audit, source: PlannedSection, sections: dict[str, dict[str,
 
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    for target in dict.fromkeys(t for targets in reaudited.values() for t in targets):
-        variants = [v for v, targets in reaudited.items() if target in targets]
+    order = {t.key: t for targets in reaudited.values() for t in targets}  # each re-run section once, plan order
+    for target in order.values():
+        variants = [v for v, targets in reaudited.items() if any(t.key == target.key for t in targets)]
         original = sections[target.key]["metrics"]
         renamed = {v: {m: sections[f"{source.key}.{v}.{target.key}"]["metrics"].get(f"{source.key}.{v}.{m}") or {}
                        for m in original} for v in variants}

@@ -142,3 +142,36 @@ def test_a_method_for_another_model_kind_is_refused(files):
     options = MitigationOptions(method="dropout", data=str(files / "biased.csv"), swaps=str(files / "swaps.json"))
     with pytest.raises(RaikitInputError, match="'dropout' applies to masked_lm and causal_lm models"):
         run_mitigation(probes.classifier(True), options, RunContext(seed=0, progress=False))
+
+
+def test_audit_saves_the_mitigated_model_and_reaudits_it_with_a_paired_table(files, tmp_path):
+    from raikit.audits.runner import run_audit
+
+    planted = probes.classifier(True)
+    folder = tmp_path / "clf"
+    planted.model.save_pretrained(folder)
+    planted.tokenizer.save_pretrained(folder)
+    neutral = [t for t in probes.classifier_corpus(True)[0] if any(w in t for w in probes.NEUTRAL)]
+    (tmp_path / "texts.txt").write_text("\n".join(neutral), encoding="utf-8")
+    config = tmp_path / "audit.toml"
+    config.write_text(
+        f'[run]\nseed = 0\ndevice = "cpu"\n[models.clf]\nid = "clf"\n'
+        f'[fairness.counterfactual]\nmodel = "clf"\ntexts = "texts.txt"\nswaps = "{files / "swaps.json"}"\n'
+        f'axes = ["gender"]\nn_bootstrap = 200\n'
+        f'[mitigation]\nmodel = "clf"\nmethod = "cda"\ndata = "{files / "biased.csv"}"\n'
+        f'swaps = "{files / "swaps.json"}"\nheld_out = 0.25\nepochs = 10\nbatch_size = 16\nphysical_batch_size = 16\n'
+        f'learning_rate = 3e-3\nmax_length = 16\n[report]\nformats = ["html"]\n', encoding="utf-8")
+    outcome = run_audit(config, out_dir=tmp_path / "out", progress=False)
+    res, run = outcome.results, outcome.out_dir
+    saved = res["sections"]["mitigation"]["retrained_models"]["cda"]
+    recipe = json.loads((run / saved["path"] / "raikit.json").read_text())
+    assert recipe["method"] == "cda" and recipe["kind"] == "classifier" and recipe["augmented_rows"] > 0
+    assert res["sections"]["mitigation.cda.fairness.counterfactual"]["reaudit_of"] == "fairness.counterfactual"
+    rows = {r["metric"]: r for r in res["sections"]["mitigation"]["details"]["reaudit"]}
+    flip = rows["fairness.counterfactual.flip_rate"]
+    assert flip["original"] == 1.0 and flip["cda change"] <= -0.5 and flip["cda change high"] < 0
+    assert flip["moved"] is True and flip["paired n"] == len(neutral)
+    verdict = res["sections"]["mitigation"]["details"]["verdict"]
+    assert verdict.startswith("cda: flip rate 1.00 -> ") and ", accuracy " in verdict
+    html = (run / "report.html").read_text()
+    assert "Bias mitigation" in html and html.index("Bias mitigation") < html.index("verdict") < len(html)
