@@ -53,7 +53,7 @@ __all__ = [
     "REPORT_FORMATS",
 ]
 
-CAPABILITIES = ("fairness", "explain", "privacy", "federated")
+CAPABILITIES = ("fairness", "explain", "privacy", "federated", "mitigation")
 REPORT_FORMATS = ("html", "md", "junit", "model_card")
 _TOP_LEVEL = ("run", "model", "models", "gates", "report") + CAPABILITIES
 
@@ -549,7 +549,7 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
     else:
         for name, tbl in fairness.items():
             add("fairness", name, tbl, f"{source}: [fairness.{name}]")
-    for capability in ("explain", "privacy", "federated"):
+    for capability in ("explain", "privacy", "federated", "mitigation"):
         if capability in raw:
             add(capability, capability, raw[capability], f"{source}: [{capability}]")
 

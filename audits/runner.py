@@ -39,12 +39,15 @@ __all__ = ["Audit", "AuditOutcome", "PlannedSection", "load_audit", "run_audit",
 DEFAULT_CONFIG_NAME = "default.toml (embedded)"
 _VERSIONED = ("raikit", "torch", "transformers", "tokenizers", "evaluate", "shap", "lime", "fairlearn", "numpy",
               "pandas", "scipy", "scikit-learn")
-_ORDER = {"fairness": 0, "explain": 1, "privacy": 2, "federated": 3}
+_ORDER = {"fairness": 0, "explain": 1, "mitigation": 1.5, "privacy": 2, "federated": 3}
+# a table whose section lives in another capability's package (bias mitigation is part of raikit.fairness)
+_SECTION_MODULES = {"mitigation": "raikit.fairness.mitigation"}
 _NOT_RUN = {
     "fairness": "No fairness probe was run: bias was not examined.",
     "explain": "No explanations were computed: decisions were not explained.",
     "privacy": "No differential-privacy retraining or membership-inference audit was run.",
     "federated": "No federated training was run.",
+    "mitigation": "No bias-mitigation retraining was run: no remedy for the measured bias was tried.",
 }
 
 
@@ -109,7 +112,8 @@ def _registry(capability: str, where: str) -> Registry[Section]:
     # explain, privacy and federated each have one section, raikit.<capability>.SECTION
     import importlib
 
-    section = getattr(importlib.import_module(f"raikit.{capability}"), "SECTION", None)
+    section = getattr(importlib.import_module(_SECTION_MODULES.get(capability, f"raikit.{capability}")), "SECTION",
+                      None)
     if section is None:
         raise RaikitInputError(f"[{capability}] is not available in this version of raikit",
                                where=where.split(": [")[0])
@@ -481,22 +485,30 @@ def _save_retrained(run_dir: Path, name: str, retrained: RetrainedModel) -> dict
 
 def _reaudit(audit: Audit, source: PlannedSection, sections: dict[str, dict[str, Any]], done: Mapping[str, Any],
              run_dir: Path, ctx: RunContext, dev: Any, progress: bool) -> None:
-    """Run the audit's classifier sections on each model ``source`` retrained, as sections of their own.
+    """Run the audit's sections on each model ``source`` retrained, as sections of their own.
 
-    A section is re-run when it reads the same model as ``source`` and accepts a classifier; its copy is
-    keyed ``<source>.<variant>.<section>`` (``privacy.dp.fairness.groups``) with the same options, and
-    the explain section explains the same texts as the original. A before/after table of every re-run
-    metric goes into ``source``'s details.
+    A section is re-run when it reads the same model as ``source`` and accepts the retrained model's kind
+    (``kind`` in its description, a classifier by default); its copy is keyed
+    ``<source>.<variant>.<section>`` (``privacy.dp.fairness.groups``) with the same options, and the
+    explain section explains the same texts as the original. A before/after table of every re-run metric
+    goes into ``source``'s details: each retrained model's change with a paired bootstrap interval on the
+    same items (:func:`raikit.audits.retrain_metrics.before_after_rows`, Holm-adjusted "moved").
     """
-    targets = [p for p in audit.plan if p.table.capability in ("fairness", "explain")
-               and p.table.model == source.table.model and "classifier" in p.section.model_kinds]
-    if not targets:
-        return
+    from raikit.audits.retrain_metrics import ITEMS_TABLE, before_after_rows
+
     spec = audit.config.models[source.table.model]
     originals = {k: v for k, v in sections.items() if "reaudit_of" not in v}
     explain_ctx = dataclasses.replace(ctx, flagged_texts=_flagged_texts(originals))
     entry = sections[source.key]
+    if not any(p.table.capability in ("fairness", "explain") and p.table.model == source.table.model
+               for p in audit.plan):
+        return
+    reaudited: dict[str, list[PlannedSection]] = {}
     for variant, saved in entry["retrained_models"].items():
+        kind = str((saved.get("description") or {}).get("kind") or "classifier")
+        targets = [p for p in audit.plan if p.table.capability in ("fairness", "explain")
+                   and p.table.model == source.table.model and kind in p.section.model_kinds]
+        reaudited[variant] = targets
         folder = run_dir / saved["path"]
         adapter: ModelAdapter | None = None
         for target in targets:
@@ -505,7 +517,7 @@ def _reaudit(audit: Audit, source: PlannedSection, sections: dict[str, dict[str,
                 sections[key] = done[key]
                 continue
             if adapter is None:
-                adapter = load_model(dataclasses.replace(spec, id=str(folder), kind="classifier"), device=dev,
+                adapter = load_model(dataclasses.replace(spec, id=str(folder), kind=kind), device=dev,
                                      offline=True, progress=progress)
             _log(progress, f"re-audit: {target.key} on the {variant} model of {source.key}")
             t0 = time.perf_counter()
@@ -524,21 +536,37 @@ def _reaudit(audit: Audit, source: PlannedSection, sections: dict[str, dict[str,
             write_json_atomic(confined(run_dir, f".sections/{key}.json"), reaudit_entry)
             sections[key] = reaudit_entry
             _log(progress, f"    done in {seconds:.1f} s")
-    rows = []
-    for target in targets:
-        for metric, original in sections[target.key]["metrics"].items():
-            row: dict[str, Any] = {"metric": metric}
-            cells = {"original": original}
-            for variant in entry["retrained_models"]:
-                other = sections[f"{source.key}.{variant}.{target.key}"]["metrics"]
-                cells[variant] = other.get(f"{source.key}.{variant}.{metric}") or {}
-            for name, cell in cells.items():
-                ci = cell.get("ci95") or [None, None]
-                row.update({name: cell.get("value"), f"{name} low": ci[0], f"{name} high": ci[1]})
-            row["moved"] = any(_separated(original, cell) for name, cell in cells.items() if name != "original")
-            rows.append(row)
-    rows.sort(key=lambda r: not r["moved"])  # what moved beyond its interval first
+
+    def items(section_key: str, prefix: str) -> Any:
+        file = (sections[section_key].get("tables") or {}).get(ITEMS_TABLE)
+        if not file or not (run_dir / file).exists():
+            return None
+        import pandas as pd
+
+        frame = pd.read_csv(run_dir / file, dtype={"metric": str, "item": str, "cluster": str}, keep_default_na=False)
+        return frame.assign(metric=prefix + frame["metric"])
+
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    order = {t.key: t for targets in reaudited.values() for t in targets}  # each re-run section once, plan order
+    for target in order.values():
+        variants = [v for v, targets in reaudited.items() if any(t.key == target.key for t in targets)]
+        original = sections[target.key]["metrics"]
+        renamed = {v: {m: sections[f"{source.key}.{v}.{target.key}"]["metrics"].get(f"{source.key}.{v}.{m}") or {}
+                       for m in original} for v in variants}
+        table_rows, note = before_after_rows(
+            original, renamed, original_items=items(target.key, f"{target.key}."),
+            variant_items={v: items(f"{source.key}.{v}.{target.key}", f"{target.key}.") for v in variants},
+            seed=ctx.seed)
+        rows += table_rows
+        notes.append(f"{target.key}: {note}")
+    rows.sort(key=lambda r: r["moved"] is not True)  # what moved (paired test, Holm) first
     entry["details"]["reaudit"] = rows
+    if notes:
+        entry["details"]["reaudit_multiplicity"] = " ".join(notes)
+    verdicts = _verdicts(entry, rows, source.key)
+    if verdicts:
+        entry["details"]["verdict"] = "; ".join(verdicts)
     if rows:  # the report shows the first rows; the CSV has them all
         import pandas as pd
 
@@ -548,12 +576,31 @@ def _reaudit(audit: Audit, source: PlannedSection, sections: dict[str, dict[str,
     write_json_atomic(confined(run_dir, f".sections/{source.key}.json"), entry)
 
 
-def _separated(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two metrics' 95% intervals do not overlap (a difference the intervals support)."""
-    ca, cb = a.get("ci95"), b.get("ci95")
-    if not ca or not cb or None in ca or None in cb:
-        return False
-    return bool(ca[1] < cb[0] or cb[1] < ca[0])
+def _verdicts(entry: Mapping[str, Any], rows: list[dict[str, Any]], source_key: str) -> list[str]:
+    """One plain line per retrained model: its headline re-audit metric before -> after [paired change CI], and
+    the accuracy change the retraining section measured (``<variant>.accuracy_change``), when it names one.
+
+    The section's ``details["headline_metrics"]`` lists the metrics to lead with, in order of preference."""
+    from raikit.audits.results import Metric as _Metric
+
+    headlines = list((entry.get("details") or {}).get("headline_metrics") or [])
+    by_metric = {r["metric"]: r for r in rows}
+    out = []
+    for variant in entry.get("retrained_models") or {}:
+        row = next((by_metric[m] for m in headlines
+                    if m in by_metric and by_metric[m].get(f"{variant} change") is not None), None)
+        if row is None:
+            continue
+        label = row["metric"].rsplit(".", 1)[-1].replace("_", " ")
+        text = (f"{variant}: {label} {row['original']:.2f} -> {row[variant]:.2f} "
+                f"[{row[f'{variant} change low']:+.2f}, {row[f'{variant} change high']:+.2f}]")
+        cost = (entry.get("metrics") or {}).get(f"{source_key}.{variant}.accuracy_change")
+        if cost:
+            m = _Metric.from_dict(cost)
+            ci = f" [{m.ci95[0]:+.2f}, {m.ci95[1]:+.2f}]" if m.ci95 else ""
+            text += f", accuracy {m.value:+.2f}{ci}"
+        out.append(text)
+    return out
 
 
 def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "out", seed: int | None = None,

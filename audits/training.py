@@ -20,7 +20,7 @@ import inspect
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +44,7 @@ REFUSED_ACCOUNTANTS: dict[str, str] = {
 #: does not end (it bisects towards a vanishing noise multiplier)
 MAX_EPSILON = 100.0
 GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "ghost")
+BatchLoss = Callable[[Any, dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -365,7 +366,8 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
               settings: TrainSettings, dp: DPSettings | None = None, device: str | torch.device = "cpu",
               progress: bool = True, desc: str = "training", proximal_mu: float = 0.0,
               noise_multiplier: float | None = None,
-              dp_history: Sequence[Sequence[float]] = ()) -> TrainedModel:
+              dp_history: Sequence[Sequence[float]] = (), batch_loss: BatchLoss | None = None,
+              extra_modules: Sequence[torch.nn.Module] = ()) -> TrainedModel:
     """Fine-tune a copy of a sequence classifier on labelled texts.
 
     Parameters
@@ -399,6 +401,15 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
         Under DP, the accountant history of earlier calls on the same examples (``dp["history"]`` of the
         previous result): the accountant continues from it, so ``dp["epsilon"]`` is the epsilon composed
         over every step of every call, by the accountant itself.
+    batch_loss : callable, optional
+        ``batch_loss(model, inputs, labels) -> loss`` replaces the cross-entropy of ``model(**inputs).logits``
+        against ``labels`` (the mean over the physical batch): a training objective of a mitigation method
+        (counterfactual logit pairing, an adversary's loss, masked or causal language modelling). ``labels``
+        are the values given for the batch's texts, so a caller that passes row numbers can look up any
+        per-text data. Not available with ``grad_sample_mode = "ghost"``.
+    extra_modules : sequence of torch.nn.Module
+        Modules outside ``model`` that ``batch_loss`` trains too (an adversary head): moved to ``device``,
+        put in train mode and optimised with the model's parameters. Not available under DP.
 
     Returns
     -------
@@ -438,7 +449,14 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     physical = max(1, min(settings.physical_batch_size, logical))
     loader = torch.utils.data.DataLoader(data, batch_size=logical, shuffle=dp is None or not dp.poisson_sampling,
                                          generator=generator)
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
+    extra = [p for module in extra_modules for p in module.to(device).train().parameters() if p.requires_grad]
+    if extra and dp is not None:
+        raise RaikitInputError("key 'dp': modules trained beside the model (an adversary) are not available with "
+                               "DP training")
+    if batch_loss is not None and dp is not None and dp.grad_sample_mode == "ghost":
+        raise RaikitInputError("key 'grad_sample_mode': a custom training objective needs grad_sample_mode = "
+                               "\"hooks\"")
+    optimizer = torch.optim.AdamW(trainable + extra, lr=settings.learning_rate, weight_decay=0.0)
     if proximal_mu and dp is not None:
         raise RaikitInputError("key 'proximal_mu': the FedProx term is not available with DP training")
     anchors = [p.detach().clone() for p in trainable] if proximal_mu else []
@@ -486,7 +504,8 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                                 bar.update(1)
                             continue
                         ids, mask, y = ids.to(device), mask.to(device), y.to(device)
-                        loss = criterion(work(**_inputs(work, ids, mask)).logits, y)
+                        loss = (criterion(work(**_inputs(work, ids, mask)).logits, y) if batch_loss is None
+                                else batch_loss(work, _inputs(work, ids, mask), y))
                         loss.backward()
                         optimizer.step()
                         optimizer.zero_grad()
@@ -499,7 +518,8 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                     for start in range(0, len(y), physical):
                         part = slice(start, start + physical)
                         pi, pm, py = ids[part].to(device), mask[part].to(device), y[part].to(device)
-                        loss = criterion(work(**_inputs(work, pi, pm)).logits, py) * (len(py) / len(y))
+                        loss = (criterion(work(**_inputs(work, pi, pm)).logits, py) if batch_loss is None
+                                else batch_loss(work, _inputs(work, pi, pm), py)) * (len(py) / len(y))
                         if anchors:  # FedProx proximal term, split across the physical batches like the loss
                             loss = loss + (proximal_mu / 2) * (len(py) / len(y)) * sum(
                                 (p - a).pow(2).sum() for p, a in zip(trainable, anchors))

@@ -33,6 +33,7 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, data_key
+from raikit.audits.retrain_metrics import ITEMS_TABLE, metric_items
 from raikit.fairness._registry import SECTIONS
 from raikit.fairness._stats import CLUSTER_PROPORTION_CI, PROPORTION_CI, bootstrap_ci, gap_ci, proportion_ci
 from raikit.fairness.templates import expand, indefinite_article, load_configured
@@ -242,7 +243,20 @@ class CounterfactualResult:
                    "largest_changes": worst[["original", "counterfactual", "p_original", "p_counterfactual",
                                              "label_original", "label_counterfactual"]].to_dict("records"),
                    "n_texts": self.n_texts, "n_skipped": self.n_skipped}
-        return SectionResult(metrics=metrics, tables={"pairs": self.table}, details=details, notes=self.notes)
+        return SectionResult(metrics=metrics, tables={"pairs": self.table, ITEMS_TABLE: self.items()},
+                             details=details, notes=self.notes)
+
+    def items(self) -> pd.DataFrame:
+        """Per (original, counterfactual) values of every metric, for the re-audit's paired comparison
+        (clustered by original text, like the intervals)."""
+        keys = (self.table["original"] + "\u2192" + self.table["counterfactual"]).tolist()
+        parts = []
+        for prefix, rows in [("", self.table)] + [(f"by_pair.{p}.", sub) for p, sub in self.table.groupby("pair")]:
+            sub_keys = [keys[i] for i in rows.index]
+            for name, column in (("flip_rate", "flipped"), ("mean_abs_delta", "abs_delta")):
+                parts.append(metric_items(prefix + name, rows[column].to_numpy(dtype=float), items=sub_keys,
+                                          clusters=rows["original"].tolist()))
+        return pd.concat(parts, ignore_index=True)
 
 
 def counterfactual_invariance(adapter: Any, texts: Sequence[str], *, swaps: Sequence[SwapList], seed: int = 0,
@@ -652,10 +666,14 @@ class GroupMetricsResult:
     metrics: Mapping[str, Metric]
     table: pd.DataFrame
     notes: tuple[str, ...] = field(default=())
+    items: pd.DataFrame | None = None
 
     def to_section(self) -> SectionResult:
         by_group = self.frame.by_group.reset_index()
-        return SectionResult(metrics=dict(self.metrics), tables={"examples": self.table, "by_group": by_group},
+        tables = {"examples": self.table, "by_group": by_group}
+        if self.items is not None:
+            tables[ITEMS_TABLE] = self.items
+        return SectionResult(metrics=dict(self.metrics), tables=tables,
                              details={"by_group": by_group.to_dict("records"), "citation": CITATIONS["groups"]},
                              notes=self.notes)
 
@@ -739,7 +757,23 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
                                                       {"citation": CITATIONS["groups"], "ci": dpd_how})
     metrics["equalized_odds_difference"] = Metric(eod, eod_ci, len(y), {"citation": CITATIONS["groups"], "ci": eod_how})
     tab = table if table is not None else pd.DataFrame({"group": g, "label": y, "prediction": yhat})
-    return GroupMetricsResult(frame=mf, metrics=metrics, table=tab)
+    return GroupMetricsResult(frame=mf, metrics=metrics, table=tab, items=_group_items(y, yhat, g, names))
+
+
+def _group_items(y: np.ndarray, yhat: np.ndarray, g: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """Per-example values of the rate metrics (each a mean over its examples), for paired re-audit comparisons."""
+    keys = np.array([f"example {i}" for i in range(len(y))])
+    per = {"accuracy": (np.ones(len(y), bool), (y == yhat)), "selection_rate": (np.ones(len(y), bool), yhat),
+           "false_positive_rate": (y == 0, yhat), "false_negative_rate": (y == 1, 1 - yhat)}
+    parts = []
+    for metric, (rows, values) in per.items():
+        values = np.asarray(values, dtype=float)
+        parts.append(metric_items(f"{metric}.overall", values[rows], items=keys[rows]))
+        for name in names:
+            keep = rows & (g == name)
+            if keep.any():
+                parts.append(metric_items(f"{metric}.by_group.{_safe(name)}", values[keep], items=keys[keep]))
+    return pd.concat(parts, ignore_index=True)
 
 
 @dataclass(frozen=True)

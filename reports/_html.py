@@ -355,6 +355,11 @@ def _section_view(results: Mapping[str, Any], key: str, budget: _Budget) -> Sect
         if tradeoff is not None:
             figures.append(tradeoff)
         used.update({"attacks", "roc"})
+    if capability == "mitigation":  # the plain before/after verdict leads the section
+        for dkey in ("verdict", "held_out_verdict"):
+            if isinstance(details.get(dkey), str):
+                facts.append((dkey.replace("_", " "), details[dkey]))
+                used.add(dkey)
     if capability == "federated":
         fig = _rounds_figure(details, budget)
         if fig:
@@ -469,7 +474,8 @@ def _environment() -> Any:
     return env
 
 
-_TITLES = {"fairness": "Fairness", "explain": "Explanations", "privacy": "Privacy", "federated": "Federated learning"}
+_TITLES = {"fairness": "Fairness", "explain": "Explanations", "mitigation": "Bias mitigation (retraining)",
+           "privacy": "Privacy", "federated": "Federated learning"}
 
 
 def render_html(results: Mapping[str, Any]) -> str:
