@@ -32,6 +32,7 @@ __all__ = [
     "MaskedLMAdapter",
     "CausalLMAdapter",
     "ClassifierAdapter",
+    "MultipleChoiceAdapter",
     "AttentionMaps",
     "load_model",
     "wrap_model",
@@ -40,7 +41,7 @@ __all__ = [
     "looks_like_path",
 ]
 
-ModelKind = Literal["masked_lm", "causal_lm", "encoder", "classifier"]
+ModelKind = Literal["masked_lm", "causal_lm", "encoder", "classifier", "multiple_choice"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -54,8 +55,9 @@ class ModelSpec:
     ----------
     id : str
         A HuggingFace hub id, a local folder, or a built-in alias such as ``builtin:minilm-l6``.
-    kind : {"masked_lm", "causal_lm", "encoder", "classifier"}, optional
-        The adapter to build; detected from the model config's architecture when omitted.
+    kind : {"masked_lm", "causal_lm", "encoder", "classifier", "multiple_choice"}, optional
+        The adapter to build (``multiple_choice``: an ``AutoModelForMultipleChoice`` head); detected
+        from the model config's architecture when omitted.
     dtype : {"auto", "float32", "float16", "bfloat16"}
         "auto" is float32 on every device (on CUDA with TF32 matmuls allowed): bias scores compare the
         log-likelihoods of nearly equal sentences to 3 decimals, and in bfloat16 those comparisons
@@ -146,6 +148,8 @@ def detect_kind(config: Any) -> ModelKind:
             return "causal_lm"
         if arch.endswith("ForSequenceClassification"):
             return "classifier"
+        if arch.endswith("ForMultipleChoice"):
+            return "multiple_choice"
     return "encoder"
 
 
@@ -1140,6 +1144,52 @@ class CausalLMAdapter(ModelAdapter):
                 out[i] = lp.sum()
         return out
 
+    def prompt_ids(self, prompts: Sequence[str], *, chat: bool = False) -> list[list[int]]:
+        """Token ids of each prompt as a stem for answer options.
+
+        ``chat=False``: the document-start token, then the prompt (a base model's plain text). ``chat=True``:
+        the prompt as one user turn through the tokenizer's chat template, with the assistant turn opened
+        (``add_generation_prompt``), so options are scored as the assistant's answer (an instruct model).
+        """
+        _check_texts(prompts)
+        if not chat:
+            return [[self.prefix_id] + ids for ids in self.encode(prompts, add_special_tokens=False)]
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise RaikitInputError(f"model {self.name!r}: the tokenizer has no chat template (use the base prompt)")
+        texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                    add_generation_prompt=True) for p in prompts]
+        return self.encode(texts, add_special_tokens=False)
+
+    def option_token_log_probs(self, stems: Sequence[Sequence[int]], options: Sequence[Sequence[str]], *,
+                               shared: bool = True) -> list[list[np.ndarray]]:
+        """Per-token log p of each answer option of an item given the item's stem (:meth:`prompt_ids`).
+
+        Each option is tokenised on its own (give it a leading space where words are separate). With
+        ``shared`` (the default) the stem runs once per item and its key/value cache serves every option
+        (:meth:`_shared_stem_log_probs`); ``shared=False`` runs stem + option as one sequence per option
+        (the one-answer-per-pass baseline, same numbers up to float noise).
+
+        Returns
+        -------
+        list of list of ndarray
+            ``result[i][j]``: log p of each token of option ``j`` of item ``i``.
+        """
+        if len(stems) != len(options):
+            raise ValueError("stems and options must have the same length")
+        flat = [o for opts in options for o in opts]
+        encoded = self.encode(flat, add_special_tokens=False) if flat else []
+        if any(len(e) == 0 for e in encoded):
+            raise RaikitInputError("an answer option is empty (no tokens)")
+        cuts = np.cumsum([0] + [len(opts) for opts in options])
+        tails = [encoded[cuts[i]:cuts[i + 1]] for i in range(len(options))]
+        if shared:
+            _, out = self._shared_stem_log_probs([list(s) for s in stems], tails, score_stem=False,
+                                                 desc="answer options")
+            return out
+        prefixes = [list(stems[i]) for i in range(len(stems)) for _ in tails[i]]
+        lps = self._continuation_log_probs(prefixes, [t for ts in tails for t in ts], "answer options")
+        return [lps[cuts[i]:cuts[i + 1]] for i in range(len(options))]
+
     @torch.inference_mode()
     def next_token_top_k(self, prompts: Sequence[str], *, k: int = 10) -> list[list[tuple[str, float]]]:
         """The ``k`` most likely next tokens after each prompt, with log-probabilities."""
@@ -1283,11 +1333,71 @@ class ClassifierAdapter(ModelAdapter):
         return self.predict_proba(texts).argmax(axis=1)
 
 
+class MultipleChoiceAdapter(ModelAdapter):
+    """A multiple-choice model (``AutoModelForMultipleChoice``, e.g. a RoBERTa fine-tuned on RACE).
+
+    Each item is encoded as one (first, second) text pair per choice, all choices of an item in one row
+    group; the head gives one logit per choice.
+    """
+
+    kind: ClassVar[ModelKind] = "multiple_choice"
+
+    @torch.inference_mode()
+    def choice_logits(self, firsts: Sequence[str], choices: Sequence[Sequence[str]]) -> np.ndarray:
+        """The head's logit for each choice of each item.
+
+        Parameters
+        ----------
+        firsts : sequence of str
+            The first segment of every pair of an item (RACE form: the passage).
+        choices : sequence of sequence of str
+            The second segment per choice (RACE form: question and answer); every item has as many.
+
+        Returns
+        -------
+        ndarray, shape (n_items, n_choices), float64
+        """
+        _check_texts(firsts)
+        if len(firsts) != len(choices):
+            raise ValueError("firsts and choices must have the same length")
+        n_choices = {len(c) for c in choices}
+        if len(n_choices) > 1:
+            raise ValueError("every item needs the same number of choices")
+        k = n_choices.pop() if n_choices else 0
+        out = np.zeros((len(firsts), k), dtype=np.float64)
+        if not len(firsts) or not k:
+            return out
+        pairs = self.tokenizer([f for f in firsts for _ in range(k)], [c for cs in choices for c in cs],
+                               truncation="only_first", max_length=self.max_length)
+        ids = [list(x) for x in pairs["input_ids"]]
+        types = [list(x) for x in pairs["token_type_ids"]] if "token_type_ids" in pairs else None
+        longest = [max(len(ids[i * k + j]) for j in range(k)) for i in range(len(firsts))]
+        order = np.argsort([-n for n in longest], kind="stable")
+
+        def step(idx: np.ndarray) -> None:
+            rows = [i * k + j for i in idx for j in range(k)]
+            input_ids, mask = self._pad([ids[r] for r in rows])
+            extra = {}
+            if types is not None:
+                tt = torch.zeros_like(input_ids)
+                for n, r in enumerate(rows):
+                    tt[n, :len(types[r])] = torch.as_tensor(types[r])
+                extra["token_type_ids"] = tt
+            shape = (len(idx), k, input_ids.shape[1])
+            logits = self.model(input_ids=input_ids.view(shape), attention_mask=mask.view(shape),
+                                **{key: v.view(shape) for key, v in extra.items()}).logits
+            out[idx] = logits.float().cpu().numpy().reshape(len(idx), k)
+
+        self._each_batch(order, step, desc="multiple choice")
+        return out
+
+
 _ADAPTERS: dict[str, type[ModelAdapter]] = {
     "encoder": EncoderAdapter,
     "masked_lm": MaskedLMAdapter,
     "causal_lm": CausalLMAdapter,
     "classifier": ClassifierAdapter,
+    "multiple_choice": MultipleChoiceAdapter,
 }
 
 
@@ -1531,6 +1641,7 @@ _AUTO_CLASSES = {
     "causal_lm": "AutoModelForCausalLM",
     "classifier": "AutoModelForSequenceClassification",
     "encoder": "AutoModel",
+    "multiple_choice": "AutoModelForMultipleChoice",
 }
 
 
