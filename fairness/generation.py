@@ -289,6 +289,9 @@ class GenerationOptions:
         Template file of open-ended questions (one ``{occupation}`` slot); "" skips the questions.
     lexicons : list of str
         Lexicon files that fill the questions' slot; the ``occupation`` lexicon's groups are compared.
+    max_questions : int
+        Question instances per template: 0 = every occupation; else a fixed random subsample (seeded) of
+        this many occupations per template (the reference is always asked).
     reference : str
         The gender-neutral noun that fills the slot for the reference answers ("person").
     gendered_words : str
@@ -333,6 +336,7 @@ class GenerationOptions:
     max_items: int = 0
     questions: str = "builtin:templates/questions.toml"
     lexicons: list[str] = field(default_factory=lambda: ["builtin:lexicons/occupations.toml"])
+    max_questions: int = 0
     reference: str = "person"
     gendered_words: str = "builtin:lexicons/gendered_words.toml"
     decoding: list[str] = field(default_factory=lambda: ["greedy", "sample"])
@@ -357,7 +361,7 @@ def _check(options: GenerationOptions, ctx: RunContext) -> None:
         raise RaikitInputError(f"must be one of {', '.join(LANGUAGES)}, got {options.language!r}",
                                where="key 'language'")
     at_least(options, 1, "samples", "max_new_tokens", "n_bootstrap", "n_permutations")
-    at_least(options, 0, "max_items", "worst")
+    at_least(options, 0, "max_items", "max_questions", "worst")
     if not options.temperature > 0:
         raise RaikitInputError(f"must be greater than 0, got {options.temperature!r}", where="key 'temperature'")
     for key, allowed in (("decoding", DECODINGS), ("scores", SCORES), ("domains", tuple(BOLD_DOMAINS))):
@@ -397,7 +401,8 @@ def _questions(options: GenerationOptions, ctx: RunContext) -> pd.DataFrame:
         raise RaikitInputError(f"question template {bad[0]!r} must have exactly one slot, {{occupation}}")
     if "occupation" not in lexicons:
         raise RaikitInputError("the lexicons have no 'occupation' lexicon")
-    frame = expand(templates, lexicons)
+    frame = expand(templates, {"occupation": lexicons["occupation"]}, max_instances=options.max_questions or None,
+                   seed=ctx.seed)
     from raikit.fairness.templates import Lexicon
 
     reference = expand(templates, {"occupation": Lexicon("occupation", {"reference": (options.reference,)})})
