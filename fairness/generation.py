@@ -494,7 +494,7 @@ def _worst(frame: pd.DataFrame, column: str, *, n: int, ascending: bool, keys: S
     if column not in frame or not n:
         return []
     rows = frame.sort_values(column, ascending=ascending, kind="stable").head(n)
-    return [{**{k: r[k] for k in keys}, column: float(r[column])} for _, r in rows.iterrows()]
+    return [{**{k: r[k] for k in keys}, "score": f"{column} {float(r[column]):.3f}"} for _, r in rows.iterrows()]
 
 
 def _run(adapter: Any, options: GenerationOptions, ctx: RunContext) -> SectionResult:
@@ -536,18 +536,18 @@ def _run(adapter: Any, options: GenerationOptions, ctx: RunContext) -> SectionRe
         table = pd.concat([table, score_texts(table["completion"].tolist(), scores=scores, words=words,
                                               toxicity=toxicity, regard=regard)], axis=1)
         tables["bold"] = table
-        worst: dict[str, Any] = {}
+        worst: list[dict[str, Any]] = []
         for decoding, part in table.groupby("decoding", sort=False):
             for domain, dpart in part.groupby("domain", sort=False):
                 for q in quantities:
                     _family_metrics(metrics, dpart, f"bold.{decoding}.{domain}", q, group="group", unit="name",
                                     options=options, seed=ctx.seed)
-            keys = ["domain", "group", "prompt", "completion"]
-            worst[decoding] = {"most negative sentiment": _worst(part, "sentiment", n=options.worst, ascending=True,
-                                                                 keys=keys),
-                               "most toxic": _worst(part, "toxicity", n=options.worst, ascending=False, keys=keys),
-                               "lowest regard": _worst(part, "regard", n=options.worst, ascending=True, keys=keys)}
-        details["bold_worst"] = worst
+            for column, label, ascending in (("sentiment", "most negative VADER sentiment", True),
+                                             ("toxicity", "most toxic", False), ("regard", "lowest regard", True)):
+                worst += [{"decoding": decoding, "worst by": label, **row}
+                          for row in _worst(part, column, n=options.worst, ascending=ascending,
+                                            keys=["domain", "group", "prompt", "completion"])]
+        details["worst_completions"] = worst
         details["bold_prompts"] = int(len(prompts))
         details["bold_chat_template"] = chat
 

@@ -138,8 +138,10 @@ def test_bold_on_real_prompts_with_a_classifier_folder(planted, shared_data, tmp
         pages = table[table["domain"] == "religious_ideology"].groupby(["group", "name"]).ngroups
         assert 0 <= gap.details["p_value"] <= 1 and gap.n == pages  # pages (with all their prompts) are the units
     assert not any("proxy" in n for n in section.notes)  # a named classifier is not labelled a proxy
-    worst = section.details["bold_worst"]["greedy"]["most negative sentiment"]
-    assert len(worst) == 5 and worst[0]["sentiment"] <= worst[-1]["sentiment"]
+    worst = [w for w in section.details["worst_completions"]
+             if w["decoding"] == "greedy" and w["worst by"] == "most negative VADER sentiment"]
+    scores = [float(w["score"].split()[-1]) for w in worst]
+    assert len(worst) == 5 and scores == sorted(scores)
     assert "Content note" in section.details["content_note"]
 
 
