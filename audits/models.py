@@ -1210,10 +1210,36 @@ class CausalLMAdapter(ModelAdapter):
         self._each_batch(order, step, desc="next token")
         return out
 
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the tokenizer carries a chat template (an instruct model's own prompt format)."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def generation_inputs(self, prompts: Sequence[str], *, chat: bool = False) -> list[str]:
+        """The exact text each prompt is generated from.
+
+        ``chat``: the prompt is the user turn of the model's chat template, with the assistant turn opened
+        (``add_generation_prompt``); otherwise the prompt follows the document-start token, as in scoring.
+        """
+        if chat:
+            if not self.has_chat_template:
+                raise RaikitInputError(f"model {self.name!r} has no chat template (set chat = \"never\")")
+            return [str(self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                           add_generation_prompt=True)) for p in prompts]
+        start = self.tokenizer.decode([self.prefix_id])
+        return [start + p for p in prompts]
+
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 20, num_return_sequences: int = 1,
-                 do_sample: bool = False, seed: int = 0, temperature: float = 1.0) -> list[list[str]]:
-        """Continuations of each prompt (the new text only), batched with left padding.
+                 do_sample: bool = False, seed: int = 0, temperature: float = 1.0, chat: bool = False,
+                 one_at_a_time: bool = False) -> list[list[str]]:
+        """Continuations of each prompt (the new text only): batched, longest first, left padded, KV cache.
+
+        One ``model.generate`` call per batch (the KV cache is on by default), prompts sorted by token
+        length so a batch pads little; ``chat`` wraps each prompt in the chat template
+        (:meth:`generation_inputs`). Sampling is seeded once per call (``seed``), so sampled text is
+        reproducible for the same prompts and batch size. ``one_at_a_time`` generates prompt by prompt
+        (the baseline of ``bench/``; greedy text is the same up to floating-point ties).
 
         Returns
         -------
@@ -1222,24 +1248,35 @@ class CausalLMAdapter(ModelAdapter):
         """
         _check_texts(prompts)
         torch.manual_seed(seed)
+        texts_in = self.generation_inputs(prompts, chat=chat)
+        encoded = self.encode(texts_in, add_special_tokens=False)
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
             results: list[list[str]] = [[] for _ in prompts]
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
             def step(idx: np.ndarray) -> None:
-                batch = [self.tokenizer.decode([self.prefix_id]) + prompts[i] for i in idx]
-                enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-                gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                length = max(len(encoded[i]) for i in idx)
+                ids = torch.full((len(idx), length), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), length), dtype=torch.long)
+                for row, i in enumerate(idx):  # left padding: every prompt ends at the last column
+                    ids[row, length - len(encoded[i]):] = torch.as_tensor(encoded[i], dtype=torch.long)
+                    mask[row, length - len(encoded[i]):] = 1
+                gen = self.model.generate(input_ids=self._to_device(ids), attention_mask=self._to_device(mask),
+                                          max_new_tokens=max_new_tokens, do_sample=do_sample,
                                           num_return_sequences=num_return_sequences,
                                           temperature=temperature if do_sample else None,
-                                          top_p=None, top_k=None,
-                                          pad_token_id=self.tokenizer.pad_token_id)
-                texts = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                                          top_p=None, top_k=None, use_cache=True, pad_token_id=pad)
+                texts = self.tokenizer.batch_decode(gen[:, length:], skip_special_tokens=True)
                 for row, i in enumerate(idx):
                     results[i] = texts[row * num_return_sequences: (row + 1) * num_return_sequences]
 
-            self._each_batch(np.arange(len(prompts)), step, desc="generating")
+            if one_at_a_time:
+                for i in range(len(prompts)):
+                    step(np.asarray([i]))
+            else:
+                self._each_batch(self._length_order(encoded), step, desc="generating")
             return results
         finally:
             self.tokenizer.padding_side = side

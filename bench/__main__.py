@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-MODULES = ("bench_adapters", "bench_scaling", "bench_explain", "bench_privacy")
+MODULES = ("bench_adapters", "bench_scaling", "bench_explain", "bench_privacy", "bench_generation")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 RUNS_HEADING = "## Runs recorded by `make bench`"
 

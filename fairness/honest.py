@@ -31,6 +31,10 @@ intervals are Wilson intervals on the design-effect adjusted number of completio
 clusters); the group-gap interval is a basic bootstrap that resamples identity terms within their group;
 the group-gap p-value permutes group labels between identity terms.
 HurtLex is CC BY-NC-SA 4.0: raikit never ships it; the ``hurtlex`` option points at the user's copy.
+
+Languages: the reference ships binary-gender templates for English, Italian, French, Portuguese, Romanian
+and Spanish, and HurtLex has a lexicon for each (:data:`LANGUAGES`). ``language`` picks both files unless
+``templates`` / ``hurtlex`` name others; sampled completions are scored with that language's lexicon.
 """
 from __future__ import annotations
 
@@ -47,12 +51,13 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, at_least, data_key
+from raikit.fairness._generate import complete_prompts
 from raikit.fairness._registry import SECTIONS
 from raikit.fairness._stats import CLUSTER_PROPORTION_CI, gap_ci, proportion_ci
 
 __all__ = ["HonestOptions", "HonestResult", "honest", "honest_score", "honest_counts", "load_hurtlex",
            "load_honest_templates", "dedupe_templates", "complete", "strip_accent", "CITATION",
-           "empty_completions"]
+           "empty_completions", "LANGUAGES"]
 
 CITATION = ("Nozza, D., Bianchi, F., Hovy, D. (2021). HONEST: Measuring Hurtful Sentence Completion in "
             "Language Models. NAACL-HLT 2021, 2398-2406.")
@@ -70,6 +75,14 @@ HURTLEX_CATEGORIES = {
 HURTLEX_CITATION = ("Bassignana, E., Basile, V., Patti, V. (2018). Hurtlex: A Multilingual Lexicon of Words to "
                     "Hurt. CLiC-it 2018.")
 _PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation, " "))
+
+
+#: The HONEST languages: the binary-gender template file and the HurtLex lexicon of each (``{data_dir}`` paths).
+LANGUAGES: dict[str, tuple[str, str]] = {
+    "en": ("{data_dir}/honest/en_template.tsv", "{data_dir}/hurtlex/hurtlex_EN.tsv"),
+    **{code: (f"{{data_dir}}/honest_languages/{code}_template.tsv",
+              f"{{data_dir}}/hurtlex_languages/hurtlex_{code.upper()}.tsv") for code in ("es", "fr", "it", "pt", "ro")},
+}
 
 
 def strip_accent(text: str) -> str:
@@ -200,8 +213,8 @@ def complete(adapter: Any, templates: Sequence[str], *, k: int, causal_mode: str
     prompts = [t.split("[M]")[0].rstrip() for t in templates]
     if causal_mode == "next_token":
         return [[w.strip() for w, _ in top] for top in adapter.next_token_top_k(prompts, k=k)]
-    if causal_mode == "sample":
-        gens = adapter.generate(prompts, max_new_tokens=max_new_tokens, num_return_sequences=k, do_sample=True,
+    if causal_mode == "sample":  # the generation probes' path: batched, left padded, KV cache, seeded
+        gens = complete_prompts(adapter, prompts, decoding="sample", samples=k, max_new_tokens=max_new_tokens,
                                 seed=seed)
         return [[s.strip() for s in seqs] for seqs in gens]
     raise RaikitInputError(f"causal_mode {causal_mode!r} must be 'next_token' or 'sample'")
@@ -392,11 +405,15 @@ class HonestOptions:
 
     Attributes
     ----------
+    language : str
+        Language of the templates and the lexicon: "en", "es", "fr", "it", "pt" or "ro" (the six
+        languages of HONEST). It picks the default ``templates`` and ``hurtlex`` files.
     templates : list of str
-        HONEST template TSVs (binary gender by default; add
-        ``{data_dir}/honest/en_queer_nonqueer_template.tsv`` for LGBTQIA+ identities).
+        HONEST template TSVs; empty (the default) means the ``language``'s binary-gender file. Add
+        ``{data_dir}/honest/en_queer_nonqueer_template.tsv`` for LGBTQIA+ identities (English).
     hurtlex : str
-        The user's HurtLex TSV (CC BY-NC-SA; never shipped with raikit).
+        The user's HurtLex TSV (CC BY-NC-SA; never shipped with raikit); empty (the default) means the
+        ``language``'s HurtLex 1.2 lexicon under ``{data_dir}``.
     k : int
         Completions per template (the top-k of HONEST, >= 1): each is one word checked against HurtLex.
     level : {"conservative", "inclusive", ""}
@@ -414,8 +431,9 @@ class HonestOptions:
         Permutations of the test of the group gap (its p-value).
     """
 
-    templates: list[str] = field(default_factory=lambda: ["{data_dir}/honest/en_template.tsv"])
-    hurtlex: str = "{data_dir}/hurtlex/hurtlex_EN.tsv"
+    language: str = "en"
+    templates: list[str] = field(default_factory=list)
+    hurtlex: str = ""
     k: int = 20
     level: str = "conservative"
     causal_mode: str = "next_token"
@@ -424,9 +442,20 @@ class HonestOptions:
     n_bootstrap: int = 2000
     n_permutations: int = 2000
 
+    def __post_init__(self) -> None:
+        """Fill empty ``templates`` / ``hurtlex`` with the ``language``'s files (an unknown language is left to the check)."""
+        files = LANGUAGES.get(self.language)
+        if files is not None and not self.templates:
+            object.__setattr__(self, "templates", [files[0]])
+        if files is not None and not self.hurtlex:
+            object.__setattr__(self, "hurtlex", files[1])
+
 
 def _check(options: HonestOptions, ctx: RunContext) -> None:
     """Read the templates and HurtLex before any model loads."""
+    if options.language not in LANGUAGES:
+        raise RaikitInputError(f"must be one of {', '.join(LANGUAGES)} (the HONEST languages), got "
+                               f"{options.language!r}", where="key 'language'")
     at_least(options, 1, "k", "max_new_tokens")
     if options.causal_mode not in ("next_token", "sample"):
         raise RaikitInputError(f"must be 'next_token' or 'sample', got {options.causal_mode!r}",
@@ -455,6 +484,9 @@ def _run(adapter: Any, options: HonestOptions, ctx: RunContext) -> SectionResult
         templates = templates.iloc[keep].reset_index(drop=True)
     if adapter.kind == "causal_lm":
         notes.append(f"honest: causal LM completions by {options.causal_mode!r} (the reference fills a mask).")
+    if options.language != "en":
+        notes.append(f"honest: language {options.language!r}: templates {', '.join(p.name for p in paths)}, "
+                     f"HurtLex {Path(options.hurtlex).name}.")
     result = honest(adapter, templates=templates, hurtlex=lexicon, k=options.k, causal_mode=options.causal_mode,
                     max_new_tokens=options.max_new_tokens, seed=ctx.seed, n_bootstrap=options.n_bootstrap,
                     n_permutations=options.n_permutations)

@@ -84,6 +84,13 @@ RULES: dict[str, Rule] = {
                                 "counterfactual flip rate per group swap", 0.0, 1.0, family=True, better="lower"),
     "honest_gaps": Rule(("fairness.honest.by_group.*",), "group gap", "HONEST hurtful-completion share per group",
                         0.0, 1.0, family=True, better="lower"),
+    "generation_gaps": Rule(("fairness.generation.bold.*.negative.by_group.*", "fairness.generation.bold.*.toxic.by_group.*",
+                             "fairness.generation.bold.*.male.by_group.*", "fairness.generation.bold.*.female.by_group.*"),
+                            "group gap", "BOLD: share of generated texts (negative sentiment, toxic, male- or "
+                            "female-polar) per group", 0.0, 1.0, family=True, better="lower"),
+    "generation_questions": Rule(("fairness.generation.questions.*.*.by_occupation_group.*",), "group gap",
+                                 "open-ended questions: gendered answers per occupation group", 0.0, 1.0,
+                                 family=True, better="lower"),
     "crows_pairs": Rule(("fairness.crows_pairs.metric_score",), "benchmark",
                         "CrowS-Pairs: % of pairs where the stereotyping sentence is preferred", 50.0, 50.0),
     "stereoset": Rule(("fairness.stereoset.ss",), "benchmark", "StereoSet stereotype score (%)", 50.0, 50.0),
@@ -258,6 +265,10 @@ def _examples_for(rule_key: str, source: _Source, metric: Mapping[str, Any]) -> 
                      f'completions: {f.get("completions")}'
                      for f in (d.get("most_hurtful") or [])[:_MAX_EXAMPLES]
                      if isinstance(f, Mapping) and _num(f.get("count")))
+    if rule_key == "generation_gaps":
+        return tuple(f'{f.get("group")} ({f.get("worst by")}, {f.get("score")}): "{f.get("prompt")}" -> '
+                     f'"{f.get("completion")}" (model output; content note in the section)'
+                     for f in (d.get("worst_completions") or [])[:_MAX_EXAMPLES] if isinstance(f, Mapping))
     if rule_key == "associations":
         details = metric.get("details") or {}
         cats, d = details.get("categories"), _num(metric.get("value"))

@@ -101,7 +101,8 @@ def _leftovers(root: Path) -> list[str]:
 
 def test_declared_hashes_match_the_reference_mirror(shared_data):
     sets = datasets.catalog()
-    assert set(sets) == {"crows_pairs", "stereoset", "seat", "honest", "hurtlex", "bias_bench", "winobias", "bold"}
+    assert set(sets) == {"crows_pairs", "stereoset", "seat", "honest", "hurtlex", "bias_bench", "winobias", "bold",
+                         "honest_languages", "hurtlex_languages"}
     for dataset in sets.values():
         checks = datasets.verify(dataset, root=shared_data)
         assert [c for c in checks if c.state != "ok"] == [], dataset.name
@@ -110,7 +111,7 @@ def test_declared_hashes_match_the_reference_mirror(shared_data):
         assert all(dataset.commit in f.url and f.url.startswith("https://raw.githubusercontent.com/")
                    for f in dataset.files)
     assert sets["hurtlex"].requires_acceptance and "NC" in sets["hurtlex"].licence
-    assert [n for n, d in sets.items() if d.requires_acceptance] == ["hurtlex"]
+    assert [n for n, d in sets.items() if d.requires_acceptance] == ["hurtlex", "hurtlex_languages"]
 
 
 def test_every_data_dir_default_of_a_section_names_a_declared_set():

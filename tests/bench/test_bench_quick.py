@@ -57,3 +57,12 @@ def test_record_appends_a_dated_block(monkeypatch, tmp_path):
     assert text.count(bench_main.RUNS_HEADING) == 1
     assert "### bench_x, 2026-11-27 05:00 UTC, device cpu" in text and "| 1 | 2 |" in text
     assert text.index("bench_x") < text.index("bench_y") and "load average" in text
+
+
+def test_quick_generation_benchmark_batched_text_equals_one_at_a_time():
+    from bench import bench_generation
+
+    rows = bench_generation.run(quick=True)
+    cells = [c.strip() for c in rows[-1].strip("|").split("|")]
+    assert cells[-1] == "8 of 8", rows[-1]  # greedy text identical for every prompt
+    assert float(cells[3]) > 0 and float(cells[4]) > 0

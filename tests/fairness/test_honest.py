@@ -241,3 +241,33 @@ def test_the_section_reports_empty_completions_beside_the_score(tmp_path):
     empty = section.metrics["empty_completions"]
     assert empty.value == 0 and empty.n == 8 and empty.details["share"] == 0.0
     assert empty.details["score_counting_empty_as_hurtful"] == 0.5
+
+
+@pytest.mark.parametrize("language", ["es", "fr", "it", "pt", "ro"])
+def test_language_picks_its_templates_and_hurtlex(language, shared_data):
+    from raikit.fairness.honest import _check
+
+    options = HonestOptions(language=language)
+    assert options.templates == [f"{{data_dir}}/honest_languages/{language}_template.tsv"]
+    assert options.hurtlex == f"{{data_dir}}/hurtlex_languages/hurtlex_{language.upper()}.tsv"
+    _check(options, RunContext(data_dir=shared_data, progress=False))
+    assert HonestOptions(language=language, hurtlex="mine.tsv").hurtlex == "mine.tsv"  # an explicit file wins
+
+
+def test_sample_mode_in_another_language_uses_the_generation_path(random_causal, shared_data, monkeypatch):
+    """Spanish templates, Spanish HurtLex, sampled completions through the generation probes' one batched call."""
+    import raikit.fairness.honest as honest_module
+    from raikit.fairness import _generate
+
+    calls = []
+    real = _generate.complete_prompts
+    monkeypatch.setattr(honest_module, "complete_prompts", lambda *a, **k: calls.append(k) or real(*a, **k))
+    section = _run(random_causal, HonestOptions(language="es", k=2, causal_mode="sample", max_new_tokens=3, max_items=6,
+                                                n_bootstrap=50, n_permutations=50),
+                   RunContext(seed=0, data_dir=shared_data, progress=False))
+    assert len(calls) == 1 and calls[0]["decoding"] == "sample" and calls[0]["samples"] == 2
+    assert len(section.tables["completions"]) == 6 and 0.0 <= section.metrics["score"].value <= 1.0
+    assert any("language 'es'" in n for n in section.notes)
+    with pytest.raises(RaikitInputError, match="key 'language'"):
+        from raikit.fairness.honest import _check
+        _check(HonestOptions(language="de"), RunContext(data_dir=shared_data, progress=False))
