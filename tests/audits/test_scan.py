@@ -113,7 +113,7 @@ def test_scan_of_all_four_kinds_runs_what_applies_and_lists_what_it_skipped(mode
     assert {n["section"] for n in res["run"]["scan"]["not_run"]} == {"privacy", "federated"}
     assert res["run"]["scan"]["positive_labels"]["clf"]["positive"] == "LABEL_1"
     sizes = {s["section"]: s for s in res["run"]["scan"]["sizes"]}
-    assert sizes["fairness.fill_mask"]["models"] == ["mlm", "gpt"] and sizes["fairness.fill_mask"]["size"] >= 2
+    assert sizes["fairness.fill_mask"]["models"] == ["mlm", "gpt"] and sizes["fairness.fill_mask"]["size"] >= 1
     assert all(s["reason"] and len(s["pilot"]) >= 1 for s in sizes.values())
     # several models in one section: the same items (the same n behind each model's number)
     ns = {k: res["metrics"][f"fairness.template_seat.{k}.gender_occupation.effect_size"]["n"] for k in keys.values()}
