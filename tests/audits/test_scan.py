@@ -163,3 +163,15 @@ def test_written_gates_and_pytest_pass_on_the_model_and_fail_on_a_planted_bias(m
     assert worse.returncode == 1, worse.stdout[-3000:]
     assert "raikit gate failed: fairness.groups.selection_rate.difference" in worse.stdout
     assert "finding:" in worse.stdout
+
+
+def test_cli_scan_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from raikit.audits.cli import main
+
+    with pytest.raises(SystemExit) as code:
+        main(["scan", "builtin:nope", "--out", str(tmp_path / "out")])
+    assert code.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["raikit: error: raikit scan: model 'builtin:nope': no such built-in model; known: "
+                   + err[0].split("known: ")[1]]
+    assert not (tmp_path / "out").exists()
