@@ -127,9 +127,19 @@ def gate_rows(results: Mapping[str, Any]) -> list[GateRow]:
         metric = str(g.get("metric", "?"))
         clauses = (g["clause"],) if g.get("clause") else tuple(clauses_for_metric(metric))
         rows.append(GateRow(metric=metric, passed=bool(g.get("passed")), value=fmt(g.get("value")),
-                            ci=fmt_ci(g.get("ci95")), compared=fmt(g.get("compared")), threshold=threshold_text(g),
+                            ci=fmt_ci(g.get("ci95")), compared=compared_text(g), threshold=threshold_text(g),
                             clauses=clauses, message=str(g.get("message", ""))))
     return rows
+
+
+def compared_text(gate: Mapping[str, Any]) -> str:
+    """What a gate judged, named: ``"upper 95% bound 0.27"`` (both bounds for a min and max CI gate), or the value."""
+    ci = gate.get("ci95")
+    if gate.get("use") != "ci" or not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return f"value {fmt(gate.get('value'))}" if gate.get("value") is not None else fmt(gate.get("compared"))
+    parts = ([f"lower 95% bound {fmt(ci[0])}"] if gate.get("min") is not None else []) + (
+        [f"upper 95% bound {fmt(ci[1])}"] if gate.get("max") is not None else [])
+    return "; ".join(parts) or fmt(gate.get("compared"))
 
 
 def verdict(results: Mapping[str, Any]) -> str:

@@ -63,3 +63,14 @@ def test_retrained_models_are_gated_by_their_source_models_gates():
     assert [g.metric for g in extra] == ["privacy.dp.fairness.groups.accuracy.difference",
                                          "privacy.baseline.fairness.groups.accuracy.difference"]
     assert all(g.max == 0.1 and g.use == "ci" for g in extra)
+
+
+def test_a_config_with_only_models_says_nothing_was_measured(tmp_path):
+    from raikit.audits.runner import run_audit
+
+    outcome = run_audit(_write(tmp_path, '[models.a]\nid = "builtin:minilm-l6"\n'), out_dir=tmp_path / "out",
+                        progress=False)
+    assert outcome.results["metrics"] == {} and outcome.exit_code == 0
+    summary = (outcome.out_dir / "summary.md").read_text()
+    assert "Nothing was measured" in summary and "No finding" not in summary
+    assert "NOTHING MEASURED" in (outcome.out_dir / "report.html").read_text()

@@ -94,7 +94,10 @@ def test_the_badge_counts_gates_passed_and_findings_not_gated(results):
     assert verdict(passing) == "PARTIAL"
     badge = verdict_badge(passing)
     assert badge.startswith(f"{len(passing['gates'])} gate") and "passed; " in badge and "not gated" in badge
-    assert f'class="verdict PARTIAL">{badge}<' in render_html(passing)
+    html = render_html(passing)
+    assert f'class="verdict PARTIAL">{badge}<' in html
+    ci_gate = next(g for g in passing["gates"] if g["use"] == "ci" and g.get("max") is not None)
+    assert f"upper 95% bound {ci_gate['ci95'][1]:g}" in html  # the bound the gate judged, named
     assert f"Verdict: ➖ {badge}" in render_markdown(passing)
     nothing = {"schema_version": "1.0", "run": {}, "metrics": {}, "sections": {}, "gates": []}
     assert verdict(nothing) == "NOTHING MEASURED"
