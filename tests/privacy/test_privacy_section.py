@@ -62,8 +62,7 @@ def _run(memorise, **overrides):
 
 
 def test_attack_beats_chance_on_an_overfit_model_and_not_on_a_private_one(memorise):
-    # 60 canaries leave about 30 texts out: 45 epochs give the smaller training set the steps it needs to memorise
-    result = _run(memorise, epsilon=0.5, canaries=60, epochs=45)
+    result = _run(memorise, epsilon=0.5)
     m = result.metrics
     base, dp = m["mia.baseline.auc"], m["mia.dp.auc"]
     # the non-private baseline memorised its 120 random-label texts: the loss attack separates members
@@ -77,18 +76,6 @@ def test_attack_beats_chance_on_an_overfit_model_and_not_on_a_private_one(memori
     assert m["mia.dp.epsilon_lower_bound"].value <= eps
     assert m["mia.dp.epsilon_lower_bound"].details["within_guarantee"] is True
     assert m["mia.baseline.epsilon_lower_bound"].value > 0  # the overfit model leaks measurably
-    # the one-run audit (Steinke et al. 2023) on 60 canaries, each trained on with probability 1/2: the
-    # memorising baseline gives a bound well above 1, the epsilon-0.5 model none above its epsilon
-    perfect = m["one_run.perfect_attack_bound"].value
-    assert 2.0 < perfect < 3.0
-    assert m["baseline.one_run_epsilon_lower_bound"].value > 1.2, m["baseline.one_run_epsilon_lower_bound"]
-    one_run = m["dp.one_run_epsilon_lower_bound"]
-    assert one_run.value <= 0.5 and one_run.details["within_guarantee"] is True
-    assert one_run.details["can_contradict_accountant"] is True  # 0.5 is below what a perfect attack could show
-    assert m["dp.epsilon"].details["one_run_epsilon_lower_bound"] == one_run.value
-    audit = result.details["one_run_audit"]
-    assert audit["canaries"] == 60 and 15 < audit["inserted"] < 45
-    assert n_train == 120 - (60 - audit["inserted"])  # left-out canaries are trained on by no model
     # what the epsilon covers is said; the DP model's unnoised training loss is not published
     assert "baseline" in result.details["epsilon_covers"]["not_covered"]
     assert "final_loss" not in result.details["training"]["dp"] and "final_loss" in result.details["training"]["baseline"]
