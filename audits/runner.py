@@ -171,6 +171,9 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
     config = parse_config(raw, source=source, sha256=sha, base_dir=base, problems=problems)
     if seed is not None:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed))
+    if not 0 <= config.run.seed < 2**32:  # numpy and torch take seeds in [0, 2**32)
+        flag = "--seed" if seed is not None else f"{source}: [run]: key 'seed'"
+        raise ConfigError([*problems, f"{flag}: must be between 0 and {2**32 - 1}, got {config.run.seed}"])
     problems += _missing_model_folders(config)
     plan: list[PlannedSection] = []
     skipped: list[SkippedSection] = []
@@ -197,10 +200,12 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None) -> Au
                 try:
                     section.check(options, RunContext(base_dir=config.base_dir, data_dir=_data_dir(config),
                                                       seed=config.run.seed, progress=False))
-                except RaikitInputError as exc:
-                    problems.append(f"{table.where}: {exc}")
+                except RaikitInputError as exc:  # prefixed once: "[privacy]: [privacy]: ..." never
+                    problems.append(str(exc) if str(exc).startswith(table.where) else f"{table.where}: {exc}")
                 except (OSError, UnicodeDecodeError) as exc:  # a data file that cannot be read as text
                     problems.append(f"{table.where}: cannot read a data file: {exc}")
+            if not missing:
+                problems += _model_config_problems(options, spec, config.base_dir, table.where)
             plan.append(PlannedSection(table, section, options))
     from raikit.audits.gates import parse_gates
 
@@ -262,6 +267,40 @@ def _missing_files(options: Any, config: AuditConfig, where: str) -> tuple[list[
                     problems.append(f"{where}: key {f.name!r}: file not found: {path}"
                                     + (" (set [run] data_dir or $RAIKIT_DATA)" if "{data_dir}" in item else ""))
     return problems, list(dict.fromkeys(absent))
+
+
+def _model_config_problems(options: Any, spec: ModelSpec, base_dir: Path, where: str) -> list[str]:
+    """Options that cannot fit the model, read from a local model folder's ``config.json`` (no weights load).
+
+    Checked: ``last_layers`` (with ``scope = "last_layers"``) above the model's number of layers.
+    """
+    if not looks_like_path(spec.id) and not (base_dir / spec.id).is_dir():
+        return []
+    folder = Path(spec.id).expanduser()
+    folder = folder if folder.is_absolute() else base_dir / folder
+    try:
+        model_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []  # reported when the model loads
+    problems = []
+    layers = next((model_config[k] for k in ("num_hidden_layers", "n_layer", "num_layers")
+                   if isinstance(model_config.get(k), int)), None) if isinstance(model_config, dict) else None
+    wanted = getattr(options, "last_layers", None)
+    if (layers is not None and isinstance(wanted, int) and getattr(options, "scope", None) == "last_layers"
+            and wanted > layers):
+        problems.append(f"{where}: key 'last_layers': must be between 1 and {layers} (the layers of model "
+                        f"{spec.id!r}), got {wanted}")
+    return problems
+
+
+def _check_out_dir(out_root: Path) -> None:
+    """``--out`` must be a folder (or not exist yet): found before any model loads."""
+    for folder in (out_root, *out_root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == out_root else f"is inside {folder}, which is a file"
+                raise RaikitInputError(f"{what}; give a folder for the run folders", where=f"--out {out_root}")
+            return
 
 
 def _missing_model_folders(config: AuditConfig) -> list[str]:
@@ -570,6 +609,7 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         _log(progress, skipped.message())
 
     out_root = Path(out_dir)
+    _check_out_dir(out_root)
     run_dir = _find_resumable(out_root, cfg.sha256, run_opts.seed) if resume else None
     done: dict[str, dict[str, Any]] = {}
     recorded: dict[str, Any] = {}

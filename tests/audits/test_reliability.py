@@ -287,14 +287,21 @@ def test_kill_mid_run_then_resume_gives_the_uninterrupted_results(ws, tmp_path, 
     out = tmp_path / "out"
     env = _env()
     env["HF_HUB_OFFLINE"] = "1"
-    proc = subprocess.Popen([sys.executable, "-m", "raikit.audits.cli", "audit", str(cfg), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 300
+    # As from a background job (`make test &`): the parent ignores SIGINT, which a child inherits; the child is
+    # given SIGINT's default action back, so that the SIGINT sent below stops it (raikit honours an ignored SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "raikit.audits.cli", "audit", str(cfg), "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    deadline = time.monotonic() + 600
     while not list(out.glob("*/.sections/fairness.first.json")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == code, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(f"raikit: {what}; 1 finished section(s) are kept in ") and "--resume" in last, last
