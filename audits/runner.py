@@ -358,6 +358,45 @@ def _find_resumable(out_root: Path, sha: str, seed: int) -> Path | None:
     return max(candidates)[1] if candidates else None
 
 
+def _fingerprint(audit: Audit) -> dict[str, Any]:
+    """What a resumed run must share with the run it resumes: each section's resolved options (paths absolute),
+    the SHA-256 of every data file they read and of every file of each local model folder."""
+    import hashlib
+
+    resolved, data_files = _data_provenance(audit)
+    models: dict[str, Any] = {}
+    for key, spec in audit.config.models.items():
+        folder = Path(_local_spec(spec, audit.config.base_dir).id).expanduser()
+        if looks_like_path(str(folder)) and folder.is_dir():
+            models[key] = {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+                           for f in sorted(folder.rglob("*")) if f.is_file()}
+        else:
+            models[key] = {"id": spec.id}
+    return {"resolved_options": resolved, "data_files": {f["path"]: f["sha256"] for f in data_files},
+            "models": models}
+
+
+def _fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any], keys: set[str]) -> list[str]:
+    """What differs between the recorded fingerprint and this run's, for the finished sections ``keys``."""
+    changes = []
+    for key in sorted(keys):
+        before, now = old.get("resolved_options", {}).get(key), new["resolved_options"].get(key)
+        if before is not None and before != now:
+            names = sorted(k for k in set(before) | set(now or {}) if before.get(k) != (now or {}).get(k))
+            changes.append(f"section {key}: option(s) {', '.join(names)} resolve differently "
+                           f"(e.g. {names[0]}: {before.get(names[0])!r} -> {(now or {}).get(names[0])!r})")
+    for path, digest in old.get("data_files", {}).items():
+        now_digest = new["data_files"].get(path)
+        if now_digest is not None and now_digest != digest:
+            changes.append(f"data file {path} changed (sha256 {digest[:12]}... -> {now_digest[:12]}...)")
+    for key, files in old.get("models", {}).items():
+        now_files = new["models"].get(key)
+        if now_files is not None and now_files != files:
+            changed = sorted(f for f in set(files) | set(now_files) if files.get(f) != now_files.get(f))
+            changes.append(f"model {key!r}: {', '.join(changed[:3])} changed")
+    return changes
+
+
 def _section_entry(planned: PlannedSection, result: SectionResult, seconds: float, tables: dict[str, str],
                    model_key: str, *, key: str | None = None) -> dict[str, Any]:
     body = result.to_dict()
@@ -611,6 +650,11 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
     out_root = Path(out_dir)
     _check_out_dir(out_root)
     run_dir = _find_resumable(out_root, cfg.sha256, run_opts.seed) if resume else None
+    fingerprint = _fingerprint(audit)
+    if resume and run_dir is None:
+        _log(True, f"--resume: no earlier run of this config (sha256 {cfg.sha256[:12]}...) with seed {run_opts.seed} "
+                   f"in {out_root}; starting fresh" + (" (the config changed since the runs there)"
+                                                       if list(out_root.glob("*/.sections/_run.json")) else ""))
     done: dict[str, dict[str, Any]] = {}
     recorded: dict[str, Any] = {}
     started = _now()
@@ -626,6 +670,17 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
                 if entry.get("reaudit_of"):
                     reaudited[file.stem] = entry
         recorded, started = _recorded_provenance(run_dir, started)
+        try:
+            meta = json.loads((run_dir / ".sections" / "_run.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        changes = _fingerprint_changes(meta.get("fingerprint") or {}, fingerprint, set(done))
+        if not meta.get("fingerprint") and done:
+            changes = ["the checkpoints do not record the options, data and model files they used"]
+        if changes:
+            raise RaikitInputError(f"cannot resume {run_dir}: {changes[0]}"
+                                   + (f" (and {len(changes) - 1} more change(s))" if len(changes) > 1 else "")
+                                   + "; start a new run without --resume", where="--resume")
         unrecorded = sorted({done[k]["model"] for k in done} - set(recorded))
         if unrecorded:
             raise RaikitInputError(f"cannot resume {run_dir}: the checkpoints do not record the provenance (weights "
@@ -670,7 +725,8 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             run_dir = out_root / f"{stamp}-{cfg.sha256[:8]}-{suffix}"
         (run_dir / ".sections").mkdir(parents=True)
         write_json_atomic(confined(run_dir, ".sections/_run.json"),
-                          {"config_sha256": cfg.sha256, "seed": run_opts.seed, "started": started})
+                          {"config_sha256": cfg.sha256, "seed": run_opts.seed, "started": started,
+                           "fingerprint": fingerprint})
     sections: dict[str, dict[str, Any]] = {}
     finished = len(done)
     try:

@@ -280,6 +280,42 @@ def test_resume_of_a_finished_run_keeps_every_provenance_field(ws, tmp_path):
     assert "not recorded" not in (first.out_dir / "model_cards" / "model" / "README.md").read_text()
 
 
+def test_resume_refuses_a_run_computed_on_other_data_and_says_when_it_starts_fresh(ws, tmp_path, capsys):
+    """Issue 22.1: an identical audit.toml in another folder, with relative data paths that name other files, and
+    a data file changed in place, are one-line errors naming what changed; a changed config starts fresh, saying so."""
+    import shutil
+
+    from raikit.audits.errors import RaikitInputError
+
+    text = (f'[run]\ndevice = "cpu"\nseed = 5\n[model]\nid = "{ws / "mlm"}"\n'
+            '[fairness.first]\nprobe = "crows_pairs"\ndata = "pairs.csv"\n[report]\nformats = ["md"]\n')
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, rows in ((first, 3), (second, 2)):
+        folder.mkdir()
+        (folder / "audit.toml").write_text(text)
+        lines = (ws / "pairs.csv").read_text().splitlines()
+        (folder / "pairs.csv").write_text("\n".join(lines[:1 + rows]) + "\n")
+    out = tmp_path / "out"
+    done = run_audit(first / "audit.toml", out_dir=out, progress=False)
+    with pytest.raises(RaikitInputError) as info:  # same config text and seed, other data
+        run_audit(second / "audit.toml", out_dir=out, resume=True, progress=False)
+    line = str(info.value)
+    assert "\n" not in line and line.startswith("--resume: cannot resume") and str(second / "pairs.csv") in line, line
+    with (first / "pairs.csv").open("a") as f:  # the same file, changed in place
+        f.write("The man was angry.,The woman was angry.,stereo,gender\n")
+    with pytest.raises(RaikitInputError) as info:
+        run_audit(first / "audit.toml", out_dir=out, resume=True, progress=False)
+    assert f"data file {first / 'pairs.csv'} changed" in str(info.value), str(info.value)
+    assert sorted(p.name for p in out.iterdir()) == [done.out_dir.name]  # nothing new written
+    shutil.copy(first / "audit.toml", first / "changed.toml")
+    with (first / "changed.toml").open("a") as f:
+        f.write('title = "another"\n')
+    capsys.readouterr()
+    fresh = run_audit(first / "changed.toml", out_dir=out, resume=True, progress=True)
+    assert fresh.out_dir != done.out_dir
+    assert "starting fresh (the config changed since the runs there)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("sig,code,what", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                            (signal.SIGINT, 130, "interrupted")])
 def test_kill_mid_run_then_resume_gives_the_uninterrupted_results(ws, tmp_path, sig, code, what):
