@@ -257,6 +257,9 @@ def _missing_files(options: Any, config: AuditConfig, where: str) -> tuple[list[
             if "{data_dir}" in item or f.name in _PATH_FIELDS:
                 path = ctx.resolve_path(item)
                 if path.exists():
+                    too_big = _oversized(path) if path.is_file() else None
+                    if too_big:
+                        problems.append(f"{where}: key {f.name!r}: {path}: {too_big}")
                     continue
                 name = set_of(item)
                 if name is not None:
@@ -301,6 +304,36 @@ def _check_out_dir(out_root: Path) -> None:
                 what = "is a file" if folder == out_root else f"is inside {folder}, which is a file"
                 raise RaikitInputError(f"{what}; give a folder for the run folders", where=f"--out {out_root}")
             return
+
+
+#: the largest data file and the longest line (row) raikit reads: one 300 MB field once took 21 GB to parse
+MAX_DATA_FILE_BYTES = 2 * 2**30
+MAX_LINE_BYTES = 1 * 2**20
+
+
+def _oversized(path: Path) -> str | None:
+    """Why a data file is too large to read safely (file size, or the first line over ``MAX_LINE_BYTES``), or None.
+
+    The file is scanned in 1 MiB chunks (bounded memory, and signals are handled between chunks)."""
+    size = path.stat().st_size
+    if size > MAX_DATA_FILE_BYTES:
+        return f"{size} bytes is more than the {MAX_DATA_FILE_BYTES} a data file may have"
+    if size <= MAX_LINE_BYTES:
+        return None
+    line, run = 1, 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            start = 0
+            while True:
+                nl = chunk.find(b"\n", start)
+                run += (nl if nl >= 0 else len(chunk)) - start
+                if run > MAX_LINE_BYTES:
+                    return (f"row (line) {line} is longer than {MAX_LINE_BYTES} bytes; a field that long is not "
+                            "text raikit audits (split it or drop it)")
+                if nl < 0:
+                    break
+                line, run, start = line + 1, 0, nl + 1
+    return None
 
 
 def _missing_model_folders(config: AuditConfig) -> list[str]:

@@ -63,6 +63,8 @@ def ws(tmp_path_factory, minilm_tok):
     (data / "labelled.csv").write_text("text,label\n" + "".join(f"text number {i},{['negative', 'positive'][i % 2]}\n"
                                                                for i in range(40)))
     (data / "swaps.csv").write_bytes(b"")
+    with (data / "huge_field.csv").open("w") as f:  # issue 22.3: one 2 MiB field on row 3
+        f.write(CSV_HEADER + "a,b,stereo,race\n" + "x" * (2 * 2**20) + ",b,stereo,race\n")
     (data / "hurtlex.tsv").write_text("")
 
     mlm = root / "mlm"
@@ -224,6 +226,8 @@ ROWS = [
      ["[privacy]: key 'max_grad_norm': must be a finite number > 0, got -1"]),
     ("privacy-batch-over-the-data", CLF + PRIVACY + "batch_size = 1000\n",
      ["[privacy]: key 'batch_size': must be at most the 28 training examples, got 1000"]),
+    ("data-huge-field", MLM + '[fairness.crows_pairs]\ndata = "{root}/data/huge_field.csv"\n',
+     ["[fairness.crows_pairs]: key 'data': ", "huge_field.csv: row (line) 3 is longer than 1048576 bytes"]),
     # federated parameters: rows for [federated] go here.
 ]
 
