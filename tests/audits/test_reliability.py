@@ -196,6 +196,20 @@ def test_pytest_plugin_refuses_a_traversing_table_name(pytester, ws):
     assert list(victim.iterdir()) == []
 
 
+def test_pytest_plugin_without_raikit_out_leaves_no_run_behind(pytester, ws, monkeypatch):
+    """Issue 22.9: the plugin's run goes to a temporary folder that is removed once its results are read."""
+    tmp = pytester.path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    (pytester.path / "raikit_small.toml").write_text(
+        f'[run]\ndevice = "cpu"\n[model]\nid = "{ws / "mlm"}"\n'
+        f'[fairness.crows_pairs]\ndata = "{ws / "pairs.csv"}"\n[report]\nformats = []\n'
+        '[gates]\n"fairness.crows_pairs.metric_score" = { max = 100 }\n')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("raikit-")] == []
+
+
 # -- offline switches under a socket guard ----------------------------------------------------------------------
 GUARD = textwrap.dedent('''
     import os, socket
