@@ -47,6 +47,8 @@ def _clean_errors(debug: bool) -> Iterator[None]:
     Exit codes: a gate result (0 or 1) is returned by the command; every other way of ending is 2, except
     an interrupt: 130 for SIGINT (Ctrl-C) and 143 for SIGTERM, each with one line saying how to resume, and
     141 (a command ended by SIGPIPE) when the reader of its output went away (``raikit diff a b | head``).
+    An ignored SIGINT (inherited by a shell's background job or under ``nohup``) stays ignored: raikit
+    installs no SIGINT handler of its own, so only SIGTERM stops such a run.
     """
     try:
         yield

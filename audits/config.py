@@ -285,7 +285,8 @@ def validate_options(table: Mapping[str, Any], options_type: type, *, where: str
             problems.append(f"{where}: key {key!r} must be {_type_name(hints[key])}, got {_show(value)}")
         elif _non_finite(value):
             problems.append(f"{where}: key {key!r} must be a finite number, got {_show(value)}")
-        elif isinstance(value, int) and not isinstance(value, bool) and value < 0 and _COUNT_NAME.search(key):
+        elif (isinstance(value, int) and not isinstance(value, bool) and value < 0 and _COUNT_NAME.search(key)
+              and hints[key] is not float):  # max_grad_norm = -1 is a norm, not a count: its section says so
             problems.append(f"{where}: key {key!r} counts items and cannot be negative, got {value!r}")
     missing = [name for name, f in fields.items() if name not in table and name not in suggested  # one line a typo
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]

@@ -76,8 +76,11 @@ def _results_for(config: pytest.Config, audit_path: Path | None) -> dict[str, An
             from raikit.audits.runner import run_audit
 
             out = config.getoption("--raikit-out")
-            out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="raikit-"))
-            cache[key] = run_audit(audit_path, out_dir=out_dir, progress=False).results
+            if out:
+                cache[key] = run_audit(audit_path, out_dir=Path(out), progress=False).results
+            else:  # no --raikit-out: the run's files are not kept (its results stay in memory for the session)
+                with tempfile.TemporaryDirectory(prefix="raikit-") as tmp:
+                    cache[key] = run_audit(audit_path, out_dir=Path(tmp), progress=False).results
     return cache[key]
 
 

@@ -213,6 +213,9 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None,
     config = parse_config(raw, source=source, sha256=sha, base_dir=base, problems=problems)
     if seed is not None:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed))
+    if not 0 <= config.run.seed < 2**32:  # numpy and torch take seeds in [0, 2**32)
+        flag = "--seed" if seed is not None else f"{source}: [run]: key 'seed'"
+        raise ConfigError([*problems, f"{flag}: must be between 0 and {2**32 - 1}, got {config.run.seed}"])
     problems += _missing_model_folders(config)
     plan: list[PlannedSection] = []
     skipped: list[SkippedSection] = []
@@ -245,10 +248,12 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None,
                 try:
                     section.check(options, RunContext(base_dir=config.base_dir, data_dir=_data_dir(config),
                                                       seed=config.run.seed, progress=False))
-                except RaikitInputError as exc:
-                    problems.append(f"{table.where}: {exc}")
+                except RaikitInputError as exc:  # prefixed once: "[privacy]: [privacy]: ..." never
+                    problems.append(str(exc) if str(exc).startswith(table.where) else f"{table.where}: {exc}")
                 except (OSError, UnicodeDecodeError) as exc:  # a data file that cannot be read as text
                     problems.append(f"{table.where}: cannot read a data file: {exc}")
+            if not missing:
+                problems += _model_config_problems(options, spec, config.base_dir, table.where)
             plan.append(PlannedSection(table, section, options))
     from raikit.audits.gates import parse_gates
 
@@ -300,6 +305,9 @@ def _missing_files(options: Any, config: AuditConfig, where: str) -> tuple[list[
             if "{data_dir}" in item or f.name in _PATH_FIELDS:
                 path = ctx.resolve_path(item)
                 if path.exists():
+                    too_big = _oversized(path) if path.is_file() else None
+                    if too_big:
+                        problems.append(f"{where}: key {f.name!r}: {path}: {too_big}")
                     continue
                 name = set_of(item)
                 if name is not None:
@@ -310,6 +318,70 @@ def _missing_files(options: Any, config: AuditConfig, where: str) -> tuple[list[
                     problems.append(f"{where}: key {f.name!r}: file not found: {path}"
                                     + (" (set [run] data_dir or $RAIKIT_DATA)" if "{data_dir}" in item else ""))
     return problems, list(dict.fromkeys(absent))
+
+
+def _model_config_problems(options: Any, spec: ModelSpec, base_dir: Path, where: str) -> list[str]:
+    """Options that cannot fit the model, read from a local model folder's ``config.json`` (no weights load).
+
+    Checked: ``last_layers`` (with ``scope = "last_layers"``) above the model's number of layers.
+    """
+    if not looks_like_path(spec.id) and not (base_dir / spec.id).is_dir():
+        return []
+    folder = Path(spec.id).expanduser()
+    folder = folder if folder.is_absolute() else base_dir / folder
+    try:
+        model_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []  # reported when the model loads
+    problems = []
+    layers = next((model_config[k] for k in ("num_hidden_layers", "n_layer", "num_layers")
+                   if isinstance(model_config.get(k), int)), None) if isinstance(model_config, dict) else None
+    wanted = getattr(options, "last_layers", None)
+    if (layers is not None and isinstance(wanted, int) and getattr(options, "scope", None) == "last_layers"
+            and wanted > layers):
+        problems.append(f"{where}: key 'last_layers': must be between 1 and {layers} (the layers of model "
+                        f"{spec.id!r}), got {wanted}")
+    return problems
+
+
+def _check_out_dir(out_root: Path) -> None:
+    """``--out`` must be a folder (or not exist yet): found before any model loads."""
+    for folder in (out_root, *out_root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == out_root else f"is inside {folder}, which is a file"
+                raise RaikitInputError(f"{what}; give a folder for the run folders", where=f"--out {out_root}")
+            return
+
+
+#: the largest data file and the longest line (row) raikit reads: one 300 MB field once took 21 GB to parse
+MAX_DATA_FILE_BYTES = 2 * 2**30
+MAX_LINE_BYTES = 1 * 2**20
+
+
+def _oversized(path: Path) -> str | None:
+    """Why a data file is too large to read safely (file size, or the first line over ``MAX_LINE_BYTES``), or None.
+
+    The file is scanned in 1 MiB chunks (bounded memory, and signals are handled between chunks)."""
+    size = path.stat().st_size
+    if size > MAX_DATA_FILE_BYTES:
+        return f"{size} bytes is more than the {MAX_DATA_FILE_BYTES} a data file may have"
+    if size <= MAX_LINE_BYTES:
+        return None
+    line, run = 1, 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            start = 0
+            while True:
+                nl = chunk.find(b"\n", start)
+                run += (nl if nl >= 0 else len(chunk)) - start
+                if run > MAX_LINE_BYTES:
+                    return (f"row (line) {line} is longer than {MAX_LINE_BYTES} bytes; a field that long is not "
+                            "text raikit audits (split it or drop it)")
+                if nl < 0:
+                    break
+                line, run, start = line + 1, 0, nl + 1
+    return None
 
 
 def _missing_model_folders(config: AuditConfig) -> list[str]:
@@ -365,6 +437,45 @@ def _find_resumable(out_root: Path, sha: str, seed: int) -> Path | None:
         if meta.get("config_sha256") == sha and meta.get("seed") == seed:
             candidates.append((run_file.stat().st_mtime, run_file.parent.parent))
     return max(candidates)[1] if candidates else None
+
+
+def _fingerprint(audit: Audit) -> dict[str, Any]:
+    """What a resumed run must share with the run it resumes: each section's resolved options (paths absolute),
+    the SHA-256 of every data file they read and of every file of each local model folder."""
+    import hashlib
+
+    resolved, data_files = _data_provenance(audit)
+    models: dict[str, Any] = {}
+    for key, spec in audit.config.models.items():
+        folder = Path(_local_spec(spec, audit.config.base_dir).id).expanduser()
+        if looks_like_path(str(folder)) and folder.is_dir():
+            models[key] = {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+                           for f in sorted(folder.rglob("*")) if f.is_file()}
+        else:
+            models[key] = {"id": spec.id}
+    return {"resolved_options": resolved, "data_files": {f["path"]: f["sha256"] for f in data_files},
+            "models": models}
+
+
+def _fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any], keys: set[str]) -> list[str]:
+    """What differs between the recorded fingerprint and this run's, for the finished sections ``keys``."""
+    changes = []
+    for key in sorted(keys):
+        before, now = old.get("resolved_options", {}).get(key), new["resolved_options"].get(key)
+        if before is not None and before != now:
+            names = sorted(k for k in set(before) | set(now or {}) if before.get(k) != (now or {}).get(k))
+            changes.append(f"section {key}: option(s) {', '.join(names)} resolve differently "
+                           f"(e.g. {names[0]}: {before.get(names[0])!r} -> {(now or {}).get(names[0])!r})")
+    for path, digest in old.get("data_files", {}).items():
+        now_digest = new["data_files"].get(path)
+        if now_digest is not None and now_digest != digest:
+            changes.append(f"data file {path} changed (sha256 {digest[:12]}... -> {now_digest[:12]}...)")
+    for key, files in old.get("models", {}).items():
+        now_files = new["models"].get(key)
+        if now_files is not None and now_files != files:
+            changed = sorted(f for f in set(files) | set(now_files) if files.get(f) != now_files.get(f))
+            changes.append(f"model {key!r}: {', '.join(changed[:3])} changed")
+    return changes
 
 
 def _section_entry(planned: PlannedSection, result: SectionResult, seconds: float, tables: dict[str, str],
@@ -674,7 +785,13 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
         _log(progress, skipped.message())
 
     out_root = Path(out_dir)
+    _check_out_dir(out_root)
     run_dir = _find_resumable(out_root, cfg.sha256, run_opts.seed) if resume else None
+    fingerprint = _fingerprint(audit)
+    if resume and run_dir is None:
+        _log(True, f"--resume: no earlier run of this config (sha256 {cfg.sha256[:12]}...) with seed {run_opts.seed} "
+                   f"in {out_root}; starting fresh" + (" (the config changed since the runs there)"
+                                                       if list(out_root.glob("*/.sections/_run.json")) else ""))
     done: dict[str, dict[str, Any]] = {}
     recorded: dict[str, Any] = {}
     started = _now()
@@ -690,6 +807,17 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
                 if entry.get("reaudit_of"):
                     reaudited[file.stem] = entry
         recorded, started = _recorded_provenance(run_dir, started)
+        try:
+            meta = json.loads((run_dir / ".sections" / "_run.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        changes = _fingerprint_changes(meta.get("fingerprint") or {}, fingerprint, set(done))
+        if not meta.get("fingerprint") and done:
+            changes = ["the checkpoints do not record the options, data and model files they used"]
+        if changes:
+            raise RaikitInputError(f"cannot resume {run_dir}: {changes[0]}"
+                                   + (f" (and {len(changes) - 1} more change(s))" if len(changes) > 1 else "")
+                                   + "; start a new run without --resume", where="--resume")
         unrecorded = sorted({done[k]["model"] for k in done} - set(recorded))
         if unrecorded:
             raise RaikitInputError(f"cannot resume {run_dir}: the checkpoints do not record the provenance (weights "
@@ -737,7 +865,8 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             run_dir = out_root / f"{stamp}-{cfg.sha256[:8]}-{suffix}"
         (run_dir / ".sections").mkdir(parents=True)
         write_json_atomic(confined(run_dir, ".sections/_run.json"),
-                          {"config_sha256": cfg.sha256, "seed": run_opts.seed, "started": started})
+                          {"config_sha256": cfg.sha256, "seed": run_opts.seed, "started": started,
+                           "fingerprint": fingerprint})
     sections: dict[str, dict[str, Any]] = {}
     finished = len(done)
     try:

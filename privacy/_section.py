@@ -241,6 +241,8 @@ def check(options: PrivacyOptions, ctx: RunContext) -> None:
     if o.delta and o.delta >= 1 / n:
         raise RaikitInputError(f"key 'delta': must be below 1/N = {1 / n:.3g} for N = {n} training examples "
                                f"(at most 1/(10 N) = {default_delta(n):.1g} is advised), got {o.delta!r}")
+    if o.batch_size > n:  # a sample rate of 1.0: every step sees all the data, and Opacus divides by zero
+        raise RaikitInputError(f"key 'batch_size': must be at most the {n} training examples, got {o.batch_size}")
 
 
 def _train_settings(o: PrivacyOptions, seed: int) -> TrainSettings:

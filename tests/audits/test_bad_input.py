@@ -63,6 +63,8 @@ def ws(tmp_path_factory, minilm_tok):
     (data / "labelled.csv").write_text("text,label\n" + "".join(f"text number {i},{['negative', 'positive'][i % 2]}\n"
                                                                for i in range(40)))
     (data / "swaps.csv").write_bytes(b"")
+    with (data / "huge_field.csv").open("w") as f:  # issue 22.3: one 2 MiB field on row 3
+        f.write(CSV_HEADER + "a,b,stereo,race\n" + "x" * (2 * 2**20) + ",b,stereo,race\n")
     (data / "hurtlex.tsv").write_text("")
 
     mlm = root / "mlm"
@@ -216,6 +218,16 @@ ROWS = [
     ("privacy-grad-mode", CLF + PRIVACY + 'grad_sample_mode = "functorch"\n',
      ["[privacy]: key 'grad_sample_mode': must be one of hooks, ghost, got 'functorch'"]),
     ("privacy-unknown-key", CLF + PRIVACY + "epsilonn = 1.0\n", ["[privacy]: unknown key 'epsilonn'", "did you mean"]),
+    # -- issue 22.8: found before any model loads, each with its file, table and key ----------------------
+    ("run-seed-negative", '[run]\nseed = -5\n' + ENC, ["[run]: key 'seed': must be between 0 and 4294967295, got -5"]),
+    ("privacy-last-layers-over-the-model", CLF + PRIVACY + 'batch_size = 8\nscope = "last_layers"\nlast_layers = 99\n',
+     ["[privacy]: key 'last_layers': must be between 1 and 2 (the layers of model ", "got 99"]),
+    ("privacy-max-grad-norm-negative", CLF + PRIVACY + "max_grad_norm = -1\n",
+     ["[privacy]: key 'max_grad_norm': must be a finite number > 0, got -1"]),
+    ("privacy-batch-over-the-data", CLF + PRIVACY + "batch_size = 1000\n",
+     ["[privacy]: key 'batch_size': must be at most the 28 training examples, got 1000"]),
+    ("data-huge-field", MLM + '[fairness.crows_pairs]\ndata = "{root}/data/huge_field.csv"\n',
+     ["[fairness.crows_pairs]: key 'data': ", "huge_field.csv: row (line) 3 is longer than 1048576 bytes"]),
     # federated parameters: rows for [federated] go here.
 ]
 
@@ -267,6 +279,9 @@ def test_config_file_problems(tmp_path, capsys):
     (["report", "{tmp}/ok.json", "--formats", ","], "--formats: no format given; known: html, md"),
     (["report", "{tmp}/nope.json", "--formats", "md"], "nope.json: results file not found"),
     (["diff", "{tmp}/ok.json", "{tmp}/ok.json", "--all", "--bogus"], "unrecognized arguments: --bogus"),
+    (["audit", "--seed", "-5"], "--seed: must be between 0 and 4294967295, got -5"),  # issue 22.8
+    (["audit", "--out", "{tmp}/ok.json"], "--out {tmp}/ok.json: is a file; give a folder"),
+    (["audit", "--out", "{tmp}/ok.json/runs"], "is inside {tmp}/ok.json, which is a file"),
 ])
 def test_bad_cli_flags(tmp_path, capsys, argv, fragment):
     (tmp_path / "bad.json").write_text("{ nope")
@@ -276,7 +291,9 @@ def test_bad_cli_flags(tmp_path, capsys, argv, fragment):
         main([a.format(tmp=tmp_path) for a in argv])
     assert err.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
+    fragment = fragment.format(tmp=tmp_path)
     assert len(lines) == 1 and lines[0].startswith("raikit: error: ") and fragment in lines[0], lines
+    assert "counts items" not in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "ok.json", "summary.md"]  # nothing written
     assert (tmp_path / "summary.md").read_text() == "an earlier summary"
 

@@ -197,6 +197,20 @@ def test_pytest_plugin_refuses_a_traversing_table_name(pytester, ws):
     assert list(victim.iterdir()) == []
 
 
+def test_pytest_plugin_without_raikit_out_leaves_no_run_behind(pytester, ws, monkeypatch):
+    """Issue 22.9: the plugin's run goes to a temporary folder that is removed once its results are read."""
+    tmp = pytester.path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    (pytester.path / "raikit_small.toml").write_text(
+        f'[run]\ndevice = "cpu"\n[model]\nid = "{ws / "mlm"}"\n'
+        f'[fairness.crows_pairs]\ndata = "{ws / "pairs.csv"}"\n[report]\nformats = []\n'
+        '[gates]\n"fairness.crows_pairs.metric_score" = { max = 100 }\n')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("raikit-")] == []
+
+
 # -- offline switches under a socket guard ----------------------------------------------------------------------
 GUARD = textwrap.dedent('''
     import os, socket
@@ -281,6 +295,42 @@ def test_resume_of_a_finished_run_keeps_every_provenance_field(ws, tmp_path):
     assert "not recorded" not in (first.out_dir / "model_cards" / "model" / "README.md").read_text()
 
 
+def test_resume_refuses_a_run_computed_on_other_data_and_says_when_it_starts_fresh(ws, tmp_path, capsys):
+    """Issue 22.1: an identical audit.toml in another folder, with relative data paths that name other files, and
+    a data file changed in place, are one-line errors naming what changed; a changed config starts fresh, saying so."""
+    import shutil
+
+    from raikit.audits.errors import RaikitInputError
+
+    text = (f'[run]\ndevice = "cpu"\nseed = 5\n[model]\nid = "{ws / "mlm"}"\n'
+            '[fairness.first]\nprobe = "crows_pairs"\ndata = "pairs.csv"\n[report]\nformats = ["md"]\n')
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, rows in ((first, 3), (second, 2)):
+        folder.mkdir()
+        (folder / "audit.toml").write_text(text)
+        lines = (ws / "pairs.csv").read_text().splitlines()
+        (folder / "pairs.csv").write_text("\n".join(lines[:1 + rows]) + "\n")
+    out = tmp_path / "out"
+    done = run_audit(first / "audit.toml", out_dir=out, progress=False)
+    with pytest.raises(RaikitInputError) as info:  # same config text and seed, other data
+        run_audit(second / "audit.toml", out_dir=out, resume=True, progress=False)
+    line = str(info.value)
+    assert "\n" not in line and line.startswith("--resume: cannot resume") and str(second / "pairs.csv") in line, line
+    with (first / "pairs.csv").open("a") as f:  # the same file, changed in place
+        f.write("The man was angry.,The woman was angry.,stereo,gender\n")
+    with pytest.raises(RaikitInputError) as info:
+        run_audit(first / "audit.toml", out_dir=out, resume=True, progress=False)
+    assert f"data file {first / 'pairs.csv'} changed" in str(info.value), str(info.value)
+    assert sorted(p.name for p in out.iterdir()) == [done.out_dir.name]  # nothing new written
+    shutil.copy(first / "audit.toml", first / "changed.toml")
+    with (first / "changed.toml").open("a") as f:
+        f.write('title = "another"\n')
+    capsys.readouterr()
+    fresh = run_audit(first / "changed.toml", out_dir=out, resume=True, progress=True)
+    assert fresh.out_dir != done.out_dir
+    assert "starting fresh (the config changed since the runs there)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("sig,code,what", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                            (signal.SIGINT, 130, "interrupted")])
 def test_kill_mid_run_then_resume_gives_the_uninterrupted_results(ws, tmp_path, sig, code, what):
@@ -288,14 +338,21 @@ def test_kill_mid_run_then_resume_gives_the_uninterrupted_results(ws, tmp_path, 
     out = tmp_path / "out"
     env = _env()
     env["HF_HUB_OFFLINE"] = "1"
-    proc = subprocess.Popen([sys.executable, "-m", "raikit.audits.cli", "audit", str(cfg), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 300
+    # As from a background job (`make test &`): the parent ignores SIGINT, which a child inherits; the child is
+    # given SIGINT's default action back, so that the SIGINT sent below stops it (raikit honours an ignored SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "raikit.audits.cli", "audit", str(cfg), "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    deadline = time.monotonic() + 600
     while not list(out.glob("*/.sections/fairness.first.json")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == code, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(f"raikit: {what}; 1 finished section(s) are kept in ") and "--resume" in last, last

@@ -249,7 +249,7 @@ def test_deployment_join_fails_loud_ends_with_the_superlink_and_leaves_no_proces
         last = err.strip().splitlines()[-1]
         assert doomed.returncode == 2, err[-2000:]
         assert last.startswith("raikit: error:") and "stopped (exit code -9)" in last, last
-        assert "INFO" not in err and "SuperNode ID" in (tmp_path / "doomed.log").read_text(errors="replace")
+        assert "INFO" not in err and "Starting Flower SuperNode" in (tmp_path / "doomed.log").read_text(errors="replace")
 
         # the SuperLink ends: join ends by itself, exit 0
         staying = _join(config, port, certs["ca"], tmp_path / "staying.log")
