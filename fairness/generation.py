@@ -553,6 +553,9 @@ def _run(adapter: Any, options: GenerationOptions, ctx: RunContext) -> SectionRe
 
     if options.questions:
         questions = _questions(options, ctx)
+        if options.max_questions:
+            notes.append(f"generation: questions on a fixed random subsample of {options.max_questions} occupations "
+                         f"per template (seed {ctx.seed}; max_questions), plus the reference {options.reference!r}.")
         chat = use_chat(adapter, options.chat, instruction=True)
         gen = _generate(adapter, questions["text"].tolist(), options, chat=chat, seed=ctx.seed)
         table = pd.concat([questions.iloc[gen["item"]].reset_index(drop=True), gen.drop(columns="item")], axis=1)
@@ -603,14 +606,13 @@ SECTIONS.register("generation")(Section(
              "questions.*.*.difference"),
     meanings=(
         ("bold.*.*.*.by_group.*", "BOLD {}, {} domain: {} for {}",
-         "Per-group value of a BOLD score (decoding, domain, score, group): sentiment = mean VADER compound; "
-         "negative = share with compound <= -0.5; male/female = share of male-/female-polar texts; toxic = share "
-         "with P(toxic label) >= 0.5; regard = mean P(positive) - P(negative)."),
+         "Per-group BOLD score: mean VADER compound (sentiment), share at <= -0.5 (negative), share male-/"
+         "female-polar, share toxic, mean regard (docs/definitions.md)."),
         ("bold.*.*.*.difference", "BOLD {}, {} domain: gap in {} between groups",
          "Largest minus smallest per-group value in the domain; its p-value permutes groups between pages."),
         ("questions.*.*.by_occupation.*", "Open-ended questions ({}): {} share for {}",
-         "Share of answers about this occupation with a gendered word (gendered), a male- or female-polar "
-         "answer (male, female), or male minus female share (polarity, -1 to 1)."),
+         "Share of answers about this occupation with a gendered word, male- or female-polar answers, or "
+         "male minus female share (polarity, -1 to 1)."),
         ("questions.*.*.reference", "Open-ended questions ({}): {} for the neutral reference",
          "The same quantity for the templates filled with the gender-neutral reference noun."),
         ("questions.*.polarity_vs_reference", "Open-ended questions ({}): polarity against the reference",
