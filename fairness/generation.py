@@ -589,10 +589,9 @@ def _run(adapter: Any, options: GenerationOptions, ctx: RunContext) -> SectionRe
                 float(dev.abs().mean()), None, int(dev.size),
                 {"what": "mean over occupations of |polarity - reference polarity|", "reference": options.reference,
                  "reference_polarity": ref_value, "by_occupation": {k: float(v) for k, v in dev.items()}})
-            _family_metrics(metrics, occ, head, "polarity", group="occupation_group", unit="instance",
-                            options=options, seed=ctx.seed, axis="by_occupation_group")
-            _family_metrics(metrics, occ, head, "gendered", group="occupation_group", unit="instance",
-                            options=options, seed=ctx.seed, axis="by_occupation_group")
+            for q in ("polarity", "male", "female", "gendered"):
+                _family_metrics(metrics, occ, head, q, group="occupation_group", unit="instance", options=options,
+                                seed=ctx.seed, axis="by_occupation_group")
     details["classifiers"] = {k: (v.describe() if hasattr(v, "describe") else str(v)) for k, v in cache.items()}
     return SectionResult(metrics=metrics, tables=tables, details=details, notes=tuple(notes))
 
