@@ -185,3 +185,20 @@ def test_chat_template_wraps_questions_only(planted):
         assert planted.generation_inputs(["tell me about the nurse"], chat=True) == ["<bos>tell me about the nurse ."]
     finally:
         planted.tokenizer.chat_template = None
+
+
+def test_findings_rank_the_planted_gap_with_examples(planted, tmp_path):
+    """The report's findings read the section's metrics: the gendered-answer gap and BOLD gaps with examples."""
+    from raikit.reports._findings import findings
+
+    _question_files(tmp_path)
+    section = _run(planted, GenerationOptions(bold="", questions="questions.toml", lexicons=["jobs.toml"],
+                                              scores=["gender"], decoding=["greedy"], max_new_tokens=4,
+                                              n_bootstrap=100, n_permutations=200), _ctx(tmp_path))
+    key = "fairness.generation"
+    data = section.to_dict()
+    results = {"models": {"m": {"id": "planted"}}, "sections": {key: {"model": "m", "details": data["details"]}},
+               "metrics": {f"{key}.{k}": v for k, v in data["metrics"].items()}}
+    found = [f for f in findings(results) if f.section == key]
+    male = next(f for f in found if f.metric == f"{key}.questions.greedy.male.difference")
+    assert male.value == 1.0 and male.kind == "group gap" and "male_dominated" in male.title
