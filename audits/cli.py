@@ -417,7 +417,7 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     for doc in option_docs(section.options):
         about = f"{doc.name} ({doc.type})" + (f": {_option_text(doc)}" if doc.description or doc.choices else "")
         print()
-        print("\n".join(textwrap.wrap(about, width=110, initial_indent="# ", subsequent_indent="#   ")))
+        print("\n".join(textwrap.wrap(about, width=110, initial_indent="# ", subsequent_indent="#   ", break_on_hyphens=False)))
         print(f"# {doc.name} = ...   (not set by default)" if doc.default is None else
               f"{doc.name} = {_toml_value(doc.default)}")
     return 0

@@ -501,7 +501,7 @@ SECTION = Section(
         ("dp.epsilon", "Privacy budget epsilon",
          "The (epsilon, delta)-DP guarantee of the DP model's weights, from the accountant; lower is more private."),
         ("dp.one_run_epsilon_lower_bound", "One-run audit bound on epsilon, DP model",
-         "95% lower bound on the DP training's epsilon from guessing which canaries it trained on (Steinke et al. "
+         "95% lower bound on the DP epsilon from guessing which canaries it trained on (Steinke et al. "
          "2023); above the accountant's epsilon would contradict it."),
         ("baseline.one_run_epsilon_lower_bound", "One-run audit bound on epsilon, baseline",
          "The same audit of the non-private baseline: how much a model without DP leaks on these canaries."),
