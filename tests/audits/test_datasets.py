@@ -344,7 +344,9 @@ def test_default_audit_on_a_bare_machine_skips_and_lists_what_needs_data(bare_ma
                        "fairness.stereoset": "raikit data fetch stereoset",
                        "fairness.honest": "raikit data fetch honest hurtlex --accept-license hurtlex",
                        "fairness.seat": "raikit data fetch seat",
-                       "fairness.counterfactual": "raikit data fetch bias_bench"}
+                       "fairness.counterfactual": "raikit data fetch bias_bench",
+                       "fairness.generation": "raikit data fetch bold",
+                       "mitigation": "raikit data fetch bias_bench"}
     ran = [p.key for p in audit.plan]
     assert ran[:2] == ["fairness.fill_mask", "fairness.template_seat"] and "explain" in ran
     assert [g.metric for g in audit.gates] == ["explain.shap.comprehensiveness"]  # gates of skipped sections go
