@@ -51,7 +51,9 @@ def _list() -> int:
         place = datasets.located(name)
         state = f"{place[1]}: {place[0] / name}" if place else f"not fetched: {datasets.fetch_command([name])}"
         print(f"{name:<{width}}  {d.title}: {d.description}")
-        print(f"{'':<{width}}  {len(d.files)} file(s), {_mb(d.size)}; licence {d.licence}"
+        unsized = sum(f.size is None for f in d.files)
+        print(f"{'':<{width}}  {len(d.files)} file(s), {_mb(d.size)}"
+              + (f" plus {unsized} of unstated size" if unsized else "") + f"; licence {d.licence}"
               + ("; fetched only after --accept-license" if d.requires_acceptance else ""))
         print(f"{'':<{width}}  cite: {d.citation}")
         print(f"{'':<{width}}  source: github.com/{d.repository} @ {d.commit[:12]}"
@@ -94,7 +96,10 @@ def _fetch(args: argparse.Namespace) -> int:
     for dataset in pending:
         written = datasets.fetch(dataset, root=root, source_dir=source, accepted=args.accept, timeout=args.timeout)
         what = f"{len(written)} file(s) written" if written else "already present and verified"
-        print(f"{dataset.name}: {what} in {for_terminal(root / dataset.name)}")
+        absent = [f.path for f in dataset.files if f.optional and not (root / dataset.name / f.path).is_file()]
+        print(f"{dataset.name}: {what} in {for_terminal(root / dataset.name)}"
+              + (f"; {len(absent)} optional file(s) not in the mirror ({', '.join(absent)}): fetch without --from "
+                 "to download them" if absent else ""))
     return 0
 
 
@@ -113,14 +118,19 @@ def _verify(args: argparse.Namespace) -> int:
                 print(f"{name}: not fetched")
             continue
         checks = datasets.verify(dataset, root=place[0])
-        wrong = [c for c in checks if c.state != "ok"]
+        wrong = [c for c in checks if c.state not in ("ok", "absent")]
+        absent = [c.path for c in checks if c.state == "absent"]
         for c in wrong:
-            got = "missing" if c.state == "missing" else f"sha256 {c.actual}"
-            print(f"raikit: error: raikit data verify: data set {name!r}: {c.path} is {c.state} (expected sha256 "
+            kind = "sha256" if len(c.expected) == 64 else "git blob"
+            got = "missing" if c.state == "missing" else f"{kind} {c.actual}"
+            print(f"raikit: error: raikit data verify: data set {name!r}: {c.path} is {c.state} (expected {kind} "
                   f"{c.expected}, got {got}); refetch with `{datasets.fetch_command([name])}`", file=sys.stderr)
         bad += bool(wrong)
         if not wrong:
-            print(f"{name}: {len(checks)} file(s) verified in {for_terminal(place[0] / name)} ({place[1]})")
+            ok = len(checks) - len(absent)
+            print(f"{name}: {ok} file(s) verified in {for_terminal(place[0] / name)} ({place[1]})"
+                  + (f"; {len(absent)} optional file(s) not present ({', '.join(absent)}): "
+                     f"`{datasets.fetch_command([name])}` downloads them" if absent else ""))
     return 2 if bad else 0
 
 

@@ -41,7 +41,10 @@ __all__ = ["DataFile", "DataSet", "catalog", "get_set", "user_data_root", "check
 ENV = "RAIKIT_DATA"
 _SCHEMA = 1
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}(/[A-Za-z0-9][A-Za-z0-9_.+-]{0,127})?")
+#: The most bytes read for a file declared by its upstream git blob id alone (no size known in advance).
+UNSIZED_LIMIT = 1 << 30
 _SET_REF = re.compile(r"\{data_dir\}[/\\]+([^/\\]+)")
 _CHUNK = 1 << 16
 _MANIFEST = ".raikit-source.json"
@@ -54,19 +57,28 @@ class DataFile:
     Attributes
     ----------
     path : str
-        File name inside the set's folder.
+        File name inside the set's folder, or ``<folder>/<name>`` one level down (as upstream lays it out).
     url : str
         Upstream raw-file URL at a fixed commit.
     sha256 : str
-        Expected SHA-256 (lower-case hex).
-    size : int
-        Expected size in bytes.
+        Expected SHA-256 (lower-case hex); empty for a file pinned by ``git_blob`` alone.
+    size : int or None
+        Expected size in bytes; None for a file pinned by ``git_blob`` alone.
+    git_blob : str
+        The file's git object id in the upstream repository at the set's commit (SHA-1 of
+        ``blob <size>\0<content>``): how a file is pinned when the reference mirror does not hold it, so its
+        SHA-256 could not be computed here. Checked after download, like the SHA-256.
+    optional : bool
+        The set is usable without it (a BBQ category the reference mirror lacks): a copy from a local mirror
+        that does not have it skips it and says so, and :func:`holds` does not require it.
     """
 
     path: str
     url: str
     sha256: str
-    size: int
+    size: int | None
+    git_blob: str = ""
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,8 +122,8 @@ class DataSet:
 
     @property
     def size(self) -> int:
-        """Total size in bytes."""
-        return sum(f.size for f in self.files)
+        """Total size in bytes of the files whose size is declared."""
+        return sum(f.size or 0 for f in self.files)
 
 
 def _parse_catalog(raw: Mapping[str, Any], where: str) -> dict[str, DataSet]:
@@ -129,15 +141,23 @@ def _parse_catalog(raw: Mapping[str, Any], where: str) -> dict[str, DataSet]:
         for number, item in enumerate(table.get("files") or [], start=1):
             fat = f"{at}: files #{number}"
             path, url, sha, size = item.get("path"), item.get("url"), item.get("sha256"), item.get("size")
+            blob, optional = item.get("git_blob", ""), item.get("optional", False)
             if not isinstance(path, str) or not _FILE_NAME.fullmatch(path):
-                raise RaikitInputError(f"key 'path': not a plain file name: {path!r}", where=fat)
+                raise RaikitInputError(f"key 'path': not a plain file name (or folder/name): {path!r}", where=fat)
             if not isinstance(url, str) or not url.startswith("https://") or table["commit"] not in url:
                 raise RaikitInputError(f"key 'url': not an https URL pinned to the set's commit: {url!r}", where=fat)
+            if not isinstance(blob, str) or (blob and not _HEX40.fullmatch(blob)):
+                raise RaikitInputError(f"key 'git_blob': not 40 lower-case hex digits: {blob!r}", where=fat)
+            if not isinstance(optional, bool):
+                raise RaikitInputError(f"key 'optional': not true or false: {optional!r}", where=fat)
+            if sha is None and size is None and blob:
+                files.append(DataFile(path=path, url=url, sha256="", size=None, git_blob=blob, optional=optional))
+                continue
             if not isinstance(sha, str) or not _HEX64.fullmatch(sha):
                 raise RaikitInputError(f"key 'sha256': not 64 lower-case hex digits: {sha!r}", where=fat)
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise RaikitInputError(f"key 'size': not a byte count: {size!r}", where=fat)
-            files.append(DataFile(path=path, url=url, sha256=sha, size=size))
+            files.append(DataFile(path=path, url=url, sha256=sha, size=size, git_blob=blob, optional=optional))
         if not files:
             raise RaikitInputError("no files declared", where=at)
         if len({f.path for f in files}) != len(files):
@@ -201,7 +221,8 @@ def holds(root: Path, dataset: DataSet) -> bool:
     """Whether ``root/<set>`` has every declared file at its declared size (a cheap check; :func:`verify` hashes)."""
     folder = root / dataset.name
     try:
-        return all((folder / f.path).stat().st_size == f.size for f in dataset.files)
+        return all((folder / f.path).stat().st_size == f.size or (f.size is None and (folder / f.path).is_file())
+                   for f in dataset.files if not f.optional)
     except OSError:
         return False
 
@@ -287,6 +308,7 @@ def _open_url(url: str, timeout: float) -> BinaryIO:
 def _copy_hashed(reader: BinaryIO, target: Path, limit: int) -> tuple[str, int]:
     """Stream ``reader`` into ``target``; stop reading past ``limit`` bytes (a wrong file, not a long wait)."""
     digest, size = hashlib.sha256(), 0
+    target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "wb") as out:
         while chunk := reader.read(_CHUNK):
             size += len(chunk)
@@ -343,6 +365,8 @@ def fetch(dataset: DataSet, *, root: Path, source_dir: Path | str | None = None,
                                f"read the licence, then accept it with --accept-license {dataset.name}", where=where)
     folder = root / dataset.name
     todo = [f for f in dataset.files if not _valid(folder / f.path, f)]
+    if source_dir is not None and not (isinstance(source_dir, str) and is_url(source_dir)):
+        todo = [f for f in todo if not (f.optional and _mirror_file(Path(source_dir), dataset, f) is None)]
     if not todo:
         return []
     created_root = not root.exists()
@@ -359,7 +383,14 @@ def fetch(dataset: DataSet, *, root: Path, source_dir: Path | str | None = None,
             origin = _fetch_one(dataset, item, part, source_dir=source_dir, timeout=timeout,
                                 opener=opener or _open_url, where=where)
             digest, size = origin
-            if size != item.size or digest != item.sha256:
+            if item.size is None:
+                blob = _git_blob(part) if size <= UNSIZED_LIMIT else ""
+                if blob != item.git_blob:
+                    got = f"more than {UNSIZED_LIMIT} bytes" if size > UNSIZED_LIMIT else f"git blob {blob}"
+                    raise RaikitInputError(f"data set {dataset.name!r}: {item.path} does not match its declaration "
+                                           f"(expected git blob {item.git_blob}; got {got}); nothing was kept, "
+                                           "fetch again", where=where)
+            elif size != item.size or digest != item.sha256:
                 got = (f"more than {item.size} bytes" if size > item.size else f"{size} bytes" if size != item.size
                        else f"sha256 {digest}")
                 raise RaikitInputError(f"data set {dataset.name!r}: {item.path} does not match its declaration "
@@ -367,6 +398,7 @@ def fetch(dataset: DataSet, *, root: Path, source_dir: Path | str | None = None,
                                        "kept, fetch again", where=where)
         folder.mkdir(parents=True, exist_ok=True)
         for item in todo:
+            (folder / item.path).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / item.path, folder / item.path)
         manifest = {"set": dataset.name, "repository": dataset.repository, "commit": dataset.commit,
                     "source": str(source_dir) if source_dir else "upstream URLs",
@@ -391,20 +423,41 @@ def _fetch_one(dataset: DataSet, item: DataFile, part: Path, *, source_dir: Path
         url = f"{source_dir.rstrip('/')}/{urllib.parse.quote(dataset.name)}/{urllib.parse.quote(item.path)}"
     elif source_dir is not None:
         source_dir = Path(source_dir)
-        for candidate in (source_dir / dataset.name / item.path, source_dir / item.path):
-            if candidate.is_file():
-                with open(candidate, "rb") as reader:
-                    return _copy_hashed(reader, part, item.size)
+        candidate = _mirror_file(source_dir, dataset, item)
+        if candidate is not None:
+            with open(candidate, "rb") as reader:
+                return _copy_hashed(reader, part, _limit(item))
         raise RaikitInputError(f"data set {dataset.name!r}: {item.path} is not in {source_dir} (looked for "
                                f"{source_dir / dataset.name / item.path})", where=where)
     host = urllib.parse.urlsplit(url).netloc
     try:
         with opener(url, timeout) as reader:
-            return _copy_hashed(reader, part, item.size)
+            return _copy_hashed(reader, part, _limit(item))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise RaikitInputError(f"data set {dataset.name!r}: cannot download {item.path} from {host} "
                                f"({_describe_url_error(exc)}); check the connection, or copy the files from a "
                                f"mirror with `raikit data fetch {dataset.name} --from DIR`", where=where) from None
+
+
+def _limit(item: DataFile) -> int:
+    return UNSIZED_LIMIT if item.size is None else item.size
+
+
+def _mirror_file(source_dir: Path, dataset: DataSet, item: DataFile) -> Path | None:
+    """Where a local mirror holds ``item``: ``<mirror>/<set>/<path>``, else ``<mirror>/<path>``."""
+    for candidate in (source_dir / dataset.name / item.path, source_dir / item.path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _git_blob(path: Path) -> str:
+    """The git object id of a file's content (SHA-1 of ``blob <size>\\0`` and the bytes)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with open(path, "rb") as reader:
+        while chunk := reader.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def is_url(text: str) -> bool:
@@ -414,10 +467,12 @@ def is_url(text: str) -> bool:
 
 def _valid(path: Path, item: DataFile) -> bool:
     try:
-        if path.stat().st_size != item.size:
+        if path.stat().st_size != item.size and item.size is not None:
             return False
     except OSError:
         return False
+    if item.size is None:
+        return _git_blob(path) == item.git_blob
     return _sha256(path) == item.sha256
 
 
@@ -431,7 +486,10 @@ def _sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """The state of one declared file in a data root: ``ok``, ``missing`` or ``corrupt``."""
+    """The state of one declared file in a data root: ``ok``, ``missing``, ``corrupt`` or ``absent`` (optional).
+
+    ``expected`` and ``actual`` are SHA-256 digests, or git blob ids for a file pinned by its blob alone.
+    """
 
     dataset: str
     path: str
@@ -445,10 +503,10 @@ def verify(dataset: DataSet, *, root: Path) -> list[FileCheck]:
     checks = []
     for item in dataset.files:
         path = root / dataset.name / item.path
+        expected = item.sha256 or item.git_blob
         if not path.is_file():
-            checks.append(FileCheck(dataset.name, item.path, "missing", item.sha256))
+            checks.append(FileCheck(dataset.name, item.path, "absent" if item.optional else "missing", expected))
             continue
-        actual = _sha256(path)
-        checks.append(FileCheck(dataset.name, item.path, "ok" if actual == item.sha256 else "corrupt",
-                                item.sha256, actual))
+        actual = _git_blob(path) if item.size is None else _sha256(path)
+        checks.append(FileCheck(dataset.name, item.path, "ok" if actual == expected else "corrupt", expected, actual))
     return checks
