@@ -144,6 +144,8 @@ class WeatResult:
     """Independent units behind the numbers: words when sentences are clustered, else ``n``."""
     min_p_value: float = 0.0
     """The smallest p-value the exact permutation test can give (0 when it was sampled)."""
+    undefined: str = ""
+    """Why the effect size is undefined (NaN), e.g. every target has the same association; empty otherwise."""
 
 
 def _cluster_rows(labels: Sequence[Any] | None, n: int) -> list[np.ndarray]:
@@ -179,7 +181,10 @@ def weat(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, name: st
     cos_b = _cos(np.concatenate([x, y]), b)
     s = cos_a.mean(axis=1) - cos_b.mean(axis=1)
     nx, ny = len(x), len(y)
-    effect = float((s[:nx].mean() - s[nx:].mean()) / np.std(s, ddof=1))
+    spread = float(np.std(s, ddof=1))
+    undefined = ("" if spread > 0 else "every target has the same association s(w, A, B) (identical embeddings?): "
+                 "the effect size divides by their standard deviation, 0, so it is undefined")
+    effect = float((s[:nx].mean() - s[nx:].mean()) / spread) if spread > 0 else math.nan
     clustered = any(lab is not None for lab in labels)
     if not clustered:
         p, method = _p_from_s(s, nx, n_samples=n_samples, seed=seed)
@@ -207,7 +212,7 @@ def weat(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, name: st
     ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if len(boots) > 1 else None
     return WeatResult(name=name, effect_size=effect, effect_ci=ci, p_value=p, p_method=method,
                       n=nx + ny + len(a) + len(b), categories=dict(categories or {}),
-                      n_units=len(cx) + len(cy) + len(ca) + len(cb), min_p_value=min_p)
+                      n_units=len(cx) + len(cy) + len(ca) + len(cb), min_p_value=min_p, undefined=undefined)
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,8 @@ class SeatResult:
                     "ci_method": ("bootstrap over the words of each set, each with all its sentences" if clustered
                                   else "bootstrap over the words/sentences of each set"),
                     "n_units": t.n_units}
+            if t.undefined:
+                info["undefined"] = t.undefined
             metrics[f"{t.name}.effect_size"] = Metric(t.effect_size, t.effect_ci, t.n, info)
             metrics[f"{t.name}.p_value"] = Metric(t.p_value, None, t.n, {"method": t.p_method})
         return SectionResult(metrics=metrics, tables={"tests": self.table, "associations": self.items},

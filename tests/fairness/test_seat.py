@@ -81,3 +81,17 @@ def test_bad_input(random_encoder, shared_data, tmp_path):
     (tmp_path / "t.jsonl").write_text('{"targ1": {"category": "a", "examples": []}}')
     with pytest.raises(RaikitInputError, match="'targ1' missing or empty"):
         load_seat_test(tmp_path / "t.jsonl")
+
+
+def test_identical_associations_give_an_undefined_effect_with_its_reason_not_a_crash():
+    # every target embedding the same: s(w, A, B) is constant, its standard deviation 0 (a collapsed encoder)
+    same = np.ones((3, 4))
+    a, b = np.eye(4)[:2], np.eye(4)[2:]
+    result = weat(same, same.copy(), a, b, n_samples=100, n_bootstrap=50)
+    assert np.isnan(result.effect_size) and result.effect_ci is None
+    assert "standard deviation" in result.undefined
+    from raikit.fairness.seat import SeatResult
+    import pandas as pd
+
+    metric = SeatResult(tests=(result,), table=pd.DataFrame()).to_section().metrics["weat.effect_size"]
+    assert metric.to_dict()["value"] is None and "undefined" in metric.details
