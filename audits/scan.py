@@ -48,7 +48,7 @@ __all__ = ["ScanOptions", "ScanOutcome", "scan", "parse_budget", "detect_positiv
 
 #: Capabilities that retrain the model: minutes of training each, not a detector; a scan lists them as not
 #: run and the written config is where to add them.
-RETRAINING = ("privacy", "federated")
+RETRAINING = ("privacy", "federated", "mitigation")
 #: The two pilot sizes of a section's ``max_items`` (the first is also the warm-up), per section name.
 _PILOT = {"explain": (1, 2), "fill_mask": (2, 4)}  # after a warm-up run at size 1
 _DEFAULT_PILOT = (2, 6)

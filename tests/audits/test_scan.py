@@ -107,10 +107,11 @@ def test_scan_of_all_four_kinds_runs_what_applies_and_lists_what_it_skipped(mode
                       "explain"})
     skipped = {s["section"]: s["command"] for s in res["run"]["skipped_sections"]}
     assert set(skipped) == {"fairness.aul", "fairness.crows_pairs", "fairness.honest", "fairness.seat",
-                            "fairness.stereoset", "fairness.counterfactual"}
+                            "fairness.stereoset", "fairness.counterfactual", "fairness.bbq", "fairness.generation"}
+    assert skipped["fairness.bbq"].startswith("raikit data fetch bbq")
     assert skipped["fairness.crows_pairs"].startswith("raikit data fetch crows_pairs")
     assert "--accept-license hurtlex" in skipped["fairness.honest"]
-    assert {n["section"] for n in res["run"]["scan"]["not_run"]} == {"privacy", "federated"}
+    assert {n["section"] for n in res["run"]["scan"]["not_run"]} == {"privacy", "federated", "mitigation"}
     assert res["run"]["scan"]["positive_labels"]["clf"]["positive"] == "LABEL_1"
     sizes = {s["section"]: s for s in res["run"]["scan"]["sizes"]}
     assert sizes["fairness.fill_mask"]["models"] == ["mlm", "gpt"] and sizes["fairness.fill_mask"]["size"] >= 1
