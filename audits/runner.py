@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from raikit.audits.config import (
     AuditConfig, ConfigError, SectionTable, parse_config, parse_toml, read_config, validate_options,
@@ -33,7 +33,7 @@ from raikit.audits.registry import Registry
 from raikit.audits.results import SCHEMA_VERSION, Metric, RetrainedModel, SectionResult
 from raikit.audits.sections import RunContext, Section
 
-__all__ = ["Audit", "AuditOutcome", "PlannedSection", "load_audit", "run_audit", "default_config_text",
+__all__ = ["Audit", "AuditOutcome", "PlannedSection", "SectionPacer", "load_audit", "run_audit", "default_config_text",
            "DEFAULT_CONFIG_NAME"]
 
 DEFAULT_CONFIG_NAME = "default.toml (embedded)"
@@ -63,6 +63,16 @@ class PlannedSection:
     def key(self) -> str:
         """``fairness.crows_pairs``, ``explain``, ..."""
         return self.table.prefix
+
+
+class SectionPacer(Protocol):
+    """What :func:`run_audit` asks before and tells after each section (``raikit scan``'s budget keeper)."""
+
+    def before(self, planned: PlannedSection) -> PlannedSection:
+        """The section as it should run now (same table and section; the options may differ)."""
+
+    def after(self, planned: PlannedSection, seconds: float) -> None:
+        """The wall time the section took (a reused pilot's: nearly 0)."""
 
 
 @dataclass(frozen=True)
@@ -719,7 +729,8 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
               progress: bool = True, only: tuple[str, ...] | None = None, reaudit: bool = True,
               preloaded: Mapping[str, ModelAdapter] | None = None,
               scan: Mapping[str, Any] | None = None,
-              reuse: Mapping[str, tuple[SectionResult, float]] | None = None) -> AuditOutcome:
+              reuse: Mapping[str, tuple[SectionResult, float]] | None = None,
+              pace: "SectionPacer | None" = None) -> AuditOutcome:
     """Run an audit end to end.
 
     Parameters
@@ -748,6 +759,10 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
     reuse : mapping, optional
         Section key -> (result, seconds) of a run with exactly the planned options, model and seed (a scan's
         pilot), recorded instead of running the section again.
+    pace : SectionPacer, optional
+        Asked before each section for the options to run it with (``raikit scan`` shrinks a section's
+        subsample when the sections before it took longer than predicted, so the run keeps to its budget)
+        and told each section's time after it.
 
     Returns
     -------
@@ -879,6 +894,8 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
                 _log(progress, f"[{number}/{len(audit.plan)}] {planned.key}: reused from the earlier run")
                 continue
             adapter = adapters[planned.table.model]
+            if pace is not None:
+                planned = pace.before(planned)
             _log(progress, f"[{number}/{len(audit.plan)}] {planned.key} on {planned.table.model!r}")
             section_ctx = ctx
             if planned.table.capability == "explain":
@@ -890,6 +907,8 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             else:
                 result = planned.section.run(adapter, planned.options, section_ctx)
                 seconds = time.perf_counter() - t0
+            if pace is not None:
+                pace.after(planned, time.perf_counter() - t0)
             tables = {}
             for name, frame in result.tables.items():
                 if not is_safe_name(name):

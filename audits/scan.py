@@ -12,14 +12,17 @@ How a scan runs (``docs/scan.md``):
    (:func:`raikit.audits.runner.available_sections`, so sections added later are picked up), except those
    that retrain a model. Their data is checked as for any audit: a section whose data set is not installed
    is skipped and listed with the exact ``raikit data fetch`` command.
-5. Each section with a ``max_items`` option runs twice on each of its models at two small sizes (the first
-   run is also the warm-up); the time per item is the slope between them, the fixed cost the rest. Sections
-   without ``max_items`` run once, and that time is their cost. What is left of the budget (less a reserve
+5. Each section with a ``max_items`` option runs on each of its models at growing sizes after a warm-up
+   (1, 2, 6, then x3 while a pilot is shorter than a few seconds); the time per item is the slope between
+   the last two, the fixed cost the rest. Sections without ``max_items`` run once, and that time is their cost. What is left of the budget (less a reserve
    for writing the reports) is shared equally between the sections; each gets the largest ``max_items``
    whose predicted time fits its share (shares a section cannot use go to the others). Several models in
    one section get one size and the same seed, so they are audited on the same items.
 6. The audit config is written (``--write-config``, every option with its description) and run like any
-   other; the sizes, the pilot timings and the reasons are in ``results.json`` under ``run.scan``.
+   other, paced: before each section the ones left are predicted again, scaled by how much longer than
+   predicted the sections so far took, and when they no longer fit the time left the next section's size is
+   cut to its share (the written config then says the sizes that ran). The sizes, the pilot timings, the
+   cuts and the reasons are in ``results.json`` under ``run.scan``.
 7. ``--write-gates`` writes one gate per gateable metric at its current 95% CI bound ("no worse than this
    release"), ``--write-pytest`` a test file that the pytest plugin runs against those gates.
 """
@@ -52,6 +55,8 @@ RETRAINING = ("privacy", "federated", "mitigation")
 #: The two pilot sizes of a section's ``max_items`` (the first is also the warm-up), per section name.
 _PILOT = {"explain": (1, 2), "fill_mask": (2, 4)}  # after a warm-up run at size 1
 _DEFAULT_PILOT = (2, 6)
+#: Pilots grow (x3; x2 for a number of tests) until one takes this long (or a third of the section's share).
+_PILOT_SECONDS = 4.0
 #: An upper bound on ``max_items`` for sections whose default is "all" (None or 0).
 _ALL = 100_000
 _BUDGET = re.compile(r"^\s*(?:(?P<h>\d+(?:\.\d+)?)h)?\s*(?:(?P<m>\d+(?:\.\d+)?)m)?\s*(?:(?P<s>\d+(?:\.\d+)?)s?)?\s*$")
@@ -395,16 +400,24 @@ def _config_text(*, title: str, models: Mapping[str, Mapping[str, Any]], candida
 
 def _pilot(cand: _Candidate, adapters: Mapping[str, Any], options_of: Callable[[int | None], Any], ctx: Any,
            progress: bool, kept: dict[tuple[str, int | None], dict[str, Any]], share: float) -> dict[str, Any]:
-    """Time the section on each of its models: a warm-up, then two small sizes (once, when it has no size).
+    """Time the section on each of its models: a warm-up, then growing sizes (once, when it has no size).
+
+    After the warm-up and two small sizes, each next size is three times the last (twice, for a number of
+    tests) while a pilot takes less than a third of ``share`` (at most :data:`_PILOT_SECONDS`): the cost per
+    item is the slope between the last two, measured where it dominates the fixed cost.
 
     The results of each size are kept in ``kept[(table, size)]`` (model key -> (result, seconds)), for the
     audit to reuse when it runs the section at that size. The pilots stop early when the next one would take
     the section past ``share`` seconds (then the smaller size is its size, and its time per item the estimate).
     """
-    sizes = cand.pilot_sizes
+    sizes = list(cand.pilot_sizes)
     runs: list[list[float]] = []
     stopped = ""
-    for i, n in enumerate(sizes):
+    long_enough = min(share / 3, _PILOT_SECONDS)
+    i = 0
+    while i < len(sizes):
+        n = sizes[i]
+        i += 1
         if runs and n is not None:
             spent, (last_n, last_t) = sum(t for _, t in runs), runs[-1]
             if spent + last_t * n / max(last_n, 1) > share:
@@ -430,6 +443,9 @@ def _pilot(cand: _Candidate, adapters: Mapping[str, Any], options_of: Callable[[
         runs.append([n if n is not None else 0, round(seconds, 3)])
         _log(progress, f"pilot {cand.table} at {cand.size_key}={n} on {len(cand.models)} model(s): {seconds:.1f} s"
              if n is not None else f"pilot {cand.table} (no size option) on {len(cand.models)} model(s): {seconds:.1f} s")
+        grown = None if n is None else min(n * (2 if cand.size_key == "tests" else 3), cand.cap)
+        if i == len(sizes) and grown is not None and grown > n and seconds < long_enough:
+            sizes.append(grown)  # a pilot this short shows the fixed cost, not the cost per item: a bigger one
     if len(runs) == 1 and sizes[0] is None:
         return {"pilot": runs, "fixed_seconds": runs[0][1], "seconds_per_item": 0.0, "last_size": None}
     if len(runs) < 3:  # stopped early: no slope; the last run's time per item, nothing fixed (an upper bound)
@@ -441,6 +457,79 @@ def _pilot(cand: _Candidate, adapters: Mapping[str, Any], options_of: Callable[[
     slope = (t2 - t1) / (n2 - n1) if n2 > n1 and t2 > t1 else t2 / max(n2, 1)
     return {"pilot": runs, "warm_up": runs[0], "fixed_seconds": max(t2 - slope * n2, 0.0), "seconds_per_item": slope,
             "last_size": n2}
+
+
+class _Pacer:
+    """Keeps the scan's audit to its budget: before each section, the sections not yet run are predicted
+    from the pilots, scaled by how much longer than predicted the sections so far took; when they would not
+    fit the time left, the next section's size is cut to its share (never below its smallest pilot size).
+    Several models of one table keep one size (decided at the first), so they are still compared on the same
+    items. Each cut is recorded in the section's ``run.scan.sizes`` row."""
+
+    def __init__(self, *, deadline: float, candidates: Sequence[_Candidate], costs: Mapping[str, dict[str, Any]],
+                 sizes: Mapping[str, int], floors: Mapping[str, int], records: Mapping[str, dict[str, Any]],
+                 options_of: Callable[[_Candidate, int], Any], reuse: dict[str, Any], progress: bool) -> None:
+        self.deadline = deadline
+        self.by_key = {c.table + (f".{m}" if len(c.models) > 1 else ""): c for c in candidates for m in c.models}
+        self.costs, self.sizes, self.floors, self.records = costs, dict(sizes), floors, records
+        self.options_of, self.reuse, self.progress = options_of, reuse, progress
+        self.decided: set[str] = set()
+        self.predicted = 0.0  # of the sections run so far (not reused pilots), and what they took
+        self.took = 0.0
+        self._reused: set[str] = set()
+
+    def _cost(self, table: str, n: int | None) -> float:
+        cost = self.costs[table]
+        return cost["fixed_seconds"] + cost["seconds_per_item"] * (n or 0)
+
+    def before(self, planned: Any) -> Any:
+        cand = self.by_key.get(planned.key)
+        if cand is None or not cand.sized:
+            return planned
+        table = cand.table
+        if table not in self.decided:
+            self.decided.add(table)
+            factor = max(1.0, self.took / self.predicted) if self.predicted > 0 else 1.0
+            pending = [c for c in self.by_key.values() if c.table not in self.decided or c.table == table]
+            pending = list({c.table: c for c in pending}.values())
+            left = self.deadline - time.perf_counter()
+            need = sum(factor * self._cost(c.table, self.sizes.get(c.table)) for c in pending
+                       if not self._reusable(c))
+            n = self.sizes[table]
+            if need > left and not self._reusable(cand):
+                share = max(left, 0.0) * factor * self._cost(table, n) / need
+                per_item = factor * self.costs[table]["seconds_per_item"]
+                fixed = factor * self.costs[table]["fixed_seconds"]
+                cut = max(self.floors[table], int((share - fixed) / per_item) if per_item > 0 else n)
+                if cut < n:
+                    row = self.records[table]
+                    row["size"], row["planned_size"] = cut, n
+                    row["reason"] = (f"{row['reason']}; cut from {n} to {cut} during the run: the sections before it "
+                                     f"took {factor:.1f}x their predicted time and {max(left, 0):.0f} s of the budget "
+                                     f"was left for {len(pending)} section(s)")
+                    _log(self.progress, f"{table}: {cand.size_key} cut from {n} to {cut} to keep to the budget "
+                                        f"(sections so far took {factor:.1f}x their predicted time)")
+                    self.sizes[table] = cut
+                    cand.options = cand.sized_table(cut)
+        n = self.sizes[table]
+        if planned.key in self.reuse and self.records[table].get("planned_size") is not None:
+            del self.reuse[planned.key]  # the pilot ran another size
+        if planned.key in self.reuse:
+            self._reused.add(planned.key)
+        if self.records[table].get("planned_size") is None:
+            return planned
+        return dataclasses.replace(planned, options=self.options_of(cand, n))
+
+    def _reusable(self, cand: _Candidate) -> bool:
+        keys = [cand.table + (f".{m}" if len(cand.models) > 1 else "") for m in cand.models]
+        return all(k in self.reuse for k in keys) and self.records[cand.table].get("planned_size") is None
+
+    def after(self, planned: Any, seconds: float) -> None:
+        cand = self.by_key.get(planned.key)
+        if cand is None or planned.key in self._reused:
+            return
+        self.predicted += self._cost(cand.table, self.sizes.get(cand.table)) / len(cand.models)
+        self.took += seconds
 
 
 def _allocate(costs: Mapping[str, dict[str, Any]], caps: Mapping[str, int], floors: Mapping[str, int],
@@ -617,8 +706,18 @@ def scan(options: ScanOptions) -> ScanOutcome:
             size = sizes.get(cand.table)
             for key, done in kept.get((cand.table, size), {}).items():
                 reuse[cand.table + (f".{key}" if len(cand.models) > 1 else "")] = done
+        def sized_options(cand: _Candidate, n: int) -> Any:
+            return options_of(n, cand)
+
+        pacer = _Pacer(deadline=t_start + options.budget_s - reserve, candidates=candidates, costs=costs,
+                       sizes=sizes, floors=floors, records={r["section"]: r for r in records},
+                       options_of=sized_options, reuse=reuse, progress=options.progress)
         outcome = run_audit(config_path, out_dir=options.out_dir, device=options.device, progress=options.progress,
-                            preloaded=adapters, scan=record, reuse=reuse)
+                            preloaded=adapters, scan=record, reuse=reuse, pace=pacer)
+        if any(r.get("planned_size") is not None for r in records):  # the config says the sizes that ran
+            text = _config_text(title=title, models=model_tables, candidates=candidates, seed=options.seed,
+                                device=options.device, skipped=skipped + not_run, documented=True)
+            written = [write_text_atomic(config_path, text)]
         if options.write_config is None:  # keep the config beside its results
             written = [write_text_atomic(outcome.out_dir / "scan.toml", text)]
         results = outcome.results

@@ -176,3 +176,41 @@ def test_cli_scan_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert err == ["raikit: error: raikit scan: model 'builtin:nope': no such built-in model; known: "
                    + err[0].split("known: ")[1]]
     assert not (tmp_path / "out").exists()
+
+
+def test_pacer_cuts_the_next_section_when_the_sections_before_took_longer_than_predicted():
+    import dataclasses
+    import time as _time
+
+    from raikit.audits.runner import available_sections
+    from raikit.audits.scan import _Candidate, _Pacer
+
+    sections = available_sections()
+    first = _Candidate(table="fairness.crows_pairs", name="crows_pairs", section=sections["crows_pairs"][1],
+                       models=["gpt"])
+    second = _Candidate(table="fairness.stereoset", name="stereoset", section=sections["stereoset"][1],
+                        models=["gpt", "gpt2"])
+    costs = {c.table: {"fixed_seconds": 1.0, "seconds_per_item": 0.1} for c in (first, second)}
+    records = {c.table: {"section": c.table, "size": 100, "reason": "fits"} for c in (first, second)}
+
+    @dataclasses.dataclass(frozen=True)
+    class Planned:
+        key: str
+        options: object = None
+
+    pacer = _Pacer(deadline=_time.perf_counter() + 30.0, candidates=[first, second], costs=costs,
+                   sizes={"fairness.crows_pairs": 100, "fairness.stereoset": 100},
+                   floors={"fairness.crows_pairs": 2, "fairness.stereoset": 2}, records=records,
+                   options_of=lambda cand, n: {"max_items": n}, reuse={}, progress=False)
+    # the first section is predicted 11 s and fits the 30 s left with the second's 11 s: run as planned
+    assert pacer.before(Planned("fairness.crows_pairs")) == Planned("fairness.crows_pairs")
+    pacer.after(Planned("fairness.crows_pairs"), 22.0)  # it took twice its prediction...
+    pacer.deadline = _time.perf_counter() + 15.0  # ... and 15 s are left
+    # 2x the predicted 11 s of the second no longer fits the 15 s left: cut to fit, and the cut recorded
+    cut = pacer.before(Planned("fairness.stereoset.gpt"))
+    n = cut.options["max_items"]
+    assert 50 <= n < 100 and 2 * (1.0 + 0.1 * n) <= 15.0
+    assert records["fairness.stereoset"]["size"] == n and records["fairness.stereoset"]["planned_size"] == 100
+    assert "cut from 100" in records["fairness.stereoset"]["reason"]
+    # the table's second model gets the same size: both models still compared on the same items
+    assert pacer.before(Planned("fairness.stereoset.gpt2")).options == {"max_items": n}
