@@ -209,7 +209,7 @@ def register_supernodes(*, superlink: str, root_certificates: Path, public_keys:
         fingerprint = key_fingerprint(key)
         done = subprocess.run([_exe("flwr"), "supernode", "register", str(Path(key).resolve()), "raikit",
                                "--format", "json"], env=venv_env({"FLWR_HOME": str(home)}), capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=600)  # a loaded machine makes it slow, never a failure
         try:
             reply = json.loads(done.stdout[done.stdout.index("{"):])
         except ValueError:
@@ -305,7 +305,7 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
 
 def start_superlink(*, host: str = "127.0.0.1", port: int = 9093, certs: dict[str, Path] | None = None,
                     insecure: bool = False, supernode_auth: bool = False, workdir: Path, log: Path | None = None,
-                    timeout: float = 60.0) -> subprocess.Popen:
+                    timeout: float = 600.0) -> subprocess.Popen:
     """Start ``flower-superlink`` (Fleet, Control and ServerAppIo APIs on ``host:port``) and wait for it.
 
     With ``supernode_auth`` only SuperNodes whose public key was registered (:func:`register_supernodes`)
@@ -374,7 +374,7 @@ def check_certificate(path: Path, *, where: str = "--root-certificates") -> None
         raise RaikitInputError(f"not a PEM certificate: {path} ({reason[:200]})", where=where) from None
 
 
-def check_tls(address: str, *, root_certificates: Path | None, insecure: bool, timeout: float = 30.0) -> None:
+def check_tls(address: str, *, root_certificates: Path | None, insecure: bool, timeout: float = 120.0) -> None:
     """Check before a SuperNode starts that the SuperLink at ``address`` speaks what we will speak to it.
 
     With TLS, a handshake verified against ``root_certificates`` must succeed (a wrong CA is named at once,

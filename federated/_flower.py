@@ -44,6 +44,9 @@ class ServerPlan:
     central_dp : bool
         Wrap the strategy in Flower's server-side fixed-clipping DP.
     central_noise_multiplier, central_clipping_norm, central_delta : float
+    client_names : tuple of str
+        The clients the run expects (one per partition); a client that never answers the opening query, because
+        its SuperNode never joined or died before it, is counted as lost before round 1 under its own name.
     """
 
     strategy: str = "fedavg"
@@ -61,6 +64,10 @@ class ServerPlan:
     central_delta: float = 1e-5
     client_dp: bool = False
     send_seed: bool = True
+    client_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # read back from plan.json, a list
+        object.__setattr__(self, "client_names", tuple(str(c) for c in self.client_names))
 
 
 @dataclass
@@ -71,6 +78,7 @@ class RoundLog:
     client_facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     per_client: dict[str, list[float | None]] = field(default_factory=dict)
+    trained: list[str] = field(default_factory=list)
     lost: list[dict[str, Any]] = field(default_factory=list)
     dp_per_client: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     central_dp: dict[str, Any] = field(default_factory=dict)
@@ -81,7 +89,7 @@ class RoundLog:
     def to_json(self) -> dict[str, Any]:
         return {"node_to_client": {str(k): v for k, v in self.node_to_client.items()},
                 "client_facts": self.client_facts, "rounds": self.rounds, "per_client": self.per_client,
-                "lost": self.lost, "dp_per_client": self.dp_per_client, "central_dp": self.central_dp,
+                "trained": self.trained, "lost": self.lost, "dp_per_client": self.dp_per_client, "central_dp": self.central_dp,
                 "seconds": self.seconds, "error": self.error}
 
     @classmethod
@@ -110,7 +118,7 @@ class _RecordingGrid:
             return
         counted = {x["node_id"] for x in self._log.lost}
         for node in self.joined:
-            if node not in connected and node not in sent and node not in counted:
+            if node not in connected and node not in sent and node not in counted and node in self._log.node_to_client:
                 self._log.lost.append({"round": rnd, "phase": phase, "client": self._client(node), "node_id": node,
                                        "reason": f"SuperNode gone before round {rnd} (no longer connected)"})
 
@@ -150,6 +158,8 @@ class _RecordingGrid:
             for node, reply in ok.items():
                 metrics = next(iter(reply.content.metric_records.values()), {})
                 client = self._client(node)
+                if client not in self._log.trained:
+                    self._log.trained.append(client)
                 if "train-loss" in metrics:  # absent under client DP (an unnoised statistic of private data)
                     losses.append(float(metrics["train-loss"]))
                 if "dp-epsilon" in metrics:
@@ -200,6 +210,28 @@ def _wait_for_nodes(grid: Any, wanted: int, timeout: float) -> list[int]:
         time.sleep(0.5)
 
 
+def lost_before_round_1(log: RoundLog, nodes: list[int], described: set[int], plan: ServerPlan) -> None:
+    """Record the clients lost before round 1: each expected client (``plan.client_names``) that no SuperNode
+    answered the opening query for, under its own name, and each SuperNode that joined but never said which
+    client it is (``node-<id>``, when it cannot be matched to one missing client)."""
+    silent = [n for n in nodes if n not in described]
+    missing = [c for c in plan.client_names if c not in set(log.node_to_client.values())]
+    for client in missing:
+        why = ("its SuperNode joined but did not answer the opening query" if silent else
+               "no SuperNode for it joined (or it died before the opening query)")
+        log.lost.append({"round": 1, "phase": "query", "client": client, "node_id": None,
+                         "reason": f"lost before round 1: {why}"})
+    if len(silent) == 1 and len(missing) == 1:  # the one silent node is the one missing client
+        log.node_to_client[silent[0]] = missing[0]
+        log.lost[-1]["node_id"] = silent[0]
+        return
+    if plan.client_names and len(silent) <= len(missing):
+        return  # every silent node is one of the missing clients, already named
+    for node in silent:
+        log.lost.append({"round": 1, "phase": "query", "client": f"node-{node}", "node_id": node,
+                         "reason": "SuperNode joined but did not answer the opening query (gone before round 1)"})
+
+
 def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan, log: RoundLog) -> RoundLog:
     """The ServerApp's body: meet the clients, run the strategy, keep the log and the final weights."""
     from flwr.app import ConfigRecord, Message, MessageType, RecordDict
@@ -221,10 +253,7 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
         log.node_to_client[reply.metadata.src_node_id] = client
         log.client_facts.setdefault(client, {}).update(facts)
         described.add(reply.metadata.src_node_id)
-    for node in nodes:  # joined, then gone before it could say who it is: lost before round 1
-        if node not in described:
-            log.lost.append({"round": 1, "phase": "query", "client": f"node-{node}", "node_id": node,
-                             "reason": "SuperNode joined but did not answer the opening query (gone before round 1)"})
+    lost_before_round_1(log, nodes, described, plan)
     n_nodes = len(nodes)
     per_round = plan.clients_per_round or n_nodes
     # Central DP needs equal client weights (each client's clipped update counts once); otherwise FedAvg

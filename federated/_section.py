@@ -411,7 +411,7 @@ def epsilon_coverage(o: FederatedOptions) -> dict[str, str]:
     return {"covered": "nothing: no DP in this run", "not_covered": "everything"}
 
 
-def server_plan(o: FederatedOptions, n_clients: int, seed: int) -> Any:
+def server_plan(o: FederatedOptions, n_clients: int, seed: int, client_names: tuple[str, ...] = ()) -> Any:
     from raikit.federated._flower import ServerPlan
 
     return ServerPlan(strategy=o.strategy, rounds=o.rounds, clients=n_clients, clients_per_round=o.clients_per_round,
@@ -419,7 +419,8 @@ def server_plan(o: FederatedOptions, n_clients: int, seed: int) -> Any:
                       seed=seed, round_timeout=float(o.round_timeout), join_timeout=float(o.join_timeout),
                       central_dp=o.central_dp, central_noise_multiplier=float(o.noise_multiplier),
                       central_clipping_norm=float(o.clipping_norm), central_delta=float(o.central_delta),
-                      client_dp=o.client_dp, send_seed=not o.client_dp or o.reproducible_noise)
+                      client_dp=o.client_dp, send_seed=not o.client_dp or o.reproducible_noise,
+                      client_names=tuple(client_names))
 
 
 def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[Any, float]:
@@ -549,7 +550,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
     clients = build_clients(data, o, ctx.seed)
     task = make_task(adapter.model, adapter.tokenizer, data.label_names, clients, o, ctx.seed,
                      device=str(adapter.device), max_length=adapter.max_length, batch_size=adapter.batch_size)
-    plan = server_plan(o, len(clients), ctx.seed)
+    plan = server_plan(o, len(clients), ctx.seed, tuple(c.client for c in clients))
     notes: list[str] = []
     if o.runtime == "simulation":
         log, wall = run_simulation(task, plan, client_cpus=o.client_cpus)
@@ -602,9 +603,11 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         metrics["accuracy_gap"] = paired_difference(correct["centralized"], correct["federated"], seed=ctx.seed,
                                                      what="centralized accuracy minus federated accuracy", unit="test examples")
     metrics["rounds"] = Metric(float(len(log.rounds)), None, len(log.rounds), {"planned": o.rounds})
+    # a client lost before it sent any update took no part: no accuracy is reported for it as if it had
+    never_trained = sorted({x["client"] for x in log.lost} & {c.client for c in clients} - set(log.trained))
     for c in clients if not o.central_dp else ():  # client-level DP: no per-client statistic is published
         rows = (test["client"] == c.client).to_numpy()
-        if rows.any():
+        if rows.any() and c.client not in never_trained:  # a client lost before any update took no part
             metrics[f"per_client.{c.client}.accuracy"] = accuracy_metric(correct["federated"][rows], details={
                 "data": f"client {c.client}'s local test split", "train_examples": len(c.train)})
     if data.has_groups:
@@ -664,6 +667,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         "round_log": [{k: v for k, v in r.items() if v is not None} for r in log.rounds],
         "per_client": per_client_series,
         "lost_clients": log.lost,
+        "lost_before_any_update": never_trained,
         "strategy": {"name": o.strategy, **({"proximal_mu": o.proximal_mu} if o.strategy == "fedprox" else {}),
                      "rounds": o.rounds, "local_epochs": o.local_epochs, "min_clients": o.min_clients,
                      "clients_per_round": o.clients_per_round or len(clients),

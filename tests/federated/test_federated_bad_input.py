@@ -2,6 +2,8 @@
 nothing written, before any model loads."""
 from __future__ import annotations
 
+import atexit
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,12 @@ import synth
 from raikit.audits.cli import main
 from raikit.federated._deploy import free_port
 
-DEAD = f"127.0.0.1:{free_port()}"  # nothing listens there
+# A port bound by this module and never listened on, held for the whole run: nothing can answer there, and no
+# other test (a SuperLink picking a free port) can take it, as it could take a port merely found free.
+_HELD = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_HELD.bind(("127.0.0.1", 0))
+DEAD = f"127.0.0.1:{_HELD.getsockname()[1]}"
+atexit.register(_HELD.close)
 
 
 @pytest.fixture(scope="module")
