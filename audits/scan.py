@@ -662,7 +662,8 @@ def scan(options: ScanOptions) -> ScanOutcome:
         for cand in candidates:
             if cand.sized:
                 caps[cand.table] = cand.cap
-                floors[cand.table] = min(cand.pilot_sizes[1], costs[cand.table]["last_size"])
+                # the largest pilot already run is kept and reused at no cost: never run a smaller one instead
+                floors[cand.table] = min(caps[cand.table], costs[cand.table]["last_size"])
         sizes = _allocate(costs, caps, floors, available)
         records = []
         for cand in candidates:
@@ -675,7 +676,8 @@ def scan(options: ScanOptions) -> ScanOutcome:
                     why = ("the section's full default size fits its share of the budget" if caps[cand.table] != _ALL
                            else "every item fits its share of the budget")
                 elif n == floors[cand.table] and predicted > available / max(len(candidates), 1):
-                    why = "the budget left after loading and the pilots is smaller than this section's share; ran at the pilot size"
+                    why = ("the budget left after loading and the pilots is smaller than this section's share; ran at "
+                           "the largest pilot size (that run reused, at no further cost)")
                 else:
                     why = "the largest size whose predicted time fits the section's share of the budget"
             else:
