@@ -393,6 +393,7 @@ def test_default_audit_on_a_bare_machine_skips_and_lists_what_needs_data(bare_ma
     assert skipped == {"fairness.crows_pairs": "raikit data fetch crows_pairs",
                        "fairness.stereoset": "raikit data fetch stereoset",
                        "fairness.honest": "raikit data fetch honest hurtlex --accept-license hurtlex",
+                       "fairness.bbq": "raikit data fetch bbq",
                        "fairness.seat": "raikit data fetch seat",
                        "fairness.counterfactual": "raikit data fetch bias_bench",
                        "fairness.generation": "raikit data fetch bold",
