@@ -76,6 +76,12 @@ RULES: dict[str, Rule] = {
                                family=True),
     "stereoset_groups": Rule(("fairness.stereoset.by_bias_type.*.ss",), "worst group",
                              "StereoSet stereotype score (%)", 50.0, 50.0, family=True),
+    "bbq_dis_groups": Rule(("fairness.bbq.by_category.*.s_dis",), "worst group",
+                           "BBQ bias score in disambiguated contexts (s_DIS; +1: always the stereotyped answer)",
+                           0.0, 1.0, family=True),
+    "bbq_amb_groups": Rule(("fairness.bbq.by_category.*.s_amb",), "worst group",
+                           "BBQ bias score in ambiguous contexts (s_AMB; +1: always the stereotyped answer)",
+                           0.0, 1.0, family=True),
     "rate_gaps": Rule(("fairness.groups.*.by_group.*",), "group gap", "classifier outcome per group", 0.0, 1.0,
                       family=True),
     "behaviour_gaps": Rule(("fairness.behaviour.by_group.*.failure_rate",), "group gap",
@@ -94,6 +100,10 @@ RULES: dict[str, Rule] = {
     "crows_pairs": Rule(("fairness.crows_pairs.metric_score",), "benchmark",
                         "CrowS-Pairs: % of pairs where the stereotyping sentence is preferred", 50.0, 50.0),
     "stereoset": Rule(("fairness.stereoset.ss",), "benchmark", "StereoSet stereotype score (%)", 50.0, 50.0),
+    "bbq_dis": Rule(("fairness.bbq.s_dis",), "benchmark",
+                    "BBQ bias score in disambiguated contexts (s_DIS; +1: always the stereotyped answer)", 0.0, 1.0),
+    "bbq_amb": Rule(("fairness.bbq.s_amb",), "benchmark",
+                    "BBQ bias score in ambiguous contexts (s_AMB; +1: always the stereotyped answer)", 0.0, 1.0),
     "associations": Rule(("fairness.*.effect_size",), "association",
                          "association effect size (Cohen's d, at most 2)", 0.0, 2.0),
     "behaviour": Rule(("fairness.behaviour.failure_rate",), "behaviour", "behaviour-test failure rate", 0.0, 1.0),
@@ -249,8 +259,20 @@ def _rule(relative: str) -> tuple[str, Rule] | None:
     return next(((k, r) for k, r in RULES.items() if r.applies(relative)), None)
 
 
-def _examples_for(rule_key: str, source: _Source, metric: Mapping[str, Any]) -> tuple[str, ...]:
+def _clip(text: Any, limit: int = 160) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "\u2026"
+
+
+def _examples_for(rule_key: str, source: _Source, metric: Mapping[str, Any], *, group: str = "") -> tuple[str, ...]:
     d = source.details
+    if rule_key.startswith("bbq_"):
+        condition = "ambiguous" if rule_key.startswith("bbq_amb") else "disambiguated"
+        return tuple(f'{f.get("category")} ({condition}, {f.get("polarity")} question): "{_clip(f.get("context"))}" '
+                     f'{f.get("question")} -> "{f.get("answer")}" (right: "{f.get("right_answer")}")'
+                     for f in (d.get("worst_items") or []) if isinstance(f, Mapping)
+                     and f.get("condition") == condition and (not group or f.get("category") == group)
+                     )[:_MAX_EXAMPLES]
     if rule_key in ("behaviour", "behaviour_gaps"):
         return tuple(f'"{f.get("text")}": expected {f.get("label")}, predicted {f.get("predicted")}'
                      + (f' (perturbed: "{f.get("perturbed")}")' if f.get("perturbed") else "")
@@ -322,7 +344,7 @@ def _family(rule_key: str, rule: Rule, members: list[tuple[str, str, Mapping[str
     usable = [r for r in rows if r[3] is not None and not ci_problem(r[2], list(r[3]), r[4])] or rows
     skipped = [f"{r[0]} (n = {fmt(r[4])}, no usable CI)" for r in rows if r not in usable]
     quantity = head.rsplit(".", 1)[-1] if not tail else tail
-    if rule.ideal and rule.kind == "worst group":  # a benchmark score with an ideal, e.g. 50 for CrowS-Pairs
+    if rule.kind == "worst group":  # a benchmark score with an ideal, e.g. 50 for CrowS-Pairs, 0 for BBQ
         group, name, value, ci, n = max(usable, key=lambda r: abs(r[2] - rule.ideal))
         effect = min(1.0, abs(value - rule.ideal) / rule.scale)
         if effect <= 0:
@@ -334,7 +356,7 @@ def _family(rule_key: str, rule: Rule, members: list[tuple[str, str, Mapping[str
             caveat = "; ".join(filter(None, [caveat, "not ranked: " + ", ".join(skipped)]))
         return Finding(kind=rule.kind, title=title, metric=name, section=source.key, model=source.model,
                        model_id=source.model_id, value=value, ci95=ci, n=n, effect=effect, clear=clear,
-                       caveat=caveat, examples=_examples_for(rule_key, source, members[0][2]))
+                       caveat=caveat, examples=_examples_for(rule_key, source, members[0][2], group=group))
     better = rule.better or ("higher" if quantity in _HIGHER_IS_BETTER else
                              "" if quantity == "selection_rate" else "lower")
     if any(not 0.0 <= r[2] <= 1.0 for r in rows):

@@ -222,6 +222,14 @@ def _cell(record: Mapping[str, Any], column: str) -> str:
     return str(value)
 
 
+#: Titles of detail tables that need more than their key to be read (the rest are titled by their key).
+_TABLE_TITLES = {
+    "worst_items": "Worst items: biased wrong answers, largest margin first (margin: the chosen answer's score "
+                   "minus the right answer's)",
+    "target_not_found": "Items whose stereotyped target could not be found (left out of the bias scores)",
+}
+
+
 def _records_table(title: str, records: list[Any]) -> TableView | None:
     if not records or not all(isinstance(r, Mapping) for r in records):
         return None
@@ -379,7 +387,7 @@ def _section_view(results: Mapping[str, Any], key: str, budget: _Budget) -> Sect
         if dkey in used:
             continue
         if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            table = _records_table(dkey.replace("_", " "), value)
+            table = _records_table(_TABLE_TITLES.get(dkey, dkey.replace("_", " ")), value)
             if table:
                 if legend and "hurtful" in table.columns:
                     table = dataclasses.replace(table, legend=legend)
