@@ -1,6 +1,6 @@
 """Adapter scoring against the code a user would write, same process, same model, same inputs.
 
-Four benchmarks, each timed with baseline and raikit interleaved (baseline, raikit, baseline, raikit ...;
+Five benchmarks, each timed with baseline and raikit interleaved (baseline, raikit, baseline, raikit ...;
 the fastest of each is kept) and checked for equal results:
 
 * ``pll``: masked-LM pseudo-log-likelihood of CrowS-Pairs sentences. Baseline: one forward pass per
@@ -15,6 +15,11 @@ the fastest of each is kept) and checked for equal results:
 * ``stereoset``: StereoSet dev items (both splits) with ``builtin:smollm2-135m``. Baseline: the adapter
   code before issue 12 (rows batches of ``batch_size``, full-vocabulary log-softmax at every position,
   every option sequence scored on its own), reproduced below; raikit: ``score_stereoset``.
+
+* ``bbq``: BBQ items (every category in the mirror) with ``builtin:smollm2-135m``, each of the three
+  answers scored by log-likelihood after the chat-template prompt. Baseline: the code a user would write,
+  one forward pass per answer (stem + answer, batch size 1); raikit: ``score_answers`` (batched, the stem
+  run once per item and its key/value cache shared by the three answers).
 
 ``--quick`` shrinks every input and replaces SmolLM2's 30 layers by 2 (random weights, its real tokenizer)
 so that the test suite can check that both paths agree; its timings mean nothing.
@@ -332,8 +337,52 @@ def bench_stereoset(device: str, *, quick: bool) -> Row:
                           rel, 1e-4), run_base, fast, quick=quick)
 
 
+def bbq_items(n: int):
+    """``n`` items per category and context condition of the BBQ mirror, seeded."""
+    from raikit.fairness.bbq import _subsample, load_bbq
+
+    return _subsample(load_bbq(), n, seed=0)
+
+
+@torch.inference_mode()
+def baseline_bbq(adapter, items) -> np.ndarray:
+    """One forward pass per answer: the stem (chat-template user turn) and the answer as one sequence."""
+    chat = adapter.has_chat_template
+    prompts = [f"{c}\n\nQ: {q}" for c, q in zip(items["context"], items["question"])]
+    stems = adapter.prompt_ids(prompts, chat=chat)
+    out = np.zeros((len(items), 3))
+    for i, row in enumerate(items.itertuples(index=False)):
+        for j, answer in enumerate((row.ans0, row.ans1, row.ans2)):
+            tail = adapter.encode([answer], add_special_tokens=False)[0]
+            ids = torch.tensor([list(stems[i]) + tail], device=adapter.device)
+            logp = torch.log_softmax(adapter.model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+            picked = logp[torch.arange(ids.shape[1] - 1, device=adapter.device), ids[0, 1:]]
+            out[i, j] = float(picked[len(stems[i]) - 1:].sum())
+    return out
+
+
+def bench_bbq(device: str, *, quick: bool) -> Row:
+    from raikit.fairness.bbq import score_answers
+
+    adapter = causal_lm(device, quick=quick)
+    items = bbq_items(1 if quick else 4)
+    score_answers(adapter, items.iloc[:2])
+
+    def fast() -> np.ndarray:
+        return score_answers(adapter, items, prompt="chat")[0]
+
+    run_base = lambda: baseline_bbq(adapter, items)  # noqa: E731
+    t_b, t_f, base, mine = interleaved(run_base, fast, repeats=1 if quick else 2)
+    rel = float(np.max(np.abs(base - mine) / np.abs(base)))
+    n_cat = items["category"].nunique()
+    return _with_work(Row(f"BBQ answer scores vs one answer per forward pass ({adapter.name})",
+                          f"{len(items)} items ({n_cat} categories), {3 * len(items)} answers", device, t_b, t_f,
+                          rel, 1e-4), run_base, fast, quick=quick)
+
+
 BENCHMARKS: dict[str, Callable[..., Row]] = {
     "pll": bench_pll, "fill_mask": bench_fill_mask, "causal": bench_causal, "stereoset": bench_stereoset,
+    "bbq": bench_bbq,
 }
 
 

@@ -20,7 +20,8 @@ def test_quick_benchmarks_agree_with_their_baselines(shared_data):
 
     rows = bench_adapters.run_rows(quick=True)
     assert [r.name.split(" vs ")[0] for r in rows] == [
-        "masked-LM PLL", "fill-mask", "causal sentence log-likelihood", "StereoSet option scores"]
+        "masked-LM PLL", "fill-mask", "causal sentence log-likelihood", "StereoSet option scores",
+        "BBQ answer scores"]
     for row in rows:
         assert row.baseline_s > 0 and row.raikit_s > 0
         assert row.equal, row.markdown()
