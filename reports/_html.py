@@ -112,7 +112,8 @@ DEFINITIONS_DOC = "../../docs/definitions.md"
 _DEFINITION_ANCHORS = {"crows_pairs": "crows-pairs", "stereoset": "stereoset", "aul": "aul-aula",
                        "honest": "honest", "fill_mask": "fill-mask", "seat": "seat-weat",
                        "template_seat": "template-seat", "counterfactual": "counterfactual",
-                       "behaviour": "behaviour", "groups": "groups", "explain": "explain"}
+                       "behaviour": "behaviour", "groups": "groups", "explain": "explain", "bbq": "bbq",
+                       "generation": "generation"}
 
 
 def definition_link(key: str) -> str:
