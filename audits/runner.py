@@ -264,6 +264,7 @@ def load_audit(path: str | Path | None = None, *, seed: int | None = None,
                     problems.append(f"{table.where}: cannot read a data file: {exc}")
             if not missing:
                 problems += _model_config_problems(options, spec, config.base_dir, table.where)
+                problems += _class_problems(section, options, spec, config, table.where)
             plan.append(PlannedSection(table, section, options))
     from raikit.audits.gates import parse_gates
 
@@ -335,14 +336,9 @@ def _model_config_problems(options: Any, spec: ModelSpec, base_dir: Path, where:
 
     Checked: ``last_layers`` (with ``scope = "last_layers"``) above the model's number of layers.
     """
-    if not looks_like_path(spec.id) and not (base_dir / spec.id).is_dir():
+    model_config = _local_model_config(spec, base_dir)
+    if model_config is None:
         return []
-    folder = Path(spec.id).expanduser()
-    folder = folder if folder.is_absolute() else base_dir / folder
-    try:
-        model_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []  # reported when the model loads
     problems = []
     layers = next((model_config[k] for k in ("num_hidden_layers", "n_layer", "num_layers")
                    if isinstance(model_config.get(k), int)), None) if isinstance(model_config, dict) else None
@@ -352,6 +348,46 @@ def _model_config_problems(options: Any, spec: ModelSpec, base_dir: Path, where:
         problems.append(f"{where}: key 'last_layers': must be between 1 and {layers} (the layers of model "
                         f"{spec.id!r}), got {wanted}")
     return problems
+
+
+def _local_model_config(spec: ModelSpec, base_dir: Path) -> dict[str, Any] | None:
+    """A local model folder's ``config.json`` (no weights load), or None (a hub id, a built-in, unreadable)."""
+    if not looks_like_path(spec.id) and not (base_dir / spec.id).is_dir():
+        return None
+    folder = Path(spec.id).expanduser()
+    folder = folder if folder.is_absolute() else base_dir / folder
+    try:
+        model_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # reported when the model loads
+    return model_config if isinstance(model_config, dict) else None
+
+
+def _class_problems(section: Any, options: Any, spec: ModelSpec, config: Any, where: str) -> list[str]:
+    """Classes a classifier section will ask for that a local model does not have (LABEL_0/LABEL_1 heads)."""
+    if section.classes is None:
+        return []
+    if _local_model_config(spec, config.base_dir) is None:
+        return []
+    import transformers
+
+    folder = Path(spec.id).expanduser()
+    folder = folder if folder.is_absolute() else config.base_dir / folder
+    try:  # the configuration only: id2label as transformers reads it (LABEL_0, LABEL_1 when the file has none)
+        id2label = transformers.AutoConfig.from_pretrained(str(folder)).id2label
+        labels = [str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))]
+        wanted = section.classes(options, RunContext(base_dir=config.base_dir, data_dir=_data_dir(config),
+                                                     seed=config.run.seed, progress=False))
+    except (ValueError, RaikitInputError, OSError):
+        return []  # reported by the section's own check or when it runs
+    for key, name in wanted:
+        if name not in labels:
+            hint = ("set it to the model's positive class" if key == "positive_label" else
+                    f'map the template labels to its classes with label_map (e.g. label_map = {{ positive = '
+                    f'"{labels[-1]}", negative = "{labels[0]}" }} if {labels[-1]} is the positive class)')
+            return [f"{where}: key {key!r}: {name!r} is not a class of model {spec.id!r} ({', '.join(labels)}); "
+                    f"{hint} (`raikit scan` finds which class is positive from the model's predictions)"]
+    return []
 
 
 def _check_out_dir(out_root: Path) -> None:

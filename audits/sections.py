@@ -135,6 +135,10 @@ class Section:
         ``check(options, ctx)``: reads the section's own data files (templates, lexicons) without a
         model and raises ``RaikitInputError`` for bad content, so the problem is reported with the
         config's other problems, before any model loads.
+    classes : callable, optional
+        ``classes(options, ctx) -> [(key, class name), ...]``: the classifier classes the section will ask
+        the model for (template labels after ``label_map``, ``positive_label``), each with the key that
+        names it; the runner checks them against a local model's ``config.json`` before any model loads.
     meanings : tuple of (name pattern, label, meaning)
         A human label and a one-line meaning per metric name pattern (the patterns of ``metrics``; each
         ``{}`` in the label is filled with what the matching ``*`` stood for). The runner records them
@@ -150,3 +154,4 @@ class Section:
     metrics: tuple[str, ...] = ()
     check: Callable[[Any, RunContext], None] | None = None
     meanings: tuple[tuple[str, str, str], ...] = ()
+    classes: Callable[[Any, RunContext], list[tuple[str, str]]] | None = None

@@ -586,6 +586,17 @@ def _check_behaviour(options: BehaviourOptions, ctx: RunContext) -> None:
     _check_starter(options, ctx, "behaviour")
 
 
+def _template_classes(options: Any, ctx: RunContext, section: str) -> list[tuple[str, str]]:
+    """The model classes the starter templates' labels ask for, after ``label_map`` (key ``label_map``)."""
+    inst = _starter_instances(options.templates, options.lexicons, ctx, section=section, max_instances=1)
+    labels = sorted({str(v) for v in inst["label"].dropna()})
+    return [("label_map", options.label_map.get(label, label)) for label in labels]
+
+
+def _behaviour_classes(options: BehaviourOptions, ctx: RunContext) -> list[tuple[str, str]]:
+    return _template_classes(options, ctx, "behaviour")
+
+
 def _run_behaviour(adapter: Any, options: BehaviourOptions, ctx: RunContext) -> SectionResult:
     inst = _starter_instances(options.templates, options.lexicons, ctx, section="behaviour",
                               max_instances=options.max_items)
@@ -839,6 +850,15 @@ def _check_groups(options: GroupsOptions, ctx: RunContext) -> None:
             raise RaikitInputError("no rows", where=str(path))
 
 
+def _groups_classes(options: GroupsOptions, ctx: RunContext) -> list[tuple[str, str]]:
+    wanted = [("positive_label", options.positive_label)]
+    if not options.data:
+        inst = _starter_instances(options.templates, options.lexicons, ctx, section="groups", max_instances=1)
+        labels = sorted({str(v) for v in inst.loc[inst["test"] == "mft", "label"].dropna()})
+        wanted += [("label_map", options.label_map.get(label, label)) for label in labels]
+    return wanted
+
+
 def _run_groups(adapter: Any, options: GroupsOptions, ctx: RunContext) -> SectionResult:
     _need_classifier(adapter, "groups")
     notes: tuple[str, ...] = ()
@@ -913,6 +933,7 @@ SECTIONS.register("counterfactual")(Section(
 ))
 SECTIONS.register("behaviour")(Section(
     name="behaviour", options=BehaviourOptions, model_kinds=("classifier",), run=_run_behaviour, check=_check_behaviour,
+    classes=_behaviour_classes,
     description="CheckList behaviour tests: minimum functionality and directional expectations across groups",
     citation=CITATIONS["behaviour"],
     metrics=("failure_rate", "mft.failure_rate", "dir.failure_rate", "by_group.*.failure_rate",
@@ -928,6 +949,7 @@ SECTIONS.register("behaviour")(Section(
 ))
 SECTIONS.register("groups")(Section(
     name="groups", options=GroupsOptions, model_kinds=("classifier",), run=_run_groups, check=_check_groups,
+    classes=_groups_classes,
     description="Per-group accuracy, FPR, FNR and selection rate (fairlearn MetricFrame) and parity differences",
     citation=CITATIONS["groups"],
     metrics=tuple(f"{m}.{v}" for m in _METRICS for v in ("overall", "difference", "by_group.*"))

@@ -73,6 +73,10 @@ def ws(tmp_path_factory, minilm_tok):
     clf = root / "clf"
     tiny.tiny_classifier(minilm_tok).save_pretrained(clf)
     minilm_tok.save_pretrained(clf)
+    generic = tiny.tiny_classifier(minilm_tok)  # a head with transformers' default class names
+    generic.config.id2label, generic.config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
+    generic.save_pretrained(root / "generic_clf")
+    minilm_tok.save_pretrained(root / "generic_clf")
 
     truncated = root / "truncated"
     tiny.tiny_mlm(minilm_tok).save_pretrained(truncated)
@@ -226,6 +230,15 @@ ROWS = [
      ["[privacy]: key 'max_grad_norm': must be a finite number > 0, got -1"]),
     ("privacy-batch-over-the-data", CLF + PRIVACY + "batch_size = 1000\n",
      ["[privacy]: key 'batch_size': must be at most the 28 training examples, got 1000"]),
+    ("behaviour-generic-labels", '[models.clf]\nid = "{root}/generic_clf"\n[fairness.behaviour]\nmax_items = 2\n',
+     ["[fairness.behaviour]: key 'label_map': 'negative' is not a class of model ", "(LABEL_0, LABEL_1)",
+      "label_map = { positive = "]),
+    ("groups-generic-labels", '[models.clf]\nid = "{root}/generic_clf"\n[fairness.groups]\nmax_items = 2\n',
+     ["[fairness.groups]: key 'positive_label': 'positive' is not a class of model ", "(LABEL_0, LABEL_1)"]),
+    ("groups-generic-labels-mapped-but-not-the-positive-one",
+     '[models.clf]\nid = "{root}/generic_clf"\n[fairness.groups]\nmax_items = 2\n'
+     'label_map = { positive = "LABEL_1", negative = "LABEL_0" }\n',
+     ["[fairness.groups]: key 'positive_label': 'positive' is not a class of model "]),
     ("data-huge-field", MLM + '[fairness.crows_pairs]\ndata = "{root}/data/huge_field.csv"\n',
      ["[fairness.crows_pairs]: key 'data': ", "huge_field.csv: row (line) 3 is longer than 1048576 bytes"]),
     # federated parameters: rows for [federated] go here.
@@ -313,9 +326,10 @@ def test_cuda_without_cuda_names_the_flag_or_key(ws, tmp_path, capsys):
 
 
 def test_failure_mid_run_keeps_finished_sections_and_says_how_to_resume(ws, tmp_path, capsys):
-    """A problem only a loaded model can reveal (a class the model does not have) fails the second section."""
+    """A problem only a loaded model can reveal fails the second section: a class the model does not have, on a
+    built-in model (a local folder's classes are checked from its config.json before any model loads)."""
     cfg = tmp_path / "mid.toml"
-    cfg.write_text((MLM + '[models.clf]\nid = "{root}/clf"\n'
+    cfg.write_text((MLM + '[models.clf]\nid = "builtin:minilm-sentiment"\n'
                     '[fairness.crows_pairs]\nmodel = "lm"\ndata = "{root}/data/pairs.csv"\n'
                     '[fairness.groups]\nmodel = "clf"\npositive_label = "delighted"\nmax_items = 20\n'
                     ).replace("{root}", str(ws)))
@@ -333,3 +347,16 @@ def test_failure_mid_run_keeps_finished_sections_and_says_how_to_resume(ws, tmp_
     assert not (run_dir / "results.json").exists()
     # fixing the config is a new config (new hash), so a fixed run starts afresh; the kept work stays.
     assert (run_dir / ".sections" / "_models.json").is_file()
+
+
+def test_a_generic_label_head_runs_once_its_labels_are_mapped(ws, tmp_path):
+    """Issue 22.8: the class check reads the model's config and lets a mapped LABEL_0/LABEL_1 head through."""
+    cfg = tmp_path / "mapped.toml"
+    cfg.write_text(f'[run]\ndevice = "cpu"\n[models.clf]\nid = "{ws}/generic_clf"\n[fairness.groups]\nmax_items = 2\n'
+                   'positive_label = "LABEL_1"\nlabel_map = { positive = "LABEL_1", negative = "LABEL_0" }\n'
+                   '[fairness.behaviour]\nmax_items = 2\nlabel_map = { positive = "LABEL_1", negative = "LABEL_0" }\n'
+                   '[report]\nformats = ["md"]\n')
+    assert main(["audit", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--offline"]) == 0
+    (run,) = (tmp_path / "out").iterdir()
+    results = json.loads((run / "results.json").read_text())
+    assert "fairness.groups.accuracy.overall" in results["metrics"] and "fairness.behaviour.failure_rate" in results["metrics"]
