@@ -281,9 +281,11 @@ def join(args: argparse.Namespace) -> int:
     check_tls(args.superlink, root_certificates=root, insecure=args.insecure)
     import tempfile
 
-    from raikit.federated._deploy import prepare_node
+    from raikit.federated._deploy import adopt_orphans, prepare_node, stop_descendants
 
     gone = False
+    adopt_orphans()  # a SuperNode that dies leaves its superexec and ClientApps to this process, which stops them
+    joined_at = time.time()
     with tempfile.TemporaryDirectory(prefix="raikit-supernode-", ignore_cleanup_errors=True) as work:
         facts = prepare_node(config, args.partition, args.seed, Path(work) / "node")
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -310,6 +312,7 @@ def join(args: argparse.Namespace) -> int:
         finally:
             code = node.poll()
             stop_tree(node)
+            stop_descendants(since=joined_at)  # what a dead SuperNode left: nothing writes in `work` after this
     refused = _refusal(log)
     if refused:
         hint = (f"is {auth_key}.pub registered with the SuperLink (raikit federated serve --authorize)?" if auth_key

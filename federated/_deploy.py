@@ -270,6 +270,36 @@ def _die_with_parent() -> None:
         pass
 
 
+def adopt_orphans() -> bool:
+    """Make this process a child subreaper (Linux): processes its children start and leave behind when they die
+    (a killed SuperNode's superexec and ClientApps) become its children, so :func:`stop_descendants` finds them."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def stop_descendants(*, since: float, timeout: float = 10.0) -> None:
+    """Stop every live descendant of this process started at or after ``since`` (a ``time.time()``):
+    SIGTERM, then SIGKILL after ``timeout``, and reap them."""
+    import psutil
+
+    me = psutil.Process()
+    tree = []
+    with _suppress_gone():
+        tree = [p for p in me.children(recursive=True) if p.create_time() >= since - 1.0]
+    for p in tree:
+        with _suppress_gone():
+            p.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=timeout)
+    for p in alive:
+        with _suppress_gone():
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
 def _popen(cmd: list[str], log: Path | None, env: dict[str, str], new_session: bool = True,
            die_with_parent: bool = False) -> subprocess.Popen:
     """Start ``cmd`` with its output appended to ``log`` (inherited when None), in a process group of its own."""

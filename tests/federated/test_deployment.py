@@ -211,10 +211,14 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _join(config: Path, port: int, ca: Path, log: Path, *extra: str) -> subprocess.Popen:
+def _join(config: Path, port: int, ca: Path, log: Path, *extra: str, tmp: Path | None = None) -> subprocess.Popen:
+    env = _env()
+    if tmp is not None:  # the join's temporary files go here, so a test can see what it leaves
+        tmp.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(tmp)
     return subprocess.Popen([*RAIKIT, "federated", "join", str(config), "--partition", "0", "--superlink",
                              f"127.0.0.1:{port}", "--root-certificates", str(ca), "--log", str(log), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
 
 
@@ -249,7 +253,7 @@ def test_deployment_join_fails_loud_ends_with_the_superlink_and_leaves_no_proces
         assert not (tmp_path / "never.log").exists()
 
         # a SuperNode that dies under join: exit 2, raikit's line last, Flower's lines in the log file only
-        doomed = _join(config, port, certs["ca"], tmp_path / "doomed.log")
+        doomed = _join(config, port, certs["ca"], tmp_path / "doomed.log", tmp=tmp_path / "tmp-doomed")
         procs.append(doomed)
         _wait_for(lambda: link_log.read_bytes().count(b"Activated node_id") >= 1, PATIENCE,
                   "the first SuperNode to activate", [doomed], track=[doomed])
@@ -260,9 +264,11 @@ def test_deployment_join_fails_loud_ends_with_the_superlink_and_leaves_no_proces
         assert doomed.returncode == 2, err[-2000:]
         assert last.startswith("raikit: error:") and "stopped (exit code -9)" in last, last
         assert "INFO" not in err and "Starting Flower SuperNode" in (tmp_path / "doomed.log").read_text(errors="replace")
+        # issue 22.9: a failed join leaves no raikit-supernode-* folder (or anything else) in its temporary folder
+        assert sorted(str(p) for p in (tmp_path / "tmp-doomed").rglob("*")) == []
 
         # the SuperLink ends: join ends by itself, exit 0
-        staying = _join(config, port, certs["ca"], tmp_path / "staying.log")
+        staying = _join(config, port, certs["ca"], tmp_path / "staying.log", tmp=tmp_path / "tmp-staying")
         procs.append(staying)
         _wait_for(lambda: link_log.read_bytes().count(b"Activated node_id") >= 2, PATIENCE,
                   "the second SuperNode to activate", [staying], track=[staying])
@@ -271,6 +277,7 @@ def test_deployment_join_fails_loud_ends_with_the_superlink_and_leaves_no_proces
         _, err = staying.communicate(timeout=PATIENCE)
         assert staying.returncode == 0, err[-2000:]
         assert "ended; SuperNode for partition 0 stopped" in err.strip().splitlines()[-1], err[-2000:]
+        assert sorted(p.name for p in (tmp_path / "tmp-staying").iterdir()) == []
     finally:
         stop_process(link)
         _stop(procs)
