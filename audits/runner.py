@@ -444,6 +444,21 @@ def _missing_model_folders(config: AuditConfig) -> list[str]:
     return problems
 
 
+def _weights_changed(spec: ModelSpec, adapter: ModelAdapter) -> str | None:
+    """A warning when a model folder raikit saved (its ``raikit.json`` records the weights' SHA-256) now holds
+    other weights: they were changed after the run that produced them (overwritten in place, same size or not)."""
+    folder = Path(spec.id).expanduser()
+    try:
+        recorded = json.loads((folder / "raikit.json").read_text(encoding="utf-8")).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(recorded, str) or recorded == adapter.weights_sha256:
+        return None
+    return (f"model {spec.id!r}: its weights' SHA-256 {adapter.weights_sha256[:12]}... differs from "
+            f"{recorded[:12]}..., recorded in its raikit.json when raikit saved it: the weights were changed "
+            "since; this run audits the changed weights under their new hash")
+
+
 def _local_spec(spec: ModelSpec, base_dir: Path) -> ModelSpec:
     """A model id naming a folder beside the config file is that folder (relative to the config, not cwd)."""
     if spec.id.startswith("builtin:") or Path(spec.id).expanduser().is_absolute():
@@ -627,9 +642,10 @@ def _save_retrained(run_dir: Path, name: str, retrained: RetrainedModel) -> dict
     try:
         retrained.model.save_pretrained(str(tmp), safe_serialization=True)
         retrained.tokenizer.save_pretrained(str(tmp))
-        write_json_atomic(tmp / "raikit.json", description)
-        hashes = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(tmp.iterdir()) if f.is_file()}
         weights = wrap_model(retrained.model, retrained.tokenizer, device="cpu", progress=False).weights_sha256
+        # the hash travels with the folder: auditing it later warns if its weights were changed since
+        write_json_atomic(tmp / "raikit.json", {**description, "weights_sha256": weights})
+        hashes = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(tmp.iterdir()) if f.is_file()}
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -897,6 +913,9 @@ def run_audit(config_path: str | Path | None = None, *, out_dir: str | Path = "o
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise RaikitInputError(f"key 'id': model {cfg.models[key].id!r} could not be loaded "
                                    f"({type(exc).__name__}: {reason})", where=f"{cfg.source}: {table}") from exc
+        changed = _weights_changed(_local_spec(cfg.models[key], cfg.base_dir), adapter)
+        if changed:
+            print(f"raikit: warning: {for_terminal(changed)}", file=sys.stderr)
         if adapter.kind not in planned.section.model_kinds:
             kinds = " or ".join(planned.section.model_kinds)
             raise RaikitInputError(f"probe {planned.table.probe!r} needs a {kinds} model, but "
@@ -1068,6 +1087,11 @@ def _assemble(audit: Audit, sections: dict[str, dict[str, Any]], adapters: Mappi
         else:
             models[key] = {"id": spec.id, "kind": spec.kind, "weights_sha256": None, "note": "not loaded in this run"}
     limitations = [f"{key}: {note}" for key, entry in sections.items() for note in entry.get("notes", [])]
+    for key, adapter in adapters.items():
+        changed = _weights_changed(_local_spec(cfg.models[key], cfg.base_dir), adapter) if key in cfg.models else None
+        if changed:
+            models[key]["weights_changed"] = changed
+            limitations.append(changed)
     ran = {p.table.capability for p in audit.plan}
     limitations += [text for cap, text in _NOT_RUN.items() if cap not in ran]
     limitations += [s.message() for s in audit.skipped]

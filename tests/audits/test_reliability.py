@@ -432,3 +432,36 @@ def test_sigterm_during_the_reaudit_explain_exits_143_with_the_resume_hint(tmp_p
     assert "terminate called" not in stderr and "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("raikit: terminated (SIGTERM); 2 finished section(s) are kept in ") and "--resume" in last, last
+
+
+def test_weights_changed_in_place_since_raikit_saved_them_are_flagged(tmp_path, minilm_tok, capsys):
+    """Issue 22.9: a model folder raikit saved records its weights' SHA-256 in raikit.json; weights overwritten in
+    place (same file size) are audited with a warning and a limitation, never silently under a new hash."""
+    import torch
+
+    from raikit.audits import wrap_model
+
+    folder = tmp_path / "saved"
+    model = tiny.tiny_classifier(minilm_tok)
+    model.save_pretrained(folder)
+    minilm_tok.save_pretrained(folder)
+    digest = wrap_model(model, minilm_tok, device="cpu", progress=False).weights_sha256
+    (folder / "raikit.json").write_text(json.dumps({"kind": "classifier", "weights_sha256": digest}))
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f'[run]\ndevice = "cpu"\n[model]\nid = "{folder}"\n[fairness.behaviour]\nmax_items = 2\n'
+                   '[report]\nformats = ["md"]\n')
+    first = run_audit(cfg, out_dir=tmp_path / "out1", progress=False)
+    assert first.results["models"]["model"]["weights_sha256"] == digest
+    assert "weights_changed" not in first.results["models"]["model"]
+    assert "warning" not in capsys.readouterr().err
+    size = (folder / "model.safetensors").stat().st_size
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    model.save_pretrained(folder)  # overwritten in place
+    assert (folder / "model.safetensors").stat().st_size == size
+    second = run_audit(cfg, out_dir=tmp_path / "out2", progress=False)
+    entry = second.results["models"]["model"]
+    assert entry["weights_sha256"] != digest and f"{digest[:12]}..." in entry["weights_changed"]
+    assert any("the weights were changed since" in item for item in second.results["limitations"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("raikit: warning:")]
+    assert len(warnings) == 1 and "recorded in its raikit.json" in warnings[0]

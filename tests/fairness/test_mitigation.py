@@ -166,6 +166,7 @@ def test_audit_saves_the_mitigated_model_and_reaudits_it_with_a_paired_table(fil
     saved = res["sections"]["mitigation"]["retrained_models"]["cda"]
     recipe = json.loads((run / saved["path"] / "raikit.json").read_text())
     assert recipe["method"] == "cda" and recipe["kind"] == "classifier" and recipe["augmented_rows"] > 0
+    assert recipe["weights_sha256"] == saved["weights_sha256"]  # issue 22.9: the folder carries its weights' hash
     assert res["sections"]["mitigation.cda.fairness.counterfactual"]["reaudit_of"] == "fairness.counterfactual"
     rows = {r["metric"]: r for r in res["sections"]["mitigation"]["details"]["reaudit"]}
     flip = rows["fairness.counterfactual.flip_rate"]
