@@ -286,18 +286,10 @@ def stop_descendants(*, since: float, timeout: float = 10.0) -> None:
     SIGTERM, then SIGKILL after ``timeout``, and reap them."""
     import psutil
 
-    me = psutil.Process()
     tree = []
     with _suppress_gone():
-        tree = [p for p in me.children(recursive=True) if p.create_time() >= since - 1.0]
-    for p in tree:
-        with _suppress_gone():
-            p.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=timeout)
-    for p in alive:
-        with _suppress_gone():
-            p.kill()
-    psutil.wait_procs(alive, timeout=5)
+        tree = [p for p in psutil.Process().children(recursive=True) if p.create_time() >= since - 1.0]
+    _terminate_all(tree, timeout)
 
 
 def _popen(cmd: list[str], log: Path | None, env: dict[str, str], new_session: bool = True,
@@ -461,6 +453,15 @@ def stop_tree(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         tree = []
+    _terminate_all(tree, timeout)
+    with _suppress_gone():
+        proc.wait(timeout=5)
+
+
+def _terminate_all(tree: list[Any], timeout: float) -> None:
+    """SIGTERM every process of ``tree`` (psutil processes), SIGKILL what is left after ``timeout``, reap them."""
+    import psutil
+
     for p in tree:
         with _suppress_gone():
             p.terminate()
@@ -469,8 +470,6 @@ def stop_tree(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         with _suppress_gone():
             p.kill()
     psutil.wait_procs(alive, timeout=5)
-    with _suppress_gone():
-        proc.wait(timeout=5)
 
 
 def _suppress_gone() -> Any:
