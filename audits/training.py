@@ -31,7 +31,7 @@ from raikit.audits.errors import RaikitInputError, RunFailedError
 
 __all__ = ["TrainSettings", "DPSettings", "TrainedModel", "fine_tune", "trainable_scope", "check_dp_compatible",
            "TRAIN_SCOPES", "ACCOUNTANTS", "GRAD_SAMPLE_MODES", "REFUSED_ACCOUNTANTS", "MAX_EPSILON",
-           "accountant_problem", "epsilon_problem"]
+           "accountant_problem", "epsilon_problem", "unwrap", "forward_inputs"]
 
 TrainScope = Literal["all", "last_layers", "lora"]
 TRAIN_SCOPES: tuple[str, ...] = ("all", "last_layers", "lora")
@@ -281,14 +281,32 @@ class _Batches(torch.utils.data.Dataset):
         return self.ids[i], self.mask[i], self.labels[i]
 
 
-def _inputs(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+class _WithExtras(torch.nn.Module):
+    """The model and the modules trained beside it (an adversary) as one module, so that under DP Opacus computes
+    and clips the per-example gradient of all their parameters together; its forward is the model's."""
+
+    def __init__(self, model: torch.nn.Module, extras: Sequence[torch.nn.Module]) -> None:
+        super().__init__()
+        self.model = model
+        self.extras = torch.nn.ModuleList(extras)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+
+def unwrap(model: Any) -> Any:
+    """The trained transformers model inside Opacus's wrappers and the container of :func:`fine_tune`'s extras."""
+    while hasattr(model, "_module"):  # Opacus GradSampleModule
+        model = model._module
+    return model.model if isinstance(model, _WithExtras) else model
+
+
+def forward_inputs(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Forward kwargs, trimmed to the longest text of the batch; explicit position and type ids where accepted."""
     length = max(int(mask.sum(1).max()), 1)
     ids, mask = ids[:, :length].contiguous(), mask[:, :length].contiguous()  # ghost clipping views input ids
     kwargs = {"input_ids": ids, "attention_mask": mask}
-    target = model
-    while hasattr(target, "_module"):  # Opacus GradSampleModule
-        target = target._module
+    target = unwrap(model)
     params = inspect.signature(getattr(target, "get_base_model", lambda: target)().forward).parameters
     if "token_type_ids" in params:
         kwargs["token_type_ids"] = torch.zeros_like(ids)
@@ -316,6 +334,19 @@ def _quiet_opacus() -> Iterator[None]:
         for message in (".*[Ss]ecure RNG.*", "Optimal order is the", "Full backward hook is firing"):
             warnings.filterwarnings("ignore", message=message)
         yield
+
+
+def _strip_opacus(model: torch.nn.Module) -> None:
+    """Drop what Opacus leaves on modules and parameters once its hooks are removed (captured activations, the
+    batch length, per-sample gradients), so the returned model holds no training state: the extras' too."""
+    for module in model.modules():
+        for name in ("activations", "max_batch_len"):
+            if name in module.__dict__:
+                delattr(module, name)
+    for p in model.parameters():
+        for name in ("grad_sample", "_forward_counter", "summed_grad", "_current_grad_sample"):
+            if name in p.__dict__:
+                delattr(p, name)
 
 
 def _empty_noise_step(optimizer: Any, grad_sample_mode: str) -> None:
@@ -406,10 +437,14 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
         against ``labels`` (the mean over the physical batch): a training objective of a mitigation method
         (counterfactual logit pairing, an adversary's loss, masked or causal language modelling). ``labels``
         are the values given for the batch's texts, so a caller that passes row numbers can look up any
-        per-text data. Not available with ``grad_sample_mode = "ghost"``.
+        per-text data. Not available with ``grad_sample_mode = "ghost"``. Under DP the loss must be the mean
+        of per-text terms over the physical batch, and every forward pass it makes (a text's swapped copy, an
+        adversary) must keep the batch's rows in order, one per text: Opacus then adds each pass's per-example
+        gradient to that text's before clipping, so a text and what is computed from it are one DP unit.
     extra_modules : sequence of torch.nn.Module
         Modules outside ``model`` that ``batch_loss`` trains too (an adversary head): moved to ``device``,
-        put in train mode and optimised with the model's parameters. Not available under DP.
+        put in train mode and optimised with the model's parameters. Under DP they are wrapped with the model
+        in one module, so their per-example gradients are clipped and noised with the model's.
 
     Returns
     -------
@@ -451,8 +486,7 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                                          generator=generator)
     extra = [p for module in extra_modules for p in module.to(device).train().parameters() if p.requires_grad]
     if extra and dp is not None:
-        raise RaikitInputError("key 'dp': modules trained beside the model (an adversary) are not available with "
-                               "DP training")
+        work = _WithExtras(work, extra_modules)
     if batch_loss is not None and dp is not None and dp.grad_sample_mode == "ghost":
         raise RaikitInputError("key 'grad_sample_mode': a custom training objective needs grad_sample_mode = "
                                "\"hooks\"")
@@ -504,8 +538,8 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                                 bar.update(1)
                             continue
                         ids, mask, y = ids.to(device), mask.to(device), y.to(device)
-                        loss = (criterion(work(**_inputs(work, ids, mask)).logits, y) if batch_loss is None
-                                else batch_loss(work, _inputs(work, ids, mask), y))
+                        loss = (criterion(work(**forward_inputs(work, ids, mask)).logits, y) if batch_loss is None
+                                else batch_loss(work, forward_inputs(work, ids, mask), y))
                         loss.backward()
                         optimizer.step()
                         optimizer.zero_grad()
@@ -518,8 +552,8 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                     for start in range(0, len(y), physical):
                         part = slice(start, start + physical)
                         pi, pm, py = ids[part].to(device), mask[part].to(device), y[part].to(device)
-                        loss = (criterion(work(**_inputs(work, pi, pm)).logits, py) if batch_loss is None
-                                else batch_loss(work, _inputs(work, pi, pm), py)) * (len(py) / len(y))
+                        loss = (criterion(work(**forward_inputs(work, pi, pm)).logits, py) if batch_loss is None
+                                else batch_loss(work, forward_inputs(work, pi, pm), py)) * (len(py) / len(y))
                         if anchors:  # FedProx proximal term, split across the physical batches like the loss
                             loss = loss + (proximal_mu / 2) * (len(py) / len(y)) * sum(
                                 (p - a).pow(2).sum() for p, a in zip(trainable, anchors))
@@ -556,8 +590,8 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                                  "is discarded")
         if hasattr(work, "remove_hooks"):
             work.remove_hooks()
-        while hasattr(work, "_module"):
-            work = work._module
+        _strip_opacus(work)
+        work = unwrap(work)
     if hasattr(work, "merge_and_unload"):  # LoRA: fold the adapters into a plain model
         work = work.merge_and_unload()
     for p in work.parameters():

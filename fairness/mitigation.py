@@ -30,10 +30,13 @@ Four methods, each through the shared fine-tuning loop (:func:`raikit.audits.tra
     raised (0.15 and 0.20 by default, against BERT's 0.1); the saved model keeps its original dropout
     settings.
 
-``dp = true`` trains the mitigated model with DP-SGD (Opacus) through the same loop: ``cda`` and ``dropout``
-(a plain per-text loss). ``clp`` (a second forward pass per text) and ``adversarial`` (a module outside the
-model) are refused with DP. Under ``cda`` each text and its copies are separate DP units, so the epsilon
-holds per training row; a source text with k copies is protected as a group of k + 1 rows.
+``dp = true`` trains the mitigated model with DP-SGD (Opacus) through the same loop, every method. Under ``cda``
+each text and its copies are separate DP units, so the epsilon holds per training row; a source text with k
+copies is protected as a group of k + 1 rows. Under ``clp`` a text and its swapped copy are one DP unit: the
+swapped pass keeps the batch's rows in order (a text without a partner stands for itself), so Opacus adds both
+passes' per-example gradients before clipping. Under ``adversarial`` the adversary is wrapped with the model in
+one module: its parameters are clipped and noised with the model's, and it sees every row (a text without a
+group adds zero), so each text's gradient holds its task and adversary terms.
 
 The section measures, on held-out texts never trained on, the accuracy of the original and of the
 mitigated model and their paired difference (paired percentile bootstrap over the same texts), and for
@@ -57,7 +60,8 @@ from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_change, paired_difference
 from raikit.audits.sections import RunContext, Section, data_key
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
-from raikit.audits.training import ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune
+from raikit.audits.training import (ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune, forward_inputs,
+                                    unwrap)
 from raikit.fairness.classifier import SwapList, counterfactuals, load_swaps
 
 __all__ = ["MitigationOptions", "SECTION", "run_mitigation", "METHODS", "augment", "swap_groups",
@@ -144,7 +148,8 @@ class MitigationOptions:
         Also fine-tune without the mitigation on the same data and settings (model ``baseline``), so the
         re-audit separates what the mitigation did from what fine-tuning on this data did.
     dp : bool
-        Train with DP-SGD (Opacus) at ``epsilon``; ``cda`` and ``dropout`` only.
+        Train with DP-SGD (Opacus) at ``epsilon``, any method (``clp``: a text and its swapped copy are one DP
+        unit; ``adversarial``: the adversary's parameters are private too).
     epsilon : float
         DP: target epsilon, > 0.
     delta : float
@@ -245,30 +250,46 @@ def _encode(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torc
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
-def _clp_loss(tokenizer: Any, labels: np.ndarray, partner: list[str | None], *, weight: float,
-              max_length: int) -> Any:
-    """Cross-entropy plus ``weight`` x mean |logits(x) - logits(swap(x))| (Garg et al. 2019, eq. 2)."""
+def _clp_loss(tokenizer: Any, labels: np.ndarray, texts: list[str], partner: list[str | None], *, weight: float,
+              max_length: int, aligned: bool = False) -> Any:
+    """Cross-entropy plus ``weight`` x mean |logits(x) - logits(swap(x))| (Garg et al. 2019, eq. 2).
+
+    ``aligned`` (under DP): the swapped pass takes every row of the batch in order, a text without a partner
+    standing for itself (its pairing term is zero), so Opacus adds the swapped pass's per-example gradient to
+    its text's and a text with its copy is one DP unit. Without it only the texts with a partner are swapped."""
     targets = torch.as_tensor(labels.copy())
 
     def loss(model: Any, inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
         logits = model(**inputs).logits
         task = torch.nn.functional.cross_entropy(logits, targets[rows.cpu()].to(logits.device))
-        have = [k for k, r in enumerate(rows.tolist()) if partner[r] is not None]
+        index = rows.tolist()
+        have = [k for k, r in enumerate(index) if partner[r] is not None]
         if not have:
             return task
-        enc = _encode(tokenizer, [partner[rows[k].item()] for k in have], max_length)  # type: ignore[misc]
-        swapped = model(**{k: v.to(logits.device) for k, v in enc.items()}).logits
-        pairing = (logits[have] - swapped).abs().sum(dim=1).mean() * (len(have) / len(rows))
+        if aligned:
+            swapped = model(**_swapped_inputs(model, tokenizer, [partner[r] or texts[r] for r in index],
+                                              max_length, logits.device)).logits
+            keep = torch.zeros(len(index), device=logits.device)
+            keep[have] = 1.0
+            return task + weight * ((logits - swapped).abs().sum(dim=1) * keep).mean()
+        swapped = model(**_swapped_inputs(model, tokenizer, [partner[index[k]] for k in have],  # type: ignore[misc]
+                                          max_length, logits.device)).logits
+        pairing = (logits[have] - swapped).abs().sum(dim=1).mean() * (len(have) / len(index))
         return task + weight * pairing
 
     return loss
 
 
+def _swapped_inputs(model: Any, tokenizer: Any, texts: list[str], max_length: int,
+                    device: Any) -> dict[str, torch.Tensor]:
+    """Forward kwargs for the swapped texts, built as the training loop builds its own (token types, positions)."""
+    enc = _encode(tokenizer, texts, max_length)
+    return forward_inputs(model, enc["input_ids"].to(device), enc["attention_mask"].to(device))
+
+
 def _head(model: Any) -> torch.nn.Module:
     """The classification head (``classifier`` or ``score``), whose input is the pooled representation."""
-    target = model
-    while hasattr(target, "_module"):  # Opacus wrapper
-        target = target._module
+    target = unwrap(model)
     base = getattr(target, "get_base_model", lambda: target)()
     for name in ("classifier", "score"):
         head = getattr(base, name, None)
@@ -280,7 +301,10 @@ def _head(model: Any) -> torch.nn.Module:
 
 def _adversarial_loss(labels: np.ndarray, groups: np.ndarray, adversary: torch.nn.Module) -> Any:
     """Task cross-entropy plus the adversary's cross-entropy on the group, read from the head's input (the pooled
-    representation; the first position when the head takes the whole sequence) through gradient reversal."""
+    representation; the first position when the head takes the whole sequence) through gradient reversal.
+
+    The adversary sees every row of the batch, in order, and a text without a group adds zero to its loss: so
+    under DP each text's per-example gradient holds its adversary term too (Opacus needs one row per text)."""
     targets, group_ids = torch.as_tensor(labels.copy()), torch.as_tensor(groups.copy())
 
     def loss(model: Any, inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
@@ -293,12 +317,10 @@ def _adversarial_loss(labels: np.ndarray, groups: np.ndarray, adversary: torch.n
         r = rows.cpu()
         task = torch.nn.functional.cross_entropy(logits, targets[r].to(logits.device))
         g = group_ids[r].to(logits.device)
-        keep = g >= 0
-        if not bool(keep.any()):
-            return task + 0.0 * sum(p.sum() for p in adversary.parameters())
+        keep = (g >= 0).to(logits.dtype)
         pooled = seen[0] if seen[0].dim() == 2 else seen[0][:, 0]
-        guess = adversary(pooled[keep])
-        return task + torch.nn.functional.cross_entropy(guess, g[keep]) * (int(keep.sum()) / len(r))
+        guess = adversary(pooled)
+        return task + (torch.nn.functional.cross_entropy(guess, g.clamp(min=0), reduction="none") * keep).mean()
 
     return loss
 
@@ -388,9 +410,6 @@ def check(options: MitigationOptions, ctx: RunContext) -> None:
     for key, allowed in (("scope", TRAIN_SCOPES), ("accountant", ACCOUNTANTS)):
         if getattr(o, key) not in allowed:
             bad(key, f"must be one of {', '.join(allowed)}")
-    if o.dp and o.method in ("clp", "adversarial"):
-        bad("dp", f"method {o.method!r} cannot train under DP (a second forward pass or a module outside the model "
-                  "breaks per-example clipping); use cda or dropout with dp = true")
     if problems:
         raise RaikitInputError("; ".join(problems))
     path = ctx.existing_path(o.swaps, where="key 'swaps'")
@@ -557,7 +576,8 @@ def run_mitigation(adapter: Any, options: MitigationOptions, ctx: RunContext) ->
         if not any(p is not None for p in partner):
             raise RaikitInputError("key 'swaps': no training text mentions a term of the swap lists, so logit "
                                    "pairing has no pair", where="[mitigation]")
-        hook = _clp_loss(tokenizer, labels, partner, weight=o.clp_lambda, max_length=o.max_length)
+        hook = _clp_loss(tokenizer, labels, texts, partner, weight=o.clp_lambda, max_length=o.max_length,
+                         aligned=o.dp)
         details["pairs"] = int(sum(p is not None for p in partner))
         recipe["clp_lambda"] = o.clp_lambda
     elif o.method == "adversarial":
@@ -638,6 +658,12 @@ def run_mitigation(adapter: Any, options: MitigationOptions, ctx: RunContext) ->
         if o.method == "cda":
             notes.append("Under DP with cda each text and each of its swapped copies is a separate row: the epsilon "
                          "holds per row, and a source text with k copies is protected as a group of k + 1 rows.")
+        elif o.method == "clp":
+            notes.append("Under DP with clp a text and its swapped copy are one unit: both passes' gradients are "
+                         "summed per text before clipping, so the epsilon holds per training text.")
+        elif o.method == "adversarial":
+            notes.append("Under DP with adversarial the adversary's parameters are clipped and noised with the "
+                         "model's, per training text (its group label included).")
     out_models = {name: RetrainedModel(model=t.model, tokenizer=tokenizer,
                                        description={**recipe, "variant": name,
                                                     **({"method": "none (baseline)"} if name == "baseline" else {}),

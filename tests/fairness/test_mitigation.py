@@ -126,9 +126,95 @@ def test_cda_under_dp_reports_its_epsilon(files):
     assert any("group of k + 1" in n for n in result.notes)
 
 
+def _dp_objective(method, planted, texts, labels, swaps, container):
+    """The clp or adversarial training objective of ``run_mitigation`` over ``texts``, its adversary in ``container``."""
+    from raikit.fairness.classifier import counterfactuals
+    from raikit.fairness.mitigation import _adversarial_loss, _clp_loss, swap_groups
+
+    if method == "clp":
+        partner = [(cfs[0]["counterfactual"] if cfs else None) for cfs in (counterfactuals(t, swaps) for t in texts)]
+        return _clp_loss(planted.tokenizer, labels, texts, partner, weight=1.0, max_length=16, aligned=True)
+    group_of, names = swap_groups(texts, swaps)
+    groups = np.array([names.index(g) if g in names else -1 for g in group_of])
+    return _adversarial_loss(labels, groups, container.extras[0])
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # the embeddings' input needs no gradient
+@pytest.mark.parametrize("method", ["clp", "adversarial"])
+def test_under_dp_a_text_with_its_pair_or_adversary_term_is_one_per_example_gradient(files, method):
+    """What Opacus clips per example under DP is each text's own gradient of the whole objective: for clp the
+    text's and its swapped copy's pass together, for adversarial the task and the adversary term, with the
+    adversary's parameters among the clipped ones. Checked against each text's gradient computed alone."""
+    import copy
+
+    from opacus import GradSampleModule
+
+    from raikit.audits.training import _WithExtras, forward_inputs
+    from raikit.fairness.mitigation import GradientReversal
+
+    planted = probes.classifier(True)
+    swaps = load_swaps(files / "swaps.json")
+    # the text without a group word first: a swapped pass over fewer rows would shift every row after it
+    texts = ["it was here today.", "he was happy today.", "the woman left today.", "she arrived today."]
+    labels = np.array([1, 1, 0, 0])
+    model = copy.deepcopy(planted.model).train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    torch.manual_seed(0)
+    adversary = torch.nn.Sequential(GradientReversal(2.0), torch.nn.Linear(model.config.hidden_size, 2))
+    extras = [adversary] if method == "adversarial" else []
+    reference = _WithExtras(copy.deepcopy(model), copy.deepcopy(extras))
+    private = _WithExtras(model, extras)
+    enc = planted.tokenizer(texts, padding=True, return_tensors="pt")
+    rows = torch.arange(len(texts))
+    gsm = GradSampleModule(private)
+    _dp_objective(method, planted, texts, labels, swaps, private)(
+        gsm, forward_inputs(gsm, enc["input_ids"], enc["attention_mask"]), rows).backward()
+    names = [n for n, p in private.named_parameters() if p.requires_grad]
+    per_example = {n: p.grad_sample.detach().clone() for n, p in private.named_parameters() if p.requires_grad}
+    gsm.remove_hooks()
+    objective = _dp_objective(method, planted, texts, labels, swaps, reference)
+    params = dict(reference.named_parameters())
+    for i in range(len(texts)):
+        reference.zero_grad()
+        one = slice(i, i + 1)
+        objective(reference, forward_inputs(reference, enc["input_ids"][one], enc["attention_mask"][one]),
+                  rows[one]).backward()
+        for n in names:
+            alone = params[n].grad if params[n].grad is not None else torch.zeros_like(params[n])
+            torch.testing.assert_close(per_example[n][i], alone, atol=2e-5, rtol=1e-3, msg=f"{method} {n} text {i}")
+    if method == "adversarial":  # the adversary trains on the texts with a group, and is private
+        adversary_grads = per_example["extras.0.1.weight"].flatten(1).abs().sum(1)
+        assert adversary_grads[0] == 0 and bool((adversary_grads[1:] > 0).all())
+    else:  # the pairing term is in the texts' gradients: without it they would differ
+        task_only = _WithExtras(copy.deepcopy(reference.model), [])
+        task_only.zero_grad()
+        one = slice(1, 2)
+        out = task_only(**forward_inputs(task_only, enc["input_ids"][one], enc["attention_mask"][one])).logits
+        torch.nn.functional.cross_entropy(out, torch.tensor([1])).backward()
+        head = "model.classifier.weight"
+        assert not torch.allclose(dict(task_only.named_parameters())[head].grad, per_example[head][1], atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["clp", "adversarial"])
+def test_clp_and_adversarial_train_under_dp_within_the_target_epsilon(files, method):
+    planted = probes.classifier(True)
+    options = MitigationOptions(method=method, data=str(files / "biased.csv"), swaps=str(files / "swaps.json"),
+                                dp=True, epsilon=4.0, epochs=1, **CLF)
+    result = run_mitigation(planted, options, RunContext(seed=0, progress=False))
+    assert 0 < result.metrics[f"{method}.epsilon"].value <= 4.0
+    assert result.details["training"][method]["steps"] > 0
+    assert any("Under DP with " + method in n for n in result.notes)
+    trained = result.models[method].model
+    assert not any(hasattr(m, "activations") for m in trained.modules())  # Opacus's hooks and buffers are gone
+    assert not any(m._forward_hooks or m._backward_hooks for m in trained.modules())
+    assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(),
+                                                     planted.model.state_dict().values()))
+
+
 @pytest.mark.parametrize("change, message", [
     ({"method": "debias"}, "key 'method': must be one of cda, clp, adversarial, dropout"),
-    ({"method": "clp", "dp": True}, "key 'dp': method 'clp' cannot train under DP"),
     ({"clp_lambda": -1.0}, "key 'clp_lambda'"),
     ({"hidden_dropout": 1.0}, "key 'hidden_dropout'"),
 ])

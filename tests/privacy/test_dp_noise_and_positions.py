@@ -10,7 +10,7 @@ import transformers
 
 import tiny
 from raikit.audits.errors import RaikitInputError
-from raikit.audits.training import MAX_EPSILON, DPSettings, TrainSettings, _inputs, fine_tune
+from raikit.audits.training import MAX_EPSILON, DPSettings, TrainSettings, forward_inputs, fine_tune
 
 WORDS = ["good", "great", "bad", "awful", "the", "film", "was", "very"]
 TEXTS = ["good film", "the film was very bad", "great", "awful awful film", "the very good film was great",
@@ -99,19 +99,19 @@ def test_training_gives_roberta_the_position_ids_of_its_own_forward():
     enc = tok(["good film", "the very good film was great", "bad"], padding=True, return_tensors="pt")
     with torch.no_grad():
         own = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        trained_view = model(**_inputs(model, enc["input_ids"], enc["attention_mask"])).logits
+        trained_view = model(**forward_inputs(model, enc["input_ids"], enc["attention_mask"])).logits
         shifted = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                         position_ids=torch.arange(enc["input_ids"].shape[1]).repeat(3, 1)).logits
     assert not torch.allclose(own, shifted, atol=1e-4)  # the check can fail: arange(L) gives other logits
     torch.testing.assert_close(trained_view, own)
-    ids = _inputs(model, enc["input_ids"], enc["attention_mask"])["position_ids"]
+    ids = forward_inputs(model, enc["input_ids"], enc["attention_mask"])["position_ids"]
     assert ids.is_contiguous() and ids.shape == enc["input_ids"].shape and int(ids[0, 0]) == tok.pad_token_id + 1
 
 
 def test_bert_keeps_counting_positions_from_zero(bert):
     tok, model = bert
     enc = tok(["good film", "bad"], padding=True, return_tensors="pt")
-    ids = _inputs(model, enc["input_ids"], enc["attention_mask"])["position_ids"]
+    ids = forward_inputs(model, enc["input_ids"], enc["attention_mask"])["position_ids"]
     assert ids.tolist() == [list(range(ids.shape[1]))] * 2
 
 
