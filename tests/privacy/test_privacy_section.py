@@ -240,3 +240,40 @@ def test_a_layer_opacus_cannot_train_is_named_with_its_fix(tmp_path, capsys):
     message = str(info.value)
     assert "\n" not in message and "BatchNorm" in message and "ModuleValidator.fix" in message
     assert isinstance(transformers.__version__, str)
+
+
+@pytest.fixture(scope="module")
+def canary_model(tmp_path_factory):
+    """A tiny classifier on 480 random-label texts ``record id<k>`` whose vocabulary knows every training
+    text's id word: a model trained without DP memorises the canaries it was given (each inserted with
+    probability 1/2 by the section) and knows nothing of the others."""
+    from raikit.audits.textdata import read_labelled_texts
+    from raikit.privacy._section import _fractions
+
+    root = tmp_path_factory.mktemp("one_run")
+    _random_texts(480, seed=2).to_csv(root / "data.csv", index=False)
+    options = PrivacyOptions(**{**OPTIONS, "canaries": 100})
+    train = read_labelled_texts(root / "data.csv", group_column="group").split(
+        fractions=_fractions(options), seed=0)["train"]
+    tok = tiny.word_tokenizer(["record"] + list(train["text"]))
+    model = tiny.tiny_classifier(tok, hidden_size=64, intermediate_size=128)
+    return root, tok, model
+
+
+def test_one_run_audit_of_a_memorising_model_is_well_above_one_and_of_an_epsilon_one_model_at_most_one(
+        canary_model):
+    """Issue 21 item 4, on trained models: the section's one-run audit (100 canaries from the training split,
+    each trained on with probability 1/2) gives the non-private baseline, which memorises random labels, a 95%
+    lower bound well above 1, and the model trained at epsilon 1 a bound of at most 1 (its accountant's)."""
+    root, tok, model = canary_model
+    adapter = wrap_model(model, tok, kind="classifier", device="cpu", progress=False)
+    options = PrivacyOptions(data=str(root / "data.csv"), **{**OPTIONS, "canaries": 100, "epsilon": 1.0})
+    result = run_privacy(adapter, options, RunContext(seed=0, base_dir=root, progress=False))
+    m = result.metrics
+    base, dp = m["baseline.one_run_epsilon_lower_bound"], m["dp.one_run_epsilon_lower_bound"]
+    assert base.details["canaries"] == 100 and 30 < base.details["inserted"] < 70
+    assert base.value > 1.5, base
+    assert base.value <= base.details["perfect_attack_bound"] == m["one_run.perfect_attack_bound"].value
+    assert m["dp.epsilon"].value <= 1.0
+    assert dp.value <= 1.0 and dp.details["within_guarantee"] is True, dp
+    assert dp.details["can_contradict_accountant"] is True  # 100 canaries could show a leak above epsilon 1
