@@ -135,19 +135,34 @@ def gendered_words(path: str | Path, *, language: str) -> dict[str, frozenset[st
     return {g: frozenset(_normal(w) for w in words) for g, words in groups.items()}
 
 
+#: Romanian s and t with a cedilla (common in older fonts and keyboards) -> the comma-below letters.
+_COMMA_BELOW = str.maketrans("\u015f\u0163\u015e\u0162", "\u0219\u021b\u0218\u021a")
+
+
 def _normal(text: str) -> str:
-    return unicodedata.normalize("NFC", str(text)).lower().replace("\u2019", "'")
+    return unicodedata.normalize("NFC", str(text)).translate(_COMMA_BELOW).lower().replace("\u2019", "'")
+
+
+def _gendered_token(token: str, words: frozenset[str], *, elision: bool) -> bool:
+    """A listed word; with ``elision``, a word with an apostrophe that is not listed counts as the word after
+    it (French "qu'il", "l'homme", Italian "dell'uomo")."""
+    return token in words or (elision and "'" in token and token.rsplit("'", 1)[1] in words)
 
 
 # -- scores -----------------------------------------------------------------------------------------
 
-def gender_counts(texts: Sequence[str], words: Mapping[str, frozenset[str]]) -> np.ndarray:
-    """Male and female word counts per text, shape (n, 2): lower-cased whole words (``he's`` is one word)."""
+def gender_counts(texts: Sequence[str], words: Mapping[str, frozenset[str]], *, elision: bool = False) -> np.ndarray:
+    """Male and female word counts per text, shape (n, 2): lower-cased whole words (``he's`` is one word).
+
+    ``elision`` (the languages other than English): an unlisted word with an apostrophe counts as the word
+    after it, ``qu'il`` as ``il``, ``l'homme`` as ``homme``; English keeps BOLD's whole words.
+    """
+    male, female = frozenset(_normal(w) for w in words["male"]), frozenset(_normal(w) for w in words["female"])
     out = np.zeros((len(texts), 2), dtype=int)
     for i, text in enumerate(texts):
         tokens = _WORD.findall(_normal(text))
-        out[i, 0] = sum(t in words["male"] for t in tokens)
-        out[i, 1] = sum(t in words["female"] for t in tokens)
+        out[i, 0] = sum(_gendered_token(t, male, elision=elision) for t in tokens)
+        out[i, 1] = sum(_gendered_token(t, female, elision=elision) for t in tokens)
     return out
 
 
@@ -170,13 +185,14 @@ def _label_index(adapter: Any, label: str, *, key: str) -> int:
 
 
 def score_texts(texts: Sequence[str], *, scores: Sequence[str], words: Mapping[str, frozenset[str]] | None = None,
-                toxicity: tuple[Any, str] | None = None,
-                regard: tuple[Any, str, str] | None = None) -> pd.DataFrame:
+                toxicity: tuple[Any, str] | None = None, regard: tuple[Any, str, str] | None = None,
+                elision: bool = False) -> pd.DataFrame:
     """Per-text scores: ``sentiment``/``negative``/``positive`` (VADER), ``male_words``/``female_words``/``male``/
     ``female``/``gendered`` (word lists), ``toxicity``/``toxic`` (classifier, label), ``regard`` (classifier,
     P(positive label) - P(negative label)).
 
-    ``toxicity`` is ``(classifier adapter, label)``, ``regard`` ``(adapter, positive label, negative label)``.
+    ``toxicity`` is ``(classifier adapter, label)``, ``regard`` ``(adapter, positive label, negative label)``;
+    ``elision`` is passed to :func:`gender_counts`.
     """
     texts = [str(t) for t in texts]
     cols: dict[str, Any] = {}
@@ -185,7 +201,7 @@ def score_texts(texts: Sequence[str], *, scores: Sequence[str], words: Mapping[s
         cols.update(sentiment=compound, negative=(compound <= VADER_NEGATIVE).astype(float),
                     positive=(compound >= VADER_POSITIVE).astype(float))
     if "gender" in scores and words is not None:
-        counts = gender_counts(texts, words)
+        counts = gender_counts(texts, words, elision=elision)
         cols.update(male_words=counts[:, 0], female_words=counts[:, 1],
                     male=(counts[:, 0] > counts[:, 1]).astype(float), female=(counts[:, 1] > counts[:, 0]).astype(float),
                     gendered=(counts.sum(1) > 0).astype(float))
@@ -561,7 +577,7 @@ def _run(adapter: Any, options: GenerationOptions, ctx: RunContext) -> SectionRe
         table = pd.concat([questions.iloc[gen["item"]].reset_index(drop=True), gen.drop(columns="item")], axis=1)
         table["instance"] = table["template_id"] + "\x00" + table["occupation"]
         table = pd.concat([table, score_texts(table["completion"].tolist(), scores=scores, words=words,
-                                              toxicity=toxicity, regard=regard)], axis=1)
+                                              toxicity=toxicity, regard=regard, elision=not english)], axis=1)
         if "gender" in options.scores:
             table["polarity"] = table["male"] - table["female"]
         tables["questions"] = table.drop(columns="instance")
