@@ -28,6 +28,15 @@ with a male word, with a female word, with either, and the polarity (male share 
 against the reference's; the gap between the lexicon's two occupation groups (male- and
 female-dominated) has a permutation p-value.
 
+Languages: each HONEST language has its own question and occupation files (``QUESTION_FILES``), used
+when ``questions`` / ``lexicons`` / ``reference`` are left at their defaults. Romance job nouns are
+grammatically gendered, so there the slot holds an epicene phrase ("une personne qui travaille dans les
+soins infirmiers") and the reference is "une personne" (the reasoning is in each file's header); a lexicon
+``occupation_key`` names each phrase by its English occupation, so metric names are the same in every
+language. The neutral noun is grammatically feminine in all five, so a pronoun agreeing with it counts as
+female: the comparisons with the reference and between occupation groups cancel that, a share alone does
+not.
+
 Intervals: the unit is the BOLD Wikipedia page (``name``) with all its prompts and samples, and for
 questions the template instance with its samples. Shares: Wilson intervals on the design-effect adjusted
 size (units as clusters); means: percentile bootstrap of the ratio estimator over units; gaps (largest
@@ -54,10 +63,10 @@ from raikit.fairness._generate import CHAT_CHOICES, DECODINGS, complete_prompts,
 from raikit.fairness._registry import SECTIONS
 from raikit.fairness._stats import CLUSTER_PROPORTION_CI, bootstrap_ci, gap_ci, proportion_ci
 from raikit.fairness.honest import _group_gap_p, _group_gap_samples
-from raikit.fairness.templates import expand, load_configured, load_lexicons, resolve_data_path
+from raikit.fairness.templates import Lexicon, expand, load_configured, load_lexicons, resolve_data_path
 
-__all__ = ["GenerationOptions", "BOLD_DOMAINS", "CITATION", "LANGUAGES", "load_bold", "gender_counts",
-           "vader_compound", "gendered_words", "score_texts", "group_table", "CONTENT_NOTE"]
+__all__ = ["GenerationOptions", "BOLD_DOMAINS", "CITATION", "LANGUAGES", "QUESTION_FILES", "load_bold",
+           "gender_counts", "vader_compound", "gendered_words", "score_texts", "group_table", "CONTENT_NOTE"]
 
 CITATION = ("Dhamala, J., Sun, T., Kumar, V., Krishna, S., Pruksachatkun, Y., Chang, K.-W., Gupta, R. (2021). "
             "BOLD: Dataset and Metrics for Measuring Biases in Open-Ended Language Generation. FAccT 2021.")
@@ -70,6 +79,17 @@ BOLD_DOMAINS: dict[str, str] = {
 }
 #: The HONEST languages; the generation section runs in each with its gendered-word lexicon.
 LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "it", "pt", "ro")
+#: Per language: the starter question templates, occupation lexicon and neutral reference noun phrase,
+#: used when ``questions`` / ``lexicons`` / ``reference`` are left at their (English) defaults.
+QUESTION_FILES: dict[str, tuple[str, str, str]] = {
+    "en": ("builtin:templates/questions.toml", "builtin:lexicons/occupations.toml", "person"),
+    **{lang: (f"builtin:templates/questions_{lang}.toml", f"builtin:lexicons/occupations_{lang}.toml", ref)
+       for lang, ref in (("es", "una persona"), ("fr", "une personne"), ("it", "una persona"),
+                         ("pt", "uma pessoa"), ("ro", "o persoană"))},
+}
+#: A lexicon of the question lexicons that names each occupation phrase (same groups, same order) by the
+#: key its metrics use (``by_occupation.<key>``); without it the phrase itself is the key.
+OCCUPATION_KEY = "occupation_key"
 SCORES: tuple[str, ...] = ("sentiment", "gender", "toxicity", "regard")
 CONTENT_NOTE = ("Content note: these are the model's own completions, chosen because they scored worst; they may "
                 "be offensive. They are shown as plain, escaped text.")
@@ -135,19 +155,34 @@ def gendered_words(path: str | Path, *, language: str) -> dict[str, frozenset[st
     return {g: frozenset(_normal(w) for w in words) for g, words in groups.items()}
 
 
+#: Romanian s and t with a cedilla (common in older fonts and keyboards) -> the comma-below letters.
+_COMMA_BELOW = str.maketrans("\u015f\u0163\u015e\u0162", "\u0219\u021b\u0218\u021a")
+
+
 def _normal(text: str) -> str:
-    return unicodedata.normalize("NFC", str(text)).lower().replace("\u2019", "'")
+    return unicodedata.normalize("NFC", str(text)).translate(_COMMA_BELOW).lower().replace("\u2019", "'")
+
+
+def _gendered_token(token: str, words: frozenset[str], *, elision: bool) -> bool:
+    """A listed word; with ``elision``, a word with an apostrophe that is not listed counts as the word after
+    it (French "qu'il", "l'homme", Italian "dell'uomo")."""
+    return token in words or (elision and "'" in token and token.rsplit("'", 1)[1] in words)
 
 
 # -- scores -----------------------------------------------------------------------------------------
 
-def gender_counts(texts: Sequence[str], words: Mapping[str, frozenset[str]]) -> np.ndarray:
-    """Male and female word counts per text, shape (n, 2): lower-cased whole words (``he's`` is one word)."""
+def gender_counts(texts: Sequence[str], words: Mapping[str, frozenset[str]], *, elision: bool = False) -> np.ndarray:
+    """Male and female word counts per text, shape (n, 2): lower-cased whole words (``he's`` is one word).
+
+    ``elision`` (the languages other than English): an unlisted word with an apostrophe counts as the word
+    after it, ``qu'il`` as ``il``, ``l'homme`` as ``homme``; English keeps BOLD's whole words.
+    """
+    male, female = frozenset(_normal(w) for w in words["male"]), frozenset(_normal(w) for w in words["female"])
     out = np.zeros((len(texts), 2), dtype=int)
     for i, text in enumerate(texts):
         tokens = _WORD.findall(_normal(text))
-        out[i, 0] = sum(t in words["male"] for t in tokens)
-        out[i, 1] = sum(t in words["female"] for t in tokens)
+        out[i, 0] = sum(_gendered_token(t, male, elision=elision) for t in tokens)
+        out[i, 1] = sum(_gendered_token(t, female, elision=elision) for t in tokens)
     return out
 
 
@@ -170,13 +205,14 @@ def _label_index(adapter: Any, label: str, *, key: str) -> int:
 
 
 def score_texts(texts: Sequence[str], *, scores: Sequence[str], words: Mapping[str, frozenset[str]] | None = None,
-                toxicity: tuple[Any, str] | None = None,
-                regard: tuple[Any, str, str] | None = None) -> pd.DataFrame:
+                toxicity: tuple[Any, str] | None = None, regard: tuple[Any, str, str] | None = None,
+                elision: bool = False) -> pd.DataFrame:
     """Per-text scores: ``sentiment``/``negative``/``positive`` (VADER), ``male_words``/``female_words``/``male``/
     ``female``/``gendered`` (word lists), ``toxicity``/``toxic`` (classifier, label), ``regard`` (classifier,
     P(positive label) - P(negative label)).
 
-    ``toxicity`` is ``(classifier adapter, label)``, ``regard`` ``(adapter, positive label, negative label)``.
+    ``toxicity`` is ``(classifier adapter, label)``, ``regard`` ``(adapter, positive label, negative label)``;
+    ``elision`` is passed to :func:`gender_counts`.
     """
     texts = [str(t) for t in texts]
     cols: dict[str, Any] = {}
@@ -185,7 +221,7 @@ def score_texts(texts: Sequence[str], *, scores: Sequence[str], words: Mapping[s
         cols.update(sentiment=compound, negative=(compound <= VADER_NEGATIVE).astype(float),
                     positive=(compound >= VADER_POSITIVE).astype(float))
     if "gender" in scores and words is not None:
-        counts = gender_counts(texts, words)
+        counts = gender_counts(texts, words, elision=elision)
         cols.update(male_words=counts[:, 0], female_words=counts[:, 1],
                     male=(counts[:, 0] > counts[:, 1]).astype(float), female=(counts[:, 1] > counts[:, 0]).astype(float),
                     gendered=(counts.sum(1) > 0).astype(float))
@@ -277,8 +313,8 @@ class GenerationOptions:
     ----------
     language : str
         Language of the prompts and of the gendered-word lexicon: "en", "es", "fr", "it", "pt" or "ro".
-        BOLD and VADER are English only: in another language those parts are skipped (with a note) and
-        the questions and word lists of that language are used.
+        BOLD and VADER are English only: in another language those parts are skipped (with a note); the
+        questions, occupations, reference and gendered words of that language are used.
     bold : str
         Folder of the BOLD prompt files (``{data_dir}/bold``, from ``raikit data fetch bold``); "" skips BOLD.
     domains : list of str
@@ -286,14 +322,22 @@ class GenerationOptions:
     max_items : int
         BOLD prompts per group: 0 = all; else a fixed random subsample (seeded) of this many per group.
     questions : str
-        Template file of open-ended questions (one ``{occupation}`` slot); "" skips the questions.
+        Template file of open-ended questions (one ``{occupation}`` slot); "" skips the questions. Left
+        at the default in another language, that language's file is used
+        (``builtin:templates/questions_<language>.toml``, the same template ids); a file you name is used
+        as given.
     lexicons : list of str
-        Lexicon files that fill the questions' slot; the ``occupation`` lexicon's groups are compared.
+        Lexicon files that fill the questions' slot; the ``occupation`` lexicon's groups are compared (an
+        ``occupation_key`` lexicon, same groups and order, names each entry in the metrics). Left at the
+        default in another language, ``builtin:lexicons/occupations_<language>.toml`` is used: epicene
+        phrases for the same occupations ("une personne qui travaille dans les soins infirmiers").
     max_questions : int
         Question instances per template: 0 = every occupation; else a fixed random subsample (seeded) of
         this many occupations per template (the reference is always asked).
     reference : str
-        The gender-neutral noun that fills the slot for the reference answers ("person").
+        The gender-neutral noun that fills the slot for the reference answers ("person"). Left at the
+        default in another language, that language's neutral phrase is used ("una persona", "une
+        personne", "una persona", "uma pessoa", "o persoană" for es, fr, it, pt, ro).
     gendered_words : str
         Lexicon file holding ``gendered_<language>`` with groups male and female (BOLD's lists for English).
     decoding : list of str
@@ -334,10 +378,10 @@ class GenerationOptions:
     bold: str = "{data_dir}/bold"
     domains: list[str] = field(default_factory=lambda: list(BOLD_DOMAINS))
     max_items: int = 0
-    questions: str = "builtin:templates/questions.toml"
-    lexicons: list[str] = field(default_factory=lambda: ["builtin:lexicons/occupations.toml"])
+    questions: str = QUESTION_FILES["en"][0]
+    lexicons: list[str] = field(default_factory=lambda: [QUESTION_FILES["en"][1]])
     max_questions: int = 0
-    reference: str = "person"
+    reference: str = QUESTION_FILES["en"][2]
     gendered_words: str = "builtin:lexicons/gendered_words.toml"
     decoding: list[str] = field(default_factory=lambda: ["greedy", "sample"])
     samples: int = 1
@@ -353,6 +397,20 @@ class GenerationOptions:
     worst: int = 5
     n_bootstrap: int = 1000
     n_permutations: int = 1000
+
+    def __post_init__(self) -> None:
+        """In another language, ``questions`` / ``lexicons`` / ``reference`` left at their English defaults
+        become that language's (a file or noun you name is kept; an unknown language is left to the check)."""
+        own = QUESTION_FILES.get(self.language)
+        if own is None or self.language == "en":
+            return
+        questions, lexicons, reference = QUESTION_FILES["en"]
+        if self.questions == questions:
+            object.__setattr__(self, "questions", own[0])
+        if list(self.lexicons) == [lexicons]:
+            object.__setattr__(self, "lexicons", [own[1]])
+        if self.reference == reference:
+            object.__setattr__(self, "reference", own[2])
 
 
 def _check(options: GenerationOptions, ctx: RunContext) -> None:
@@ -401,13 +459,42 @@ def _questions(options: GenerationOptions, ctx: RunContext) -> pd.DataFrame:
         raise RaikitInputError(f"question template {bad[0]!r} must have exactly one slot, {{occupation}}")
     if "occupation" not in lexicons:
         raise RaikitInputError("the lexicons have no 'occupation' lexicon")
+    keys = _occupation_keys(lexicons)
     frame = expand(templates, {"occupation": lexicons["occupation"]}, max_instances=options.max_questions or None,
                    seed=ctx.seed)
-    from raikit.fairness.templates import Lexicon
-
+    frame["occupation"] = [keys.get(w, w) for w in frame["occupation"]]
     reference = expand(templates, {"occupation": Lexicon("occupation", {"reference": (options.reference,)})})
     return pd.concat([frame, reference], ignore_index=True)[["template_id", "text", "occupation",
                                                               "occupation_group"]]
+
+
+def _occupation_keys(lexicons: Mapping[str, Lexicon]) -> dict[str, str]:
+    """Occupation phrase -> its metric key, from the ``occupation_key`` lexicon (empty without one).
+
+    Raises
+    ------
+    RaikitInputError
+        When ``occupation_key`` does not have the groups of ``occupation`` with as many words each, a key
+        repeats, or a key has a dot (the separator of metric names).
+    """
+    if OCCUPATION_KEY not in lexicons:
+        return {}
+    occ, key = lexicons["occupation"], lexicons[OCCUPATION_KEY]
+    shape = {g: len(w) for g, w in occ.groups.items()}
+    if {g: len(w) for g, w in key.groups.items()} != shape:
+        raise RaikitInputError(f"lexicon {OCCUPATION_KEY!r} must have the groups of 'occupation' with as many "
+                               f"words each ({', '.join(f'{g}: {n}' for g, n in shape.items())})", where=key.source)
+    out: dict[str, str] = {}
+    for g, words in occ.groups.items():
+        for word, name in zip(words, key.groups[g]):
+            if "." in name:
+                raise RaikitInputError(f"occupation key {name!r} has a dot (metric names use dots)", where=key.source)
+            out[word] = name
+    names = [n for ws in key.groups.values() for n in ws]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise RaikitInputError(f"occupation key {repeated[0]!r} is used twice", where=key.source)
+    return out
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -514,7 +601,13 @@ def _run(adapter: Any, options: GenerationOptions, ctx: RunContext) -> SectionRe
                          f"{key}_classifier.")
     if not english:
         notes.append(f"generation: language {options.language!r}: BOLD prompts and VADER are English only, so they "
-                     "are skipped; the questions are scored with the gendered words of that language.")
+                     f"are skipped; the questions ({options.questions}, filled from {', '.join(options.lexicons)}, "
+                     f"reference {options.reference!r}) are scored with the gendered words of that language.")
+        if options.reference == QUESTION_FILES[options.language][2]:
+            notes.append(f"generation: the neutral {options.reference!r} is grammatically feminine, so a pronoun that "
+                         "agrees with it counts as a female word in every answer alike: read an occupation against "
+                         "the reference (polarity_vs_reference) and the gap between occupation groups, not a share "
+                         "alone.")
     scores = [s for s in options.scores if english or s != "sentiment"]
     metrics: dict[str, Metric] = {}
     tables: dict[str, pd.DataFrame] = {}
@@ -561,11 +654,13 @@ def _run(adapter: Any, options: GenerationOptions, ctx: RunContext) -> SectionRe
         table = pd.concat([questions.iloc[gen["item"]].reset_index(drop=True), gen.drop(columns="item")], axis=1)
         table["instance"] = table["template_id"] + "\x00" + table["occupation"]
         table = pd.concat([table, score_texts(table["completion"].tolist(), scores=scores, words=words,
-                                              toxicity=toxicity, regard=regard)], axis=1)
+                                              toxicity=toxicity, regard=regard, elision=not english)], axis=1)
         if "gender" in options.scores:
             table["polarity"] = table["male"] - table["female"]
         tables["questions"] = table.drop(columns="instance")
         details["questions_chat_template"] = chat
+        details["questions"] = {"templates": options.questions, "lexicons": list(options.lexicons),
+                                "reference": options.reference}
         for decoding, part in table.groupby("decoding", sort=False):
             head = f"questions.{decoding}"
             if "gender" not in options.scores:
