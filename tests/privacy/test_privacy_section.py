@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -244,9 +245,13 @@ def test_a_layer_opacus_cannot_train_is_named_with_its_fix(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def canary_model(tmp_path_factory):
-    """A tiny classifier on 480 random-label texts ``record id<k>`` whose vocabulary knows every training
-    text's id word: a model trained without DP memorises the canaries it was given (each inserted with
-    probability 1/2 by the section) and knows nothing of the others."""
+    """A tiny classifier on 480 random-label texts ``record id<k>`` that can memorise exactly what it trains on.
+
+    As in ``memorise``, the vocabulary knows the id words the model will train on and maps the others to
+    [UNK]: the section draws 100 canaries from the training split and trains on each with probability 1/2
+    (seeded, ``privacy/_section.py``); the fixture repeats that draw, so a left-out canary's id word is [UNK]
+    and the model knows nothing of it. A quarter of the other training texts' id words are [UNK] too, so the
+    model learns 50/50 for [UNK]. The test checks that its draw is the section's (the same inserted count)."""
     from raikit.audits.textdata import read_labelled_texts
     from raikit.privacy._section import _fractions
 
@@ -255,9 +260,16 @@ def canary_model(tmp_path_factory):
     options = PrivacyOptions(**{**OPTIONS, "canaries": 100})
     train = read_labelled_texts(root / "data.csv", group_column="group").split(
         fractions=_fractions(options), seed=0)["train"]
-    tok = tiny.word_tokenizer(["record"] + list(train["text"]))
+    rng = np.random.default_rng([0, 20230514])
+    canaries = np.sort(rng.choice(len(train), 100, replace=False))
+    inserted = rng.random(100) < 0.5
+    left_out = set(canaries[~inserted].tolist())
+    others = [i for i in range(len(train)) if i not in set(canaries.tolist())]
+    known = [i for i in canaries[inserted].tolist()] + [i for k, i in enumerate(others) if k % 4]
+    assert not left_out & set(known)
+    tok = tiny.word_tokenizer(["record"] + [train["text"].iloc[i] for i in known])
     model = tiny.tiny_classifier(tok, hidden_size=64, intermediate_size=128)
-    return root, tok, model
+    return root, tok, model, int(inserted.sum())
 
 
 def test_one_run_audit_of_a_memorising_model_is_well_above_one_and_of_an_epsilon_one_model_at_most_one(
@@ -265,13 +277,13 @@ def test_one_run_audit_of_a_memorising_model_is_well_above_one_and_of_an_epsilon
     """Issue 21 item 4, on trained models: the section's one-run audit (100 canaries from the training split,
     each trained on with probability 1/2) gives the non-private baseline, which memorises random labels, a 95%
     lower bound well above 1, and the model trained at epsilon 1 a bound of at most 1 (its accountant's)."""
-    root, tok, model = canary_model
+    root, tok, model, inserted = canary_model
     adapter = wrap_model(model, tok, kind="classifier", device="cpu", progress=False)
     options = PrivacyOptions(data=str(root / "data.csv"), **{**OPTIONS, "canaries": 100, "epsilon": 1.0})
     result = run_privacy(adapter, options, RunContext(seed=0, base_dir=root, progress=False))
     m = result.metrics
     base, dp = m["baseline.one_run_epsilon_lower_bound"], m["dp.one_run_epsilon_lower_bound"]
-    assert base.details["canaries"] == 100 and 30 < base.details["inserted"] < 70
+    assert base.details["canaries"] == 100 and base.details["inserted"] == inserted  # the fixture's draw
     assert base.value > 1.5, base
     assert base.value <= base.details["perfect_attack_bound"] == m["one_run.perfect_attack_bound"].value
     assert m["dp.epsilon"].value <= 1.0
