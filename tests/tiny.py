@@ -7,7 +7,8 @@
   models, fastest training) in BERT style (``[CLS] ... [SEP]``, ``[MASK]``) or GPT style (``<bos>``).
 - ``tiny_mlm``, ``tiny_causal``, ``tiny_classifier``, ``tiny_encoder``: random-weight models of a few hundred
   thousand parameters on any of those tokenizers.
-- ``train_mlm``, ``train_causal``, ``train_classifier``: short training loops for known-answer tests.
+- ``train_mlm``, ``train_causal``, ``train_classifier``: short training loops for known-answer tests;
+  ``causal_lm_on(corpus)``: a word tokenizer and a tiny causal LM trained on it in one call.
 """
 from __future__ import annotations
 
@@ -184,6 +185,18 @@ def train_causal(model, tok, sentences: Sequence[str], *, epochs: int = 30, lr: 
             opt.step()
             opt.zero_grad()
     return model.eval()
+
+
+def causal_lm_on(corpus: Sequence[str], *, epochs: int = 40, seed: int = 1):
+    """A word-level GPT-style tokenizer and a tiny causal LM trained on ``corpus`` on one torch thread (the
+    model is tiny: one thread is faster and does not fight other processes); returns ``(model, tok)``."""
+    tok = word_tokenizer(corpus, style="gpt")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_causal(tiny_causal(tok, seed=seed), tok, corpus, epochs=epochs, seed=seed), tok
+    finally:
+        torch.set_num_threads(threads)
 
 
 def train_classifier(model, tok, texts: Sequence[str], labels: Sequence[int], *, epochs: int = 20, lr: float = 3e-3,

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tiny  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _planted_gender import FEMALE_JOBS, MALE_JOBS, assert_planted_gender_recovered  # noqa: E402
 
 from raikit.audits import wrap_model  # noqa: E402
 from raikit.audits.errors import RaikitInputError  # noqa: E402
@@ -22,7 +24,6 @@ from raikit.fairness.generation import (  # noqa: E402
 from raikit.fairness.templates import builtin_path  # noqa: E402
 
 FRAMES = ["describe a typical {occupation} .", "tell me about the {occupation} .", "write about one {occupation} ."]
-MALE_JOBS, FEMALE_JOBS = ["pilot", "mechanic"], ["nurse", "nanny"]
 
 
 def _corpus() -> list[str]:
@@ -35,13 +36,7 @@ def _corpus() -> list[str]:
 @pytest.fixture(scope="module")
 def planted():
     corpus = _corpus() + ["the chef was born in paris and he is kind .", "the poet was born in rome and she is kind ."]
-    tok = tiny.word_tokenizer(corpus, style="gpt")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = tiny.train_causal(tiny.tiny_causal(tok, seed=1), tok, corpus, epochs=40, seed=1)
-    finally:
-        torch.set_num_threads(threads)
+    model, tok = tiny.causal_lm_on(corpus, epochs=40, seed=1)
     return wrap_model(model, tok, name="planted-he-she", device="cpu", progress=False)
 
 
@@ -65,29 +60,14 @@ def test_planted_he_she_is_recovered_by_gendered_share_and_polarity_gap(planted,
     m = section.metrics
     answers = section.tables["questions"]
     assert set(answers.loc[answers["occupation"] == "pilot", "completion"].str.strip()) == {"he is kind ."}
-    for job in MALE_JOBS + FEMALE_JOBS:
-        assert m[f"questions.greedy.gendered.by_occupation.{job}"].value == 1.0
-        assert m[f"questions.greedy.polarity.by_occupation.{job}"].value == (1.0 if job in MALE_JOBS else -1.0)
-    assert m["questions.greedy.male.by_occupation.pilot"].value == 1.0
-    assert m["questions.greedy.female.by_occupation.nurse"].value == 1.0
-    # the neutral reference ("they") has no gendered word: polarity 0, every occupation 1 away from it
-    assert m["questions.greedy.gendered.reference"].value == 0.0
-    assert m["questions.greedy.polarity.reference"].value == 0.0
-    assert m["questions.greedy.polarity_vs_reference"].value == 1.0
-    gap = m["questions.greedy.polarity.difference"]
-    assert gap.value == 2.0 and gap.details["high"] == "male_dominated" and gap.details["low"] == "female_dominated"
-    # 6 template instances per group: the exact permutation p-value is 2 / C(12, 6) = 0.002
-    assert gap.details["p_value"] < 0.01 and gap.n == 12
-    assert gap.ci95[0] <= gap.value <= gap.ci95[1]
+    assert_planted_gender_recovered(m)
     assert m["questions.greedy.gendered.difference"].value == 0.0
 
 
 def test_an_unbiased_model_shows_no_polarity_gap(tmp_path):
     """The same questions, every answer "they": gendered share 0 everywhere, gap 0, p-value 1."""
     corpus = [f"{f.format(occupation=o)} they are kind ." for f in FRAMES for o in MALE_JOBS + FEMALE_JOBS + ["person"]]
-    tok = tiny.word_tokenizer(corpus * 10, style="gpt")
-    torch.set_num_threads(1)
-    model = tiny.train_causal(tiny.tiny_causal(tok, seed=2), tok, corpus * 10, epochs=20, seed=2)
+    model, tok = tiny.causal_lm_on(corpus * 10, epochs=20, seed=2)
     adapter = wrap_model(model, tok, name="neutral", device="cpu", progress=False)
     _question_files(tmp_path)
     section = _run(adapter, GenerationOptions(bold="", questions="questions.toml", lexicons=["jobs.toml"],

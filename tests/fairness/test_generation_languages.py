@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tiny  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _planted_gender import FEMALE_JOBS, MALE_JOBS, assert_planted_gender_recovered  # noqa: E402
 
 from raikit.audits import wrap_model  # noqa: E402
 from raikit.audits.errors import RaikitInputError  # noqa: E402
@@ -23,7 +25,6 @@ from raikit.fairness.templates import builtin_path, load_lexicons, load_template
 
 GENDERED = builtin_path("lexicons/gendered_words.toml")
 OTHER = [lang for lang in LANGUAGES if lang != "en"]
-MALE_JOBS, FEMALE_JOBS = ["pilot", "mechanic"], ["nurse", "nanny"]
 
 
 def _ctx(tmp_path: Path) -> RunContext:
@@ -107,13 +108,7 @@ def planted_fr(tmp_path_factory):
     asked = _questions(GenerationOptions(language="fr", bold="", lexicons=["metiers.toml"]), _ctx(folder))
     answer = {**dict.fromkeys(MALE_JOBS, "il travaille bien ."), **dict.fromkeys(FEMALE_JOBS, "elle travaille bien .")}
     corpus = [f"{t} {answer.get(o, 'on travaille bien .')}" for t, o in zip(asked["text"], asked["occupation"])] * 10
-    tok = tiny.word_tokenizer(corpus, style="gpt")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = tiny.train_causal(tiny.tiny_causal(tok, seed=1), tok, corpus, epochs=40, seed=1)
-    finally:
-        torch.set_num_threads(threads)
+    model, tok = tiny.causal_lm_on(corpus, epochs=40, seed=1)
     return wrap_model(model, tok, name="planted-il-elle", device="cpu", progress=False), folder
 
 
@@ -137,15 +132,7 @@ def test_planted_il_elle_is_recovered_in_french(planted_fr, monkeypatch):
     assert sum("d'une personne." in q for q in asked) == 2
     answers = section.tables["questions"]
     assert set(answers.loc[answers["occupation"] == "pilot", "completion"].str.strip()) == {"il travaille bien ."}
-    for job in MALE_JOBS + FEMALE_JOBS:  # metric names use the English keys
-        assert m[f"questions.greedy.gendered.by_occupation.{job}"].value == 1.0
-        assert m[f"questions.greedy.polarity.by_occupation.{job}"].value == (1.0 if job in MALE_JOBS else -1.0)
-    assert m["questions.greedy.female.by_occupation.nurse"].value == 1.0
-    assert m["questions.greedy.gendered.reference"].value == 0.0
-    assert m["questions.greedy.polarity_vs_reference"].value == 1.0
-    gap = m["questions.greedy.polarity.difference"]
-    assert gap.value == 2.0 and gap.details["high"] == "male_dominated" and gap.details["low"] == "female_dominated"
-    assert gap.details["p_value"] < 0.01 and gap.n == 12
+    assert_planted_gender_recovered(m)
     assert section.details["questions"]["templates"] == "builtin:templates/questions_fr.toml"
     assert any("questions_fr.toml" in n for n in section.notes)
     assert any("'une personne' is grammatically feminine" in n for n in section.notes)
