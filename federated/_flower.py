@@ -373,7 +373,7 @@ def build_apps(server_task: Callable[[Any], tuple[dict[str, torch.Tensor], Serve
         config = msg.content["config"]
         rnd = int(config["server-round"])
         state = msg.content["arrays"].to_torch_state_dict()
-        seed = int(config.get("seed", 0)) * 1000 + rnd * 97 + task.client_index(data.client)
+        seed = int(config.get("seed", 0)) * 1000 + rnd * 97 + data.index
         new_state, facts = local_train(task, data, state, server_round=rnd, seed=seed,
                                        proximal_mu=float(config.get("proximal-mu", 0.0)),
                                        dp_state=_load_dp_state(context))
