@@ -48,6 +48,8 @@ class ServerPlan:
     ----------
     strategy : {"fedavg", "fedprox"}
     rounds, clients, clients_per_round, min_clients : int
+    evaluate_clients_per_round : int
+        Clients sampled per round for evaluation (0: all).
     proximal_mu : float
     seed : int
     round_timeout : float
@@ -66,6 +68,7 @@ class ServerPlan:
     rounds: int = 3
     clients: int = 3
     clients_per_round: int = 0
+    evaluate_clients_per_round: int = 0
     min_clients: int = 2
     proximal_mu: float = 0.0
     seed: int = 0
@@ -451,11 +454,12 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
     lost_before_round_1(log, nodes, described, plan)
     n_nodes = len(nodes)
     per_round = plan.clients_per_round or n_nodes
+    evaluated = plan.evaluate_clients_per_round or n_nodes
     # Central DP needs equal client weights (each client's clipped update counts once); otherwise FedAvg
     # weights clients by their number of training examples.
     common: dict[str, Any] = dict(
-        fraction_train=min(1.0, per_round / n_nodes), fraction_evaluate=1.0,
-        min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=plan.min_clients,
+        fraction_train=min(1.0, per_round / n_nodes), fraction_evaluate=min(1.0, evaluated / n_nodes),
+        min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=min(plan.min_clients, evaluated),
         min_available_nodes=plan.min_clients,
         weighted_by_key="unit-weight" if plan.central_dp or plan.client_dp else "num-examples")
     if plan.strategy == "fedprox":

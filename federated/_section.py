@@ -81,7 +81,10 @@ class FederatedOptions:
     clients : int
         Number of clients (ignored for ``group``).
     clients_per_round : int
-        Clients sampled per round (0: all).
+        Clients sampled per round for training (0: all).
+    evaluate_clients_per_round : int
+        Clients sampled per round to evaluate the new global model on their local test splits (0: all): with
+        many clients, evaluate a sample as you train one.
     min_clients : int
         Fewest clients a round needs: fewer replies stop the run; fewer clients than this is an error.
     rounds : int
@@ -169,6 +172,7 @@ class FederatedOptions:
     alpha: float = 0.5
     clients: int = 3
     clients_per_round: int = 0
+    evaluate_clients_per_round: int = 0
     min_clients: int = 2
     rounds: int = 3
     local_epochs: int = 1
@@ -312,7 +316,7 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
                 "lora_rank", "min_clients"):
         if getattr(o, key) < 1:
             bad(key, "must be >= 1")
-    for key in ("max_examples", "clients_per_round"):
+    for key in ("max_examples", "clients_per_round", "evaluate_clients_per_round"):
         if getattr(o, key) < 0:
             bad(key, "must be >= 0")
     if o.partition != "group" and o.clients < 1:
@@ -348,6 +352,9 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
                                f"min_clients = {o.min_clients}")
     if o.clients_per_round and o.clients_per_round > n:
         raise RaikitInputError(f"key 'clients_per_round': {o.clients_per_round} is more than the {n} clients")
+    if o.evaluate_clients_per_round > n:
+        raise RaikitInputError(f"key 'evaluate_clients_per_round': {o.evaluate_clients_per_round} is more than the "
+                               f"{n} clients")
     clients = build_clients(data, o, ctx.seed)  # a Dirichlet draw that leaves a client empty is a config error too
     smallest = min(len(c.train) for c in clients)
     if o.client_dp and o.delta and o.delta >= 1 / smallest:
@@ -417,7 +424,7 @@ def server_plan(o: FederatedOptions, n_clients: int, seed: int, client_names: tu
     from raikit.federated._flower import ServerPlan
 
     return ServerPlan(strategy=o.strategy, rounds=o.rounds, clients=n_clients, clients_per_round=o.clients_per_round,
-                      min_clients=o.min_clients, proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0,
+                      evaluate_clients_per_round=o.evaluate_clients_per_round, min_clients=o.min_clients, proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0,
                       seed=seed, round_timeout=float(o.round_timeout), join_timeout=float(o.join_timeout),
                       central_dp=o.central_dp, central_noise_multiplier=float(o.noise_multiplier),
                       central_clipping_norm=float(o.clipping_norm), central_delta=float(o.central_delta),
@@ -691,6 +698,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         "strategy": {"name": o.strategy, **({"proximal_mu": o.proximal_mu} if o.strategy == "fedprox" else {}),
                      "rounds": o.rounds, "local_epochs": o.local_epochs, "min_clients": o.min_clients,
                      "clients_per_round": o.clients_per_round or len(clients),
+                     "evaluate_clients_per_round": o.evaluate_clients_per_round or len(clients),
                      "seed_sent_to_clients": plan.send_seed},
         "transport": transport,
         "wall_seconds": round(wall, 3), "server_seconds": round(log.seconds, 3),

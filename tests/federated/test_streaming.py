@@ -3,14 +3,23 @@
 - the server folds each training reply into a running weighted sum as it arrives: the mean is Flower's
   FedAvg aggregate (and, under central DP, Flower's clipped one), and no earlier reply still holds its
   parameters when the next one is pulled;
-- the round log counts the bytes of parameters sent to and received from the clients.
+- the round log counts the bytes of parameters sent to and received from the clients;
+- ``evaluate_clients_per_round`` samples the clients that evaluate each round's global model.
 """
 from __future__ import annotations
 
+import json
 from uuid import uuid4
 
 import numpy as np
 import pytest
+
+import synth
+from raikit.audits.models import wrap_model
+from raikit.audits.sections import RunContext
+from raikit.audits.training import TrainSettings
+from raikit.federated import FederatedOptions, run_federated
+from raikit.federated import _task
 
 
 @pytest.fixture
@@ -140,3 +149,21 @@ def test_the_recording_grid_folds_each_training_reply_as_it_arrives(flower_run):
     per_reply = array_bytes(_reply(params[0], 1).content)
     assert row["clients_ok"] == 4 and row["bytes_to_clients"] == 4 * array_bytes(content)
     assert row["bytes_from_clients"] == 4 * per_reply
+
+
+def test_evaluation_samples_clients_and_the_round_log_counts_bytes(tmp_path):
+    tok, model = synth.make_task(tmp_path, n=240)
+    adapter = wrap_model(model, tok, kind="classifier", device="cpu", progress=False)
+    o = FederatedOptions(data=str(tmp_path / "data.csv"), clients=4, clients_per_round=2, evaluate_clients_per_round=3,
+                         min_clients=2, rounds=2, local_epochs=1, batch_size=16, physical_batch_size=16,
+                         learning_rate=3e-3, max_length=16, centralized=False, scope="last_layers", last_layers=1)
+    result = run_federated(adapter, o, RunContext(seed=0, base_dir=tmp_path, progress=False))
+    rows = result.details["round_log"]
+    assert [(r["clients_sampled"], r["clients_ok"], r["clients_evaluated"]) for r in rows] == [(2, 2, 3)] * 2
+    keys = _task.exchanged_keys(model, TrainSettings(scope="last_layers", last_layers=1))
+    size = sum(model.state_dict()[k].numel() * 4 for k in keys)
+    for r in rows:  # down: 2 train + 3 evaluate messages with the exchanged parameters; up: 2 updates
+        assert 5 * size <= r["bytes_to_clients"] < 5 * size + 5 * 300 * len(keys), (r, size)
+        assert 2 * size <= r["bytes_from_clients"] < 2 * size + 2 * 300 * len(keys), (r, size)
+    assert result.metrics["clients_lost"].value == 0
+    assert json.dumps(result.details["round_log"])  # plain numbers
