@@ -103,12 +103,23 @@ class Task:
 
 
 def exchanged_keys(model: Any, settings: TrainSettings) -> list[str]:
-    """State-dict names of the parameters that train under ``settings.scope`` (all of them for LoRA, whose
-    merged adapters change the base weights they sit on)."""
+    """State-dict names of the parameters that train under ``settings.scope``.
+
+    For LoRA, the entries a merge of trained adapters can change: the weights of the layers the adapters sit
+    on and the head (trained whole). Found by a probe: adapters and head perturbed on a copy, merged, and
+    compared with the model; every other entry (embeddings, norms, the layers without adapters) stays the
+    starting model's, so it never needs to travel."""
     names = list(model.state_dict().keys())
-    if settings.scope == "lora":
-        return names
     probe = trainable_scope(copy.deepcopy(model), settings)
+    if settings.scope == "lora":
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in probe.parameters():
+                if p.requires_grad:
+                    p.add_(torch.rand(p.shape, generator=generator, dtype=p.dtype) + 0.5)
+        merged = probe.merge_and_unload().state_dict()
+        start = model.state_dict()
+        return [n for n in names if n in merged and not torch.equal(merged[n], start[n])]
     trainable = {n for n, p in probe.named_parameters() if p.requires_grad}
     return [n for n in names if n in trainable]
 

@@ -3,7 +3,8 @@
 - the simulation's ClientApp carries a folder path, not the task: its pickled size (what Ray ships with every
   message) does not grow with the model, the data or the number of clients;
 - a client process loads the model once, sets its torch threads, reads only its own partition, and trains
-  and evaluates that one model in place (no copy per message) with the same result as training a copy.
+  and evaluates that one model in place (no copy per message) with the same result as training a copy;
+- under LoRA only the weights the merged adapters and the head change are exchanged.
 """
 from __future__ import annotations
 
@@ -137,3 +138,19 @@ def test_local_training_reuses_the_loaded_model_with_the_result_of_training_a_co
     _task.local_train(worker, _task.load_client(folder, 2), start, server_round=1, seed=7)
     for k, v in new_state.items():
         torch.testing.assert_close(v, expected[k], rtol=0, atol=0)
+
+
+def test_lora_exchanges_only_the_weights_its_merged_adapters_and_head_change():
+    from raikit.audits.training import TrainSettings
+
+    tok = tiny.word_tokenizer(synth.VOCAB)
+    model = tiny.tiny_classifier(tok, hidden_size=32, intermediate_size=64)
+    settings = TrainSettings(scope="lora", lora_rank=4, epochs=2, batch_size=8, max_length=16, learning_rate=1e-2)
+    keys = _task.exchanged_keys(model, settings)
+    assert keys and len(keys) < len(model.state_dict()) / 2, keys
+    assert not any("embeddings" in k for k in keys) and {"classifier.weight", "classifier.bias"} <= set(keys)
+    frame = synth.texts(48, seed=4)
+    trained = fine_tune(model, tok, list(frame["text"]), (frame["label"] == "positive").to_numpy(dtype=int),
+                        settings=settings, progress=False).model.state_dict()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, trained[k])}
+    assert changed and changed <= set(keys), sorted(changed - set(keys))
