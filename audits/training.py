@@ -398,13 +398,13 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
               progress: bool = True, desc: str = "training", proximal_mu: float = 0.0,
               noise_multiplier: float | None = None,
               dp_history: Sequence[Sequence[float]] = (), batch_loss: BatchLoss | None = None,
-              extra_modules: Sequence[torch.nn.Module] = ()) -> TrainedModel:
+              extra_modules: Sequence[torch.nn.Module] = (), in_place: bool = False) -> TrainedModel:
     """Fine-tune a copy of a sequence classifier on labelled texts.
 
     Parameters
     ----------
     model : transformers.PreTrainedModel
-        A ``...ForSequenceClassification`` model; it is copied, never changed.
+        A ``...ForSequenceClassification`` model; it is copied, never changed (unless ``in_place``).
     tokenizer
         Its tokenizer.
     texts, labels : sequence
@@ -445,6 +445,10 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
         Modules outside ``model`` that ``batch_loss`` trains too (an adversary head): moved to ``device``,
         put in train mode and optimised with the model's parameters. Under DP they are wrapped with the model
         in one module, so their per-example gradients are clipped and noised with the model's.
+    in_place : bool
+        Train ``model`` itself instead of a copy (a federated client's working model, which loads the next
+        global weights anyway): no copy of the weights is made. The returned ``model`` is then ``model``
+        (float32, on the CPU, in eval mode) or, for LoRA, the plain model the adapters were merged into.
 
     Returns
     -------
@@ -464,7 +468,7 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
                                f"(got {len(texts)} and {len(labels)})")
     torch.manual_seed(settings.seed)
     device = torch.device(device)
-    work = copy.deepcopy(model).to(device=device, dtype=torch.float32)
+    work = (model if in_place else copy.deepcopy(model)).to(device=device, dtype=torch.float32)
     work = trainable_scope(work, settings)
     work.train()
     trainable = [p for p in work.parameters() if p.requires_grad]

@@ -529,25 +529,22 @@ raikit-job = ""
 _APP_MODULE = ("import raikit.federated._deploy as _raikit\n\n"
                "server_app = _raikit.server_app\nclient_app = _raikit.client_app\n")
 
-_CLIENT_CACHE: dict[str, Any] = {}
-
-
 def prepare_node(config: Path, partition: int, seed: int | None, folder: Path) -> dict[str, Any]:
     """What ``raikit federated join`` does once, before its SuperNode starts: validate the audit config, load
-    the model, build this partition (seeded, as in the simulation) and write them to ``folder``, so that each
-    ClientApp process (Flower starts one per message) only reads a model folder and a small JSON file.
+    the model, build this partition (seeded, as in the simulation) and write them to ``folder``
+    (:func:`raikit.federated._task.save_task` with this partition only), so that each ClientApp process
+    (Flower starts one per message) only reads a model folder and two small JSON files.
 
     Raises
     ------
     RaikitInputError
         Bad config, model or data (the same one-line errors as ``raikit audit``), or a partition out of range.
     """
-    import dataclasses
-
     from raikit.audits.models import load_model
     from raikit.audits.runner import _data_dir, _local_spec, load_audit
     from raikit.audits.sections import RunContext
     from raikit.federated._section import _align_labels, _read, build_clients, make_task
+    from raikit.federated._task import save_task
 
     audit = load_audit(config, seed=seed)
     planned = next((p for p in audit.plan if p.table.capability == "federated"), None)
@@ -565,44 +562,17 @@ def prepare_node(config: Path, partition: int, seed: int | None, folder: Path) -
                                where="--partition")
     task = make_task(adapter.model, adapter.tokenizer, data.label_names, clients, o, ctx.seed,
                      max_length=adapter.max_length, batch_size=adapter.batch_size)
-    folder.mkdir(parents=True, exist_ok=True)
-    adapter.model.save_pretrained(folder / "model")
-    adapter.tokenizer.save_pretrained(folder / "model")
     mine = clients[partition]
-    spec = {"client": mine.client, "index": partition, "clients": [c.client for c in clients],
-            "label_names": list(data.label_names), "keys": task.keys,
-            "settings": dataclasses.asdict(task.settings), "dp": dataclasses.asdict(task.dp) if task.dp else None,
-            "dp_rounds": task.dp_rounds,
-            "proximal_mu": task.proximal_mu, "max_length": task.max_length, "batch_size": task.batch_size,
-            "train": mine.train.to_dict(orient="list"), "test": mine.test.to_dict(orient="list")}
-    (folder / "node.json").write_text(json.dumps(spec), encoding="utf-8")
+    save_task(task, folder, clients=[mine])
     return {"client": mine.client, "train": len(mine.train), "test": len(mine.test), "seed": ctx.seed}
 
 
 def _client_task(context: Any) -> Any:
-    """This SuperNode's task, from the folder ``raikit federated join`` prepared (cached per process)."""
-    folder = str(context.node_config["raikit-node"])
-    if folder not in _CLIENT_CACHE:
-        import pandas as pd
-        import transformers
+    """This SuperNode's task and partition, from the folder ``raikit federated join`` prepared (the model loaded
+    once per process)."""
+    from raikit.federated._task import client_from_folder
 
-        from raikit.audits.training import DPSettings, TrainSettings
-        from raikit.federated._task import ClientData, Task
-
-        spec = json.loads((Path(folder) / "node.json").read_text(encoding="utf-8"))
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(Path(folder) / "model").eval()
-        tokenizer = transformers.AutoTokenizer.from_pretrained(Path(folder) / "model")
-        empty = pd.DataFrame({"text": [], "label": []})
-        clients = [ClientData(client=c, train=empty, test=empty) for c in spec["clients"]]
-        mine = ClientData(client=spec["client"], train=pd.DataFrame(spec["train"]), test=pd.DataFrame(spec["test"]))
-        clients[spec["index"]] = mine
-        task = Task(model=model, tokenizer=tokenizer, label_names=tuple(spec["label_names"]), clients=clients,
-                    settings=TrainSettings(**spec["settings"]), dp=DPSettings(**spec["dp"]) if spec["dp"] else None,
-                    dp_rounds=int(spec.get("dp_rounds", 1)),
-                    proximal_mu=spec["proximal_mu"], keys=spec["keys"], max_length=spec["max_length"],
-                    batch_size=spec["batch_size"])
-        _CLIENT_CACHE[folder] = (task, mine)
-    return _CLIENT_CACHE[folder]
+    return client_from_folder(str(context.node_config["raikit-node"]), context)
 
 
 def _server_task(context: Any) -> Any:

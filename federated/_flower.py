@@ -10,6 +10,15 @@ accountant when ``dp-accounting`` is installed). It talks to the clients through
 the Grid, so that whatever the strategy, every round's sampled clients, replies, failures and
 per-client metrics are kept: the report names each lost client and the round it was lost in, and a
 training round with fewer replies than ``min_clients`` stops the run.
+
+Aggregation streams: the proxy pushes a round's messages and pulls the replies as they arrive (the Grid's
+``push_messages`` / ``pull_messages``, what Flower's own ``send_and_receive`` loops over), folds each
+training reply into a running weighted sum (:class:`RunningMean`; under central DP after clipping it
+against the global model sent, as Flower's wrapper does) and keeps only the reply's metrics. The server
+then holds one running sum and one set of global parameters, never a round's replies; the strategies'
+``aggregate_train`` read the running sum (:class:`StreamingFedAvg`, :class:`StreamingFedProx`,
+:class:`StreamingServerSideDP`, the last doing what Flower's wrapper does after its clipping: reply checks,
+Gaussian noise, the accountant's release).
 """
 from __future__ import annotations
 
@@ -18,11 +27,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+from flwr.app import Array, ArrayRecord, Message, RecordDict
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
 
 from raikit.federated._task import ClientData, Task, local_evaluate, local_train
 
-__all__ = ["ServerPlan", "RoundLog", "build_apps", "run_server"]
+__all__ = ["ServerPlan", "RoundLog", "RunningMean", "StreamingFedAvg", "StreamingFedProx", "StreamingServerSideDP",
+           "build_apps", "run_server"]
 
 QUERY_TIMEOUT = 600.0
 
@@ -35,6 +48,8 @@ class ServerPlan:
     ----------
     strategy : {"fedavg", "fedprox"}
     rounds, clients, clients_per_round, min_clients : int
+    evaluate_clients_per_round : int
+        Clients sampled per round for evaluation (0: all).
     proximal_mu : float
     seed : int
     round_timeout : float
@@ -53,6 +68,7 @@ class ServerPlan:
     rounds: int = 3
     clients: int = 3
     clients_per_round: int = 0
+    evaluate_clients_per_round: int = 0
     min_clients: int = 2
     proximal_mu: float = 0.0
     seed: int = 0
@@ -99,13 +115,161 @@ class RoundLog:
         return log
 
 
-class _RecordingGrid:
-    """Delegates to Flower's Grid; records every train/evaluate exchange and enforces ``min_clients``."""
+def array_bytes(content: RecordDict) -> int:
+    """Bytes of the parameters a message carries (the serialized arrays of its ArrayRecords)."""
+    return sum(len(a.data) for record in content.array_records.values() for a in record.values())
 
-    def __init__(self, grid: Any, log: RoundLog, plan: ServerPlan) -> None:
+
+class RunningMean:
+    """The weighted mean of one round's training replies, folded in one reply at a time.
+
+    Holds one running sum (float64) of the exchanged parameters, whatever the number of replies. The mean is
+    Flower's FedAvg aggregate (``aggregate_arrayrecords``: each reply's arrays weighted by its
+    ``weight_key`` metric over the total), summed in a different order and in float64.
+
+    Parameters
+    ----------
+    weight_key : str
+        The metric each reply is weighted by (``num-examples``, or ``unit-weight`` for equal weights).
+    clipping_norm : float, optional
+        Central DP: each reply's update against the parameters the server sent (``start``'s reference) is
+        clipped to this L2 norm before it is folded in, with the function Flower's
+        ``DifferentialPrivacyServerSideFixedClipping`` clips with (``compute_clip_model_update``).
+    """
+
+    def __init__(self, weight_key: str, clipping_norm: float | None = None) -> None:
+        self.weight_key = weight_key
+        self.clipping_norm = clipping_norm
+        self.start(None)
+
+    def start(self, reference: ArrayRecord | None) -> None:
+        """Begin a round; ``reference`` is the global ArrayRecord sent to the clients (clipped against)."""
+        self._reference = (None if reference is None or self.clipping_norm is None else
+                           {k: a.numpy() for k, a in reference.items()})
+        self._sum: dict[str, np.ndarray] = {}
+        self._dtypes: dict[str, np.dtype] = {}
+        self.weight = 0.0
+        self.count = 0
+
+    def fold(self, content: RecordDict) -> None:
+        """Add one reply's parameters, weighted; the caller may drop them afterwards."""
+        import math
+
+        metrics = next(iter(content.metric_records.values()), None)
+        weight = metrics.get(self.weight_key) if metrics is not None else None
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"a training reply has no positive {self.weight_key!r} metric to weight it by")
+        records = list(content.array_records.values())
+        if len(records) != 1:
+            raise ValueError(f"a training reply carries {len(records)} ArrayRecords, expected 1")
+        values = {k: a.numpy() for k, a in records[0].items()}
+        if self._reference is not None:
+            from flwr.supercore.differential_privacy import compute_clip_model_update
+
+            keys = list(self._reference)
+            if set(values) != set(keys):
+                raise ValueError("a training reply's parameter names differ from those the server sent")
+            clipped = [values[k] for k in keys]
+            compute_clip_model_update(param1=clipped, param2=[self._reference[k] for k in keys],
+                                      clipping_norm=float(self.clipping_norm))
+            values = dict(zip(keys, clipped))
+        if self.count and set(values) != set(self._sum):
+            raise ValueError("a training reply's parameter names differ from the round's first reply")
+        for k, v in values.items():
+            term = np.multiply(v, float(weight), dtype=np.float64)
+            if k in self._sum:
+                self._sum[k] += term
+            else:
+                self._sum[k], self._dtypes[k] = term, np.asarray(v).dtype
+        self.weight += float(weight)
+        self.count += 1
+
+    def mean(self) -> ArrayRecord | None:
+        """The round's weighted mean (None before any reply), in each parameter's own dtype."""
+        if not self.count:
+            return None
+        out = {}
+        for k, total in self._sum.items():
+            value = total / self.weight
+            if np.issubdtype(self._dtypes[k], np.integer):
+                value = np.rint(value)
+            out[k] = Array(np.asarray(value, dtype=self._dtypes[k]))
+        return ArrayRecord(out)
+
+
+class _StreamingAggregate:
+    """``aggregate_train`` from the running mean the recording grid folded the round's replies into (the
+    replies it hands back carry only their metrics)."""
+
+    stream: RunningMean
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[Any, Any]:
+        valid, _ = self._check_and_log_replies(replies, is_train=True, validate=False)  # type: ignore[attr-defined]
+        if not valid or not self.stream.count:
+            return None, None
+        metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)  # type: ignore[attr-defined]
+        return self.stream.mean(), metrics
+
+
+class StreamingFedAvg(_StreamingAggregate, FedAvg):
+    """Flower's FedAvg whose aggregate is folded in as each reply arrives (:class:`RunningMean`)."""
+
+    def __init__(self, *, stream: RunningMean, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stream = stream
+
+
+class StreamingFedProx(_StreamingAggregate, FedProx):
+    """Flower's FedProx whose aggregate is folded in as each reply arrives (:class:`RunningMean`)."""
+
+    def __init__(self, *, stream: RunningMean, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stream = stream
+
+
+class StreamingServerSideDP(DifferentialPrivacyServerSideFixedClipping):
+    """Flower's server-side fixed-clipping DP wrapper over a running mean of clipped replies.
+
+    The recording grid clips each reply as it arrives (:class:`RunningMean` with ``clipping_norm``) and folds
+    it in; ``aggregate_train`` then does what Flower's ``aggregate_train`` does after its own clipping loop,
+    with Flower's code: the reply checks (``validate_replies``, equal weights under the accountant), the
+    Gaussian noise on the aggregate, the accountant's release. The inner strategy (plain FedAvg or FedProx)
+    configures the rounds and aggregates the metrics.
+    """
+
+    def __init__(self, strategy: Any, noise_multiplier: float, clipping_norm: float, num_sampled_clients: int, *,
+                 stream: RunningMean, **kwargs: Any) -> None:
+        super().__init__(strategy, noise_multiplier, clipping_norm, num_sampled_clients, **kwargs)
+        if stream.clipping_norm != clipping_norm:
+            raise ValueError("the running mean must clip to the wrapper's clipping norm")
+        self.stream = stream
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[Any, Any]:
+        from flwr.serverapp.strategy.dp_fixed_clipping import validate_replies
+
+        replies_list = list(replies)
+        event = self._pop_pending_event(server_round)
+        if not validate_replies(replies_list, self.num_sampled_clients, strict=self.accountant is not None):
+            return None, None
+        self._validate_uniform_weights(replies_list)
+        inner = self.strategy
+        metrics = inner.train_metrics_aggr_fn([m.content for m in replies_list], inner.weighted_by_key)
+        arrays = self.stream.mean()
+        if arrays is not None:
+            arrays = self._add_noise_to_aggregated_arrays(arrays)
+            self._compose_release(event)
+        return arrays, metrics
+
+
+class _RecordingGrid:
+    """Delegates to Flower's Grid; records every train/evaluate exchange and enforces ``min_clients``; folds
+    each training reply into ``stream`` as it arrives (streaming aggregation)."""
+
+    def __init__(self, grid: Any, log: RoundLog, plan: ServerPlan, stream: RunningMean | None = None) -> None:
         self._grid = grid
         self._log = log
         self._plan = plan
+        self._stream = stream
         self._round_started = 0.0
         self.joined: list[int] = []  # the SuperNodes the run started with (set by run_server)
 
@@ -128,6 +292,23 @@ class _RecordingGrid:
     def _client(self, node: int) -> str:
         return self._log.node_to_client.get(node, f"node-{node}")
 
+    def _replies(self, messages: list[Any], timeout: float | None) -> Iterable[Any]:
+        """Each reply as it arrives: push the messages, then pull until every one is answered or ``timeout``
+        (what Flower's Grid ``send_and_receive`` does, without collecting the replies first)."""
+        if not (hasattr(self._grid, "push_messages") and hasattr(self._grid, "pull_messages")):
+            yield from self._grid.send_and_receive(messages, timeout=timeout)
+            return
+        waiting = set(self._grid.push_messages(messages))
+        interval = float(getattr(self._grid, "pull_interval", 0.5))
+        end = time.time() + (timeout if timeout is not None else 0.0)
+        while waiting and (timeout is None or time.time() < end):
+            pulled = list(self._grid.pull_messages(waiting))
+            waiting.difference_update(m.metadata.reply_to_message_id for m in pulled)
+            yield from pulled
+            del pulled
+            if waiting:
+                time.sleep(interval)
+
     def send_and_receive(self, messages: Iterable[Any], *, timeout: float | None = None) -> Iterable[Any]:
         from flwr.app import MessageType
 
@@ -136,11 +317,25 @@ class _RecordingGrid:
             return []
         kind = messages[0].metadata.message_type
         sent = [m.metadata.dst_node_id for m in messages]
-        started = time.perf_counter()
-        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
-        seconds = time.perf_counter() - started
         config = next(iter(messages[0].content.config_records.values()), {})
         rnd = int(config.get("server-round", 0))
+        bytes_out = sum(array_bytes(m.content) for m in messages)
+        streaming = kind == MessageType.TRAIN and self._stream is not None
+        if streaming:
+            self._stream.start(next(iter(messages[0].content.array_records.values()), None))
+        bytes_in = 0
+        started = time.perf_counter()
+        replies = []
+        for reply in self._replies(messages, timeout):
+            if not reply.has_error():
+                bytes_in += array_bytes(reply.content)
+                if streaming:  # fold the update in, keep only the metrics
+                    self._stream.fold(reply.content)
+                    for name in list(reply.content.array_records):
+                        del reply.content[name]
+            replies.append(reply)
+        del messages
+        seconds = time.perf_counter() - started
         if kind == MessageType.TRAIN:
             self.lose_absent(rnd, sent, "train")
         ok = {r.metadata.src_node_id: r for r in replies if not r.has_error()}
@@ -153,7 +348,8 @@ class _RecordingGrid:
                                        "reason": (reason or "")[:300]})
         if kind == MessageType.TRAIN:
             self._round_started = started
-            row = {"round": rnd, "clients_sampled": len(sent), "clients_ok": len(ok), "train_seconds": seconds}
+            row = {"round": rnd, "clients_sampled": len(sent), "clients_ok": len(ok), "train_seconds": seconds,
+                   "bytes_to_clients": bytes_out, "bytes_from_clients": bytes_in}
             losses = []
             for node, reply in ok.items():
                 metrics = next(iter(reply.content.metric_records.values()), {})
@@ -187,7 +383,9 @@ class _RecordingGrid:
                 if row["round"] == rnd:
                     row.update({"accuracy": correct / n if n else None, "eval_examples": n,
                                 "eval_correct": correct, "clients_evaluated": len(ok),
-                                "round_seconds": time.perf_counter() - self._round_started})
+                                "round_seconds": time.perf_counter() - self._round_started,
+                                "bytes_to_clients": row.get("bytes_to_clients", 0) + bytes_out,
+                                "bytes_from_clients": row.get("bytes_from_clients", 0) + bytes_in})
         return replies
 
 
@@ -256,16 +454,24 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
     lost_before_round_1(log, nodes, described, plan)
     n_nodes = len(nodes)
     per_round = plan.clients_per_round or n_nodes
+    evaluated = plan.evaluate_clients_per_round or n_nodes
     # Central DP needs equal client weights (each client's clipped update counts once); otherwise FedAvg
     # weights clients by their number of training examples.
-    common = dict(fraction_train=min(1.0, per_round / n_nodes), fraction_evaluate=1.0,
-                  min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=plan.min_clients,
-                  min_available_nodes=plan.min_clients,
-                  weighted_by_key="unit-weight" if plan.central_dp or plan.client_dp else "num-examples")
+    common: dict[str, Any] = dict(
+        fraction_train=min(1.0, per_round / n_nodes), fraction_evaluate=min(1.0, evaluated / n_nodes),
+        min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=min(plan.min_clients, evaluated),
+        min_available_nodes=plan.min_clients,
+        weighted_by_key="unit-weight" if plan.central_dp or plan.client_dp else "num-examples")
     if plan.strategy == "fedprox":
-        strategy: Any = strategies.FedProx(**common, proximal_mu=plan.proximal_mu)
+        common["proximal_mu"] = plan.proximal_mu
+    stream = RunningMean(common["weighted_by_key"],
+                         clipping_norm=plan.central_clipping_norm if plan.central_dp else None)
+    if plan.central_dp:  # the wrapper aggregates the stream; the inner strategy only configures the rounds
+        strategy: Any = strategies.FedProx(**common) if plan.strategy == "fedprox" else strategies.FedAvg(**common)
+    elif plan.strategy == "fedprox":
+        strategy = StreamingFedProx(**common, stream=stream)
     else:
-        strategy = strategies.FedAvg(**common)
+        strategy = StreamingFedAvg(**common, stream=stream)
     accountant = None
     if plan.central_dp:
         sampled = max(int(n_nodes * common["fraction_train"]), common["min_train_nodes"])
@@ -281,10 +487,9 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
                 sampling_method=SamplingMethod.NO_AMPLIFICATION))
         except ImportError:  # older Flower or no dp-accounting: noise without a reported epsilon
             accountant = None
-        strategy = strategies.DifferentialPrivacyServerSideFixedClipping(
-            strategy, plan.central_noise_multiplier, plan.central_clipping_norm, sampled,
-            **({"accountant": accountant} if accountant is not None else {}))
-    recorder = _RecordingGrid(grid, log, plan)
+        strategy = StreamingServerSideDP(strategy, plan.central_noise_multiplier, plan.central_clipping_norm, sampled,
+                                         stream=stream, **({"accountant": accountant} if accountant is not None else {}))
+    recorder = _RecordingGrid(grid, log, plan, stream)
     recorder.joined = list(nodes)
     train_config = ConfigRecord({**({"seed": plan.seed} if plan.send_seed else {}),
                                  "proximal-mu": float(plan.proximal_mu)})
@@ -373,7 +578,7 @@ def build_apps(server_task: Callable[[Any], tuple[dict[str, torch.Tensor], Serve
         config = msg.content["config"]
         rnd = int(config["server-round"])
         state = msg.content["arrays"].to_torch_state_dict()
-        seed = int(config.get("seed", 0)) * 1000 + rnd * 97 + task.client_index(data.client)
+        seed = int(config.get("seed", 0)) * 1000 + rnd * 97 + data.index
         new_state, facts = local_train(task, data, state, server_round=rnd, seed=seed,
                                        proximal_mu=float(config.get("proximal-mu", 0.0)),
                                        dp_state=_load_dp_state(context))

@@ -23,6 +23,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,7 +81,10 @@ class FederatedOptions:
     clients : int
         Number of clients (ignored for ``group``).
     clients_per_round : int
-        Clients sampled per round (0: all).
+        Clients sampled per round for training (0: all).
+    evaluate_clients_per_round : int
+        Clients sampled per round to evaluate the new global model on their local test splits (0: all): with
+        many clients, evaluate a sample as you train one.
     min_clients : int
         Fewest clients a round needs: fewer replies stop the run; fewer clients than this is an error.
     rounds : int
@@ -139,7 +143,8 @@ class FederatedOptions:
     central_delta : float
         ``central_dp``: the delta at which the server-side epsilon is reported (between 0 and 1).
     client_cpus : float
-        CPUs per simulated client (Ray resources).
+        CPUs per simulated client (Ray resources): the simulation runs at most as many clients at once as the
+        machine's cores hold, each in a Ray actor with that many torch threads.
     round_timeout : float
         Seconds one round waits for the clients' replies; a client that has not replied by then is lost.
     join_timeout : float
@@ -167,6 +172,7 @@ class FederatedOptions:
     alpha: float = 0.5
     clients: int = 3
     clients_per_round: int = 0
+    evaluate_clients_per_round: int = 0
     min_clients: int = 2
     rounds: int = 3
     local_epochs: int = 1
@@ -262,7 +268,7 @@ def build_clients(data: LabelledTexts, o: FederatedOptions, seed: int) -> list[A
     out = []
     for k, (cid, idx) in enumerate(zip(ids, parts)):
         train, test = _local_split(frame.iloc[idx].reset_index(drop=True), o.held_out, seed + 7919 * (k + 1))
-        out.append(ClientData(client=cid, train=train, test=test))
+        out.append(ClientData(client=cid, train=train, test=test, index=k))
     return out
 
 
@@ -310,7 +316,7 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
                 "lora_rank", "min_clients"):
         if getattr(o, key) < 1:
             bad(key, "must be >= 1")
-    for key in ("max_examples", "clients_per_round"):
+    for key in ("max_examples", "clients_per_round", "evaluate_clients_per_round"):
         if getattr(o, key) < 0:
             bad(key, "must be >= 0")
     if o.partition != "group" and o.clients < 1:
@@ -346,6 +352,9 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
                                f"min_clients = {o.min_clients}")
     if o.clients_per_round and o.clients_per_round > n:
         raise RaikitInputError(f"key 'clients_per_round': {o.clients_per_round} is more than the {n} clients")
+    if o.evaluate_clients_per_round > n:
+        raise RaikitInputError(f"key 'evaluate_clients_per_round': {o.evaluate_clients_per_round} is more than the "
+                               f"{n} clients")
     clients = build_clients(data, o, ctx.seed)  # a Dirichlet draw that leaves a client empty is a config error too
     smallest = min(len(c.train) for c in clients)
     if o.client_dp and o.delta and o.delta >= 1 / smallest:
@@ -415,7 +424,7 @@ def server_plan(o: FederatedOptions, n_clients: int, seed: int, client_names: tu
     from raikit.federated._flower import ServerPlan
 
     return ServerPlan(strategy=o.strategy, rounds=o.rounds, clients=n_clients, clients_per_round=o.clients_per_round,
-                      min_clients=o.min_clients, proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0,
+                      evaluate_clients_per_round=o.evaluate_clients_per_round, min_clients=o.min_clients, proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0,
                       seed=seed, round_timeout=float(o.round_timeout), join_timeout=float(o.join_timeout),
                       central_dp=o.central_dp, central_noise_multiplier=float(o.noise_multiplier),
                       central_clipping_norm=float(o.clipping_norm), central_delta=float(o.central_delta),
@@ -423,35 +432,54 @@ def server_plan(o: FederatedOptions, n_clients: int, seed: int, client_names: tu
                       client_names=tuple(client_names))
 
 
-def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[Any, float]:
-    """Run the ServerApp and one ClientApp per client in Flower's simulation runtime.
+def simulation_apps(task: Any, plan: Any, folder: Path, *, torch_threads: int = 1) -> tuple[Any, Any, dict[str, Any]]:
+    """The ServerApp and ClientApp of a simulation, and the box the ServerApp leaves its :class:`RoundLog` in.
 
-    Returns the server's :class:`RoundLog` and the simulation's wall time (start-up included).
+    The task is written once to ``folder`` (:func:`raikit.federated._task.save_task`); the ClientApp carries only
+    that path: each Ray actor loads the model from it once and reads only the partition of the node it serves.
     """
-    import logging
-
-    from flwr.simulation import run_simulation as flwr_run_simulation
+    import functools
 
     from raikit.federated._flower import build_apps
+    from raikit.federated._task import client_from_folder, save_task
 
     box: dict[str, Any] = {}
+    save_task(task, folder, torch_threads=torch_threads)
 
     def server_task(context: Any) -> Any:
         return task.initial_state(), plan
 
-    def client_task(context: Any) -> Any:
-        return task, task.clients[int(context.node_config["partition-id"])]
-
     def on_done(log: Any, context: Any) -> None:
         box["log"] = log
 
-    server_app, client_app = build_apps(server_task, client_task, on_done)
-    cpus = max(1, int(math.ceil(client_cpus)))
+    server_app, client_app = build_apps(server_task, functools.partial(client_from_folder, str(folder)), on_done)
+    return server_app, client_app, box
+
+
+def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[Any, float]:
+    """Run the ServerApp and one ClientApp per client in Flower's simulation runtime.
+
+    Ray runs as many actors as the machine's cores hold at ``client_cpus`` each (each with that many torch
+    threads, at least one); the clients of a round queue for them, so memory stays bounded whatever the
+    number of clients. Returns the server's :class:`RoundLog` and the simulation's wall time (start-up
+    included).
+    """
+    import logging
     import shutil
     import tempfile
 
-    # Ray's session files go to a temporary folder of this run, removed afterwards (not /tmp/ray)
+    from flwr.simulation import run_simulation as flwr_run_simulation
+
+    cpus = max(1, int(math.ceil(client_cpus)))
+    # Ray's session files and the task folder go to a temporary folder of this run, removed afterwards
     ray_dir = tempfile.mkdtemp(prefix="raikit-ray-")
+    started = time.perf_counter()
+    try:
+        server_app, client_app, box = simulation_apps(task, plan, Path(ray_dir) / "task",
+                                                      torch_threads=max(1, int(client_cpus)))
+    except BaseException:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+        raise
     backend = {"client_resources": {"num_cpus": float(client_cpus), "num_gpus": 0.0},
                "init_args": {"num_cpus": max(cpus, min(os.cpu_count() or 1, cpus * len(task.clients))),
                              "include_dashboard": False, "log_to_driver": False, "_temp_dir": ray_dir}}
@@ -465,7 +493,6 @@ def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[A
     pythonpath = os.environ.get("PYTHONPATH")  # Flower's Ray backend overwrites it for its workers
     flwr_home = os.environ.get("FLWR_HOME")  # Flower writes its home ($HOME/.flwr by default): this run's temp folder
     os.environ["FLWR_HOME"] = os.path.join(ray_dir, "flwr-home")
-    started = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -671,6 +698,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         "strategy": {"name": o.strategy, **({"proximal_mu": o.proximal_mu} if o.strategy == "fedprox" else {}),
                      "rounds": o.rounds, "local_epochs": o.local_epochs, "min_clients": o.min_clients,
                      "clients_per_round": o.clients_per_round or len(clients),
+                     "evaluate_clients_per_round": o.evaluate_clients_per_round or len(clients),
                      "seed_sent_to_clients": plan.send_seed},
         "transport": transport,
         "wall_seconds": round(wall, 3), "server_seconds": round(log.seconds, 3),

@@ -41,6 +41,8 @@ def _config(root: Path, federated: str) -> Path:
     ('partition = "group"', "key 'partition': 'group' needs group_column"),
     ('group_column = "group"\npartition = "group"\nmin_clients = 4', "key 'clients': 3 groups is fewer than min_clients = 4"),
     ("clients_per_round = 1", "key 'clients_per_round': 1 is fewer than min_clients = 2"),
+    ("evaluate_clients_per_round = 4", "key 'evaluate_clients_per_round': 4 is more than the 3 clients"),
+    ("evaluate_clients_per_round = -1", "key 'evaluate_clients_per_round': must be >= 0, got -1"),
     ('strategy = "fedsgd"', "key 'strategy': must be one of fedavg, fedprox, got 'fedsgd'"),
     ("client_dp = true\ncentral_dp = true", "key 'central_dp': client_dp and central_dp are alternatives"),
     (f'runtime = "deployment"\nsuperlink = "{DEAD}"\ninsecure = true', f"key 'superlink': SuperLink {DEAD} is unreachable"),
