@@ -6,7 +6,7 @@ Four methods, each through the shared fine-tuning loop (:func:`raikit.audits.tra
     Counterfactual data augmentation, two-sided (Zmigrod, Mielke, Wallach, Cotterell, ACL 2019; Webster et
     al. 2020): every training text that mentions a group term is kept *and* joined by each of its
     group-swapped copies, so the training data holds both versions. The swaps are the counterfactual test's
-    own (:func:`raikit.fairness.classifier.counterfactuals`: the same swap lists, whole-word,
+    own (:func:`raikit.fairness.swaps.counterfactuals`: the same swap lists, whole-word,
     case-preserving, and the indefinite article re-chosen for the new word, "an actress" -> "an actor").
     Classifiers fine-tune on the labelled texts (a copy keeps its label); masked and causal LMs continue
     pre-training (masked or next-token loss) on a text corpus (a file, or raikit's built-in tweets).
@@ -62,7 +62,7 @@ from raikit.audits.sections import RunContext, Section, data_key
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
 from raikit.audits.training import (ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune, forward_inputs,
                                     unwrap)
-from raikit.fairness.classifier import SwapList, counterfactuals, load_swaps
+from raikit.fairness.swaps import SwapList, counterfactuals, load_swaps
 
 __all__ = ["MitigationOptions", "SECTION", "run_mitigation", "METHODS", "augment", "swap_groups",
            "GradientReversal"]
