@@ -1,6 +1,8 @@
-"""Before/after effects of issue 11 on CrowS-Pairs with the built-in causal LM (not part of ``python -m bench``).
+"""How CrowS-Pairs and StereoSet scores move with three scoring choices (issue 11), on the built-in causal LM.
 
-    HF_HUB_OFFLINE=1 python -m bench.issue11_effects [--pairs N] [--seed S]
+Not part of ``python -m bench`` (it measures scores, not speed):
+
+    HF_HUB_OFFLINE=1 python -m bench.scoring_choices [--pairs N] [--seed S]
 
 Scores the same CrowS-Pairs pairs (all 1,508, or a seeded subsample of N) with ``builtin:smollm2-135m``:
 
