@@ -1,13 +1,14 @@
 # raikit: two entry points that do all set-up on a fresh machine.
 #   make demo   create .venv, install everything, run the embedded default audit
 #   make test   create .venv if needed, install, run the test suite
+#   make test-fast  the same without the slow tests (a couple of minutes; `make test` before a merge)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.raikit-installed
 
-.PHONY: demo test install clean bench
+.PHONY: demo test test-fast install clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# the suite without the tests marked slow (tests/slow.txt, browser, integration): under 2 minutes on 2 cores
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # make bench: every benchmark on CPU (rows appended to bench/RESULTS.md); make bench BENCH_ARGS="--device cuda" on a GPU
 bench: $(STAMP)

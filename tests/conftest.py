@@ -15,6 +15,33 @@ import tiny  # noqa: E402
 pytest_plugins = ["pytester"]
 
 SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+SLOW_LIST = Path(__file__).with_name("slow.txt")
+
+
+def _slow_lines() -> list[str]:
+    """The node ids in tests/slow.txt (a test file, a test, or one parametrized case per line)."""
+    lines = (raw.split("#", 1)[0].strip() for raw in SLOW_LIST.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what tests/slow.txt names and every ``browser`` or ``integration`` test (make test-fast)."""
+    lines = _slow_lines()
+    used: set[str] = set()
+    for item in items:
+        hits = [line for line in lines if item.nodeid == line or item.nodeid.startswith((line + "::", line + "["))]
+        used.update(hits)
+        if hits or item.get_closest_marker("browser") or item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.slow)
+    # a line naming nothing in a file collected whole is stale (a renamed or removed test)
+    here = config.invocation_params.dir
+    partial = {(here / arg.split("::", 1)[0]).resolve() for arg in config.args if "::" in arg}
+    whole = {item.path.resolve() for item in items} - partial
+    stale = [line for line in lines
+             if line not in used and (config.rootpath / line.split("::", 1)[0]).resolve() in whole]
+    if stale:
+        raise pytest.UsageError(f"{SLOW_LIST}: no collected test matches {', '.join(stale)}")
 
 
 @pytest.fixture(scope="session")
