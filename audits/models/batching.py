@@ -18,6 +18,8 @@ import torch
 
 from raikit.audits.progress import progress_bar
 
+__all__ = ["TokenBatching"]
+
 
 class TokenBatching:
     """Batching of an adapter's forward passes (mixin of :class:`~raikit.audits.models.ModelAdapter`)."""

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import torch
 
+__all__ = ["ScoredHeads", "TrimmedTopLayer"]
+
 
 class ScoredHeads:
     """Logits and log-probabilities at chosen positions (mixin of :class:`~raikit.audits.models.ModelAdapter`)."""
