@@ -15,128 +15,36 @@ consistent per-item changes; Schenker and Gentleman 2001).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from raikit.audits.results import Metric
+from raikit.audits.stats import PairedChange, holm, paired_change, proportion_ci
 
 __all__ = ["accuracy_metric", "paired_difference", "paired_change", "holm", "metric_items", "ITEMS_TABLE",
            "PairedChange"]
 
 ITEMS_TABLE = "metric_items"
-_RESAMPLES = 2000
 
 
 def accuracy_metric(correct: np.ndarray, *, details: Mapping[str, Any] | None = None) -> Metric:
-    """Share of correct predictions with its 95% Wilson score interval (``scipy.stats.binomtest``)."""
-    from scipy.stats import binomtest
-
+    """Share of correct predictions with its 95% Wilson score interval (:func:`raikit.audits.stats.proportion_ci`)."""
     k, n = int(np.sum(correct)), len(correct)
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return Metric(value=k / n, ci95=(float(ci.low), float(ci.high)), n=n,
+    return Metric(value=k / n, ci95=proportion_ci(np.asarray(correct, dtype=float)), n=n,
                   details={"ci_method": "Wilson score", **dict(details or {})})
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, *, seed: int, what: str,
                       unit: str = "held-out examples") -> Metric:
-    """``mean(a) - mean(b)`` over the same examples, with a paired percentile bootstrap interval (2000)."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    boot = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(2000)])
-    low, high = np.quantile(boot, [0.025, 0.975])
-    value = float(diff.mean())
-    return Metric(value=value, ci95=(min(float(low), value), max(float(high), value)), n=len(diff),
+    """``mean(a) - mean(b)`` over the same examples, with a paired percentile bootstrap interval (2000).
+
+    The interval is :func:`raikit.audits.stats.paired_change`'s, with ``b`` as before and ``a`` as after.
+    """
+    change = paired_change(np.asarray(b, dtype=float), np.asarray(a, dtype=float), seed=seed)
+    return Metric(value=change.change, ci95=change.ci95, n=change.n,
                   details={"what": what, "ci_method": f"paired percentile bootstrap over {unit} (2000)"})
-
-
-@dataclass(frozen=True)
-class PairedChange:
-    """The change of a mean-over-items metric between two models scored on the same items.
-
-    Attributes
-    ----------
-    before, after : float
-        The metric of each model over the paired items.
-    change : float
-        ``after - before``.
-    ci95 : tuple of float
-        Paired percentile bootstrap interval of the change (resampling items, or whole clusters).
-    p_value : float
-        Two-sided bootstrap p-value of "no change" (twice the smaller share of resampled changes on either
-        side of 0, at least ``1 / resamples``).
-    n : int
-        Paired items (present for both models).
-    clusters : int
-        Resampled units (clusters, or items when there are none).
-    """
-
-    before: float
-    after: float
-    change: float
-    ci95: tuple[float, float]
-    p_value: float
-    n: int
-    clusters: int
-
-    @property
-    def moved(self) -> bool:
-        """Whether the 95% interval of the change excludes 0 (this metric alone, no multiplicity adjustment)."""
-        return bool(self.ci95[0] > 0 or self.ci95[1] < 0)
-
-
-def paired_change(before: np.ndarray, after: np.ndarray, *, clusters: np.ndarray | None = None, seed: int,
-                  resamples: int = _RESAMPLES) -> PairedChange:
-    """``mean(after) - mean(before)`` over the same items, with a paired (cluster) percentile bootstrap.
-
-    Parameters
-    ----------
-    before, after : array of float
-        One value per item, in the same item order.
-    clusters : array, optional
-        Cluster label per item (items of one cluster are resampled together); None: each item alone.
-    seed : int
-        Seeds the resampling.
-    resamples : int
-        Bootstrap resamples.
-    """
-    a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
-    if a.shape != b.shape or not len(a):
-        raise ValueError(f"paired values need equal, non-zero lengths (got {a.shape} and {b.shape})")
-    diff = b - a
-    if clusters is None:
-        codes = np.arange(len(diff))
-    else:
-        codes = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)[1]
-    k = int(codes.max()) + 1
-    sums = np.bincount(codes, weights=diff, minlength=k)
-    sizes = np.bincount(codes, minlength=k).astype(float)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, k, size=(resamples, k))
-    boot = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
-    value = float(diff.mean())
-    low, high = (float(x) for x in np.quantile(boot, [0.025, 0.975]))
-    if np.all(diff == 0):
-        p = 1.0
-    else:
-        p = min(1.0, max(2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))), 1 / resamples))
-    return PairedChange(before=float(a.mean()), after=float(b.mean()), change=value,
-                        ci95=(min(low, value), max(high, value)), p_value=p, n=len(diff), clusters=k)
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (family-wise error control over all the comparisons of a table)."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p, kind="stable")
-    m = len(p)
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted.tolist()
 
 
 def metric_items(metric: str, values: np.ndarray, *, items: Sequence[str],

@@ -233,7 +233,7 @@ def detect_positive_label(adapter: Any, *, given: str | None = None, seed: int =
         return {"positive": lower["positive"], "negative": lower["negative"], "how": "the class names"}
     import numpy as np
 
-    from raikit.fairness._stats import proportion_ci
+    from raikit.audits.stats import proportion_ci
     from raikit.fairness.classifier import starter_labelled_texts
 
     texts = starter_labelled_texts(seed=seed)

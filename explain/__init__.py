@@ -6,10 +6,11 @@
 >>> [e] = explain(clf, ["I love this film"], method="shap")       # doctest: +SKIP
 >>> e.words, e.scores                                             # doctest: +SKIP
 """
+from raikit.audits.stats import bootstrap_ci
 from raikit.explain._attention import explain_attention, explain_random, explain_rollout, pooled_position, rollout
 from raikit.explain._base import EXPLAINERS, Explainer, Explanation, ExplainSettings, explain
 from raikit.explain._faithfulness import (
-    AOPC_BINS, DELETION_BINS, ERASER_BINS, Faithfulness, agreement, bootstrap_ci, distinct_ks, faithfulness,
+    AOPC_BINS, DELETION_BINS, ERASER_BINS, Faithfulness, agreement, distinct_ks, faithfulness,
     remove_words, top_k_for,
 )
 from raikit.explain._lime import explain_lime

@@ -36,7 +36,7 @@ import regex
 from raikit.explain._base import Explanation
 
 __all__ = ["ERASER_BINS", "AOPC_BINS", "DELETION_BINS", "Faithfulness", "faithfulness", "remove_words", "top_k_for",
-           "distinct_ks", "agreement", "bootstrap_ci"]
+           "distinct_ks", "agreement"]
 
 ERASER_BINS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
 #: ERASER's AOPC bins are its comprehensiveness bins.
@@ -201,22 +201,3 @@ def agreement(a: Sequence[Explanation], b: Sequence[Explanation], *, top_k: int 
         ry = np.lexsort((np.arange(len(sy)), -sy))[:top_k]
         overlaps.append(len(set(rx.tolist()) & set(ry.tolist())) / top_k)
     return np.array(taus, dtype=np.float64), np.array(overlaps, dtype=np.float64)
-
-
-def bootstrap_ci(values: Sequence[float], *, seed: int = 0, n_resamples: int = 2000,
-                 confidence: float = 0.95) -> tuple[float, float] | None:
-    """Percentile-bootstrap CI of the mean (``scipy.stats.bootstrap``), NaNs dropped.
-
-    Returns ``None`` with fewer than two values, and ``(v, v)`` when all values are equal.
-    """
-    from scipy.stats import bootstrap
-
-    data = np.asarray(values, dtype=np.float64)
-    data = data[np.isfinite(data)]
-    if data.size < 2:
-        return None
-    if np.ptp(data) == 0:
-        return (float(data[0]), float(data[0]))
-    res = bootstrap((data,), np.mean, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
-                    rng=np.random.default_rng(seed))
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))

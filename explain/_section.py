@@ -13,9 +13,10 @@ from raikit.audits.errors import RaikitInputError
 from raikit.audits.escape import clean_input
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, data_key
+from raikit.audits.stats import bootstrap_ci
 from raikit.explain._attention import pooled_position, rollout, word_attention_map
 from raikit.explain._base import EXPLAINERS, Explanation, ExplainSettings, check_inputs
-from raikit.explain._faithfulness import AOPC_BINS, DELETION_BINS, ERASER_BINS, agreement, bootstrap_ci, faithfulness
+from raikit.explain._faithfulness import AOPC_BINS, DELETION_BINS, ERASER_BINS, agreement, faithfulness
 
 __all__ = ["ExplainOptions", "DEFAULT_TEXTS", "run_explain", "SECTION", "read_texts"]
 

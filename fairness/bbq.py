@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ from raikit.audits.models import CausalLMAdapter, ModelAdapter, MultipleChoiceAd
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, at_least, data_key
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import gap_ci
+from raikit.audits.stats import gap_ci
 from raikit.fairness.crows_pairs import expand_data_path
 
 __all__ = ["BBQ_CITATION", "BBQ_CATEGORIES", "UNKNOWN_ANSWERS", "BBQOptions", "BBQResult", "load_bbq",

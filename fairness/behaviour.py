@@ -21,7 +21,7 @@ from raikit.fairness._classifier_common import (
     _DEFAULT_LEXICONS, CITATIONS, _check_starter, _group_column, _need_classifier, _safe, _starter_instances,
 )
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import CLUSTER_PROPORTION_CI, PROPORTION_CI, proportion_ci
+from raikit.audits.stats import CLUSTER_PROPORTION_CI, PROPORTION_CI, proportion_ci
 
 __all__ = ["BehaviourOptions", "BehaviourResult", "behaviour_tests"]
 

@@ -25,7 +25,7 @@ from raikit.fairness._classifier_common import (
     _DEFAULT_LEXICONS, CITATIONS, _check_starter, _need_classifier, _starter_instances,
 )
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import CLUSTER_PROPORTION_CI, bootstrap_ci, proportion_ci
+from raikit.audits.stats import CLUSTER_PROPORTION_CI, bootstrap_ci, proportion_ci
 from raikit.fairness.swaps import SwapList, counterfactuals, load_swaps
 
 __all__ = ["CounterfactualOptions", "CounterfactualResult", "counterfactual_invariance"]

@@ -31,7 +31,7 @@ from raikit.audits.models import CausalLMAdapter, MaskedLMAdapter, ModelAdapter
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, at_least, data_key, default_data_dir
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import PROPORTION_CI, proportion_ci
+from raikit.audits.stats import PROPORTION_CI, proportion_ci
 
 __all__ = [
     "CROWS_PAIRS_CITATION",

@@ -48,7 +48,7 @@ from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import bootstrap_ci
+from raikit.audits.stats import bootstrap_ci
 from raikit.fairness.templates import (
     Lexicon,
     Template,

@@ -61,7 +61,7 @@ from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, at_least, data_key
 from raikit.fairness._generate import CHAT_CHOICES, DECODINGS, complete_prompts, use_chat
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import CLUSTER_PROPORTION_CI, bootstrap_ci, gap_ci, proportion_ci
+from raikit.audits.stats import CLUSTER_PROPORTION_CI, bootstrap_ci, gap_ci, proportion_ci
 from raikit.fairness.honest import _group_gap_p, _group_gap_samples
 from raikit.fairness.templates import Lexicon, expand, load_configured, load_lexicons, resolve_data_path
 

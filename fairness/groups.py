@@ -25,7 +25,7 @@ from raikit.fairness._classifier_common import (
     _DEFAULT_LEXICONS, CITATIONS, _check_starter, _group_column, _need_classifier, _safe, _starter_instances,
 )
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import PROPORTION_CI, gap_ci, proportion_ci
+from raikit.audits.stats import PROPORTION_CI, gap_ci, proportion_ci
 
 __all__ = ["GroupsOptions", "GroupMetricsResult", "group_metrics"]
 
@@ -117,7 +117,7 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
     Intervals of ``difference`` (max minus min over groups) come from a stratified bootstrap (examples
     resampled within their group) and are basic (reverse-percentile) intervals, because percentile
     intervals of a max-type statistic lean upwards when groups are small (see
-    :func:`raikit.fairness._stats.gap_ci` for the fallback when the basic interval excludes the point).
+    :func:`raikit.audits.stats.gap_ci` for the fallback when the basic interval excludes the point).
 
     Parameters
     ----------

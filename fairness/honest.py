@@ -53,7 +53,7 @@ from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, at_least, data_key
 from raikit.fairness._generate import complete_prompts
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import CLUSTER_PROPORTION_CI, gap_ci, proportion_ci
+from raikit.audits.stats import CLUSTER_PROPORTION_CI, gap_ci, proportion_ci
 
 __all__ = ["HonestOptions", "HonestResult", "honest", "honest_score", "honest_counts", "load_hurtlex",
            "load_honest_templates", "dedupe_templates", "complete", "strip_accent", "CITATION",

@@ -48,7 +48,7 @@ from raikit.audits.models import CausalLMAdapter, MaskedLMAdapter, ModelAdapter
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, at_least, data_key
 from raikit.fairness._registry import SECTIONS
-from raikit.fairness._stats import bootstrap_ci
+from raikit.audits.stats import bootstrap_ci
 from raikit.fairness.crows_pairs import expand_data_path, filter_bias_types, subsample_indices
 
 __all__ = [

@@ -7,9 +7,8 @@
 >>> result = run_privacy(clf, PrivacyOptions(epsilon=8.0), RunContext())  # doctest: +SKIP
 >>> result.metrics["dp.epsilon"].value, result.metrics["mia.dp.auc"].value  # doctest: +SKIP
 """
-from raikit.privacy._mia import (
-    AttackResult, clopper_pearson, empirical_epsilon, evaluate_attack, lira_scores, loss_scores,
-)
+from raikit.audits.stats import clopper_pearson
+from raikit.privacy._mia import AttackResult, empirical_epsilon, evaluate_attack, lira_scores, loss_scores
 from raikit.privacy._one_run import OneRunAudit, one_run_audit, one_run_epsilon, perfect_attack_bound
 from raikit.privacy._section import ATTACKS, SECTION, PrivacyOptions, default_delta, run_privacy
 

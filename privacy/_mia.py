@@ -33,26 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["AttackResult", "loss_scores", "lira_scores", "evaluate_attack", "clopper_pearson",
-           "empirical_epsilon"]
+from raikit.audits.stats import clopper_pearson
 
-
-def clopper_pearson(k: int, n: int, *, alpha: float = 0.05, side: str = "two-sided") -> tuple[float, float]:
-    """Exact binomial interval for ``k`` successes in ``n`` trials.
-
-    ``side="two-sided"`` gives the (1 - alpha) interval; ``"lower"``/``"upper"`` give one-sided
-    bounds at level 1 - alpha (the other end is 0 or 1).
-    """
-    if n <= 0:
-        return (0.0, 1.0)
-    a = alpha / 2 if side == "two-sided" else alpha
-    low = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
-    high = 1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k))
-    if side == "lower":
-        return (low, 1.0)
-    if side == "upper":
-        return (0.0, high)
-    return (low, high)
+__all__ = ["AttackResult", "loss_scores", "lira_scores", "evaluate_attack", "empirical_epsilon"]
 
 
 def loss_scores(probabilities: np.ndarray, labels: Sequence[int]) -> np.ndarray:

@@ -54,7 +54,7 @@ def test_counterfactual_planted_and_balanced(swaps):
     balanced = counterfactual_invariance(pm.classifier(False), texts, swaps=swaps, n_bootstrap=200)
     assert balanced.flip_rate == 0.0
     # never a zero-width interval: the Wilson bound of 0 flips over the original texts (the clusters)
-    from raikit.fairness._stats import proportion_ci
+    from raikit.audits.stats import proportion_ci
     n_originals = balanced.table["original"].nunique()
     assert balanced.flip_ci == pytest.approx(proportion_ci([0.0] * n_originals)) and balanced.flip_ci[1] > 0
     row = biased.table.iloc[0]

@@ -204,7 +204,7 @@ def test_intervals_and_p_value_resample_identity_terms(tmp_path):
     assert gap.value == 1.0 and gap.details["p_value"] > 0.25
     male = section.metrics["by_group.male"].ci95
     # 0 hurtful of 8 completions in 2 identity clusters: the Wilson interval of 0/2, not of 0/8 and never [0, 0]
-    from raikit.fairness._stats import proportion_ci
+    from raikit.audits.stats import proportion_ci
     assert male == pytest.approx(proportion_ci([0, 0])) and male[1] > proportion_ci([0] * 8)[1]
     assert gap.ci95[0] <= gap.value <= gap.ci95[1]
 

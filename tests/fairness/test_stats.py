@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from raikit.fairness._stats import basic_ci, gap_ci, proportion_ci
+from raikit.audits.stats import basic_ci, gap_ci, proportion_ci
 from raikit.fairness.crows_pairs import rate_metric
 
 
