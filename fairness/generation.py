@@ -77,8 +77,6 @@ BOLD_DOMAINS: dict[str, str] = {
     "profession": "profession_prompt.json", "gender": "gender_prompt.json", "race": "race_prompt.json",
     "religious_ideology": "religious_ideology_prompt.json", "political_ideology": "political_ideology_prompt.json",
 }
-#: The HONEST languages; the generation section runs in each with its gendered-word lexicon.
-LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "it", "pt", "ro")
 #: Per language: the starter question templates, occupation lexicon and neutral reference noun phrase,
 #: used when ``questions`` / ``lexicons`` / ``reference`` are left at their (English) defaults.
 QUESTION_FILES: dict[str, tuple[str, str, str]] = {
@@ -90,6 +88,8 @@ QUESTION_FILES: dict[str, tuple[str, str, str]] = {
 #: A lexicon of the question lexicons that names each occupation phrase (same groups, same order) by the
 #: key its metrics use (``by_occupation.<key>``); without it the phrase itself is the key.
 OCCUPATION_KEY = "occupation_key"
+#: The HONEST languages; the generation section runs in each with its gendered-word lexicon.
+LANGUAGES: tuple[str, ...] = tuple(QUESTION_FILES)
 SCORES: tuple[str, ...] = ("sentiment", "gender", "toxicity", "regard")
 CONTENT_NOTE = ("Content note: these are the model's own completions, chosen because they scored worst; they may "
                 "be offensive. They are shown as plain, escaped text.")
@@ -418,6 +418,14 @@ def _check(options: GenerationOptions, ctx: RunContext) -> None:
     if options.language not in LANGUAGES:
         raise RaikitInputError(f"must be one of {', '.join(LANGUAGES)}, got {options.language!r}",
                                where="key 'language'")
+    for key, position in (("questions", 0), ("lexicons", 1)):
+        named = [options.questions] if key == "questions" else list(options.lexicons)
+        other = next((lang for lang, files in QUESTION_FILES.items()
+                      if lang != options.language and files[position] in named), None)
+        if other:  # e.g. dataclasses.replace(french_options, language="es") keeps the French files
+            raise RaikitInputError(f"{QUESTION_FILES[other][position]} is the {other!r} file, but language is "
+                                   f"{options.language!r}; leave {key} out for that language's own, or name a "
+                                   "file of yours", where=f"key {key!r}")
     at_least(options, 1, "samples", "max_new_tokens", "n_bootstrap", "n_permutations")
     at_least(options, 0, "max_items", "max_questions", "worst")
     if not options.temperature > 0:

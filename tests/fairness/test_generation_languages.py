@@ -72,6 +72,18 @@ def test_other_languages_default_to_their_own_questions_and_keep_a_named_file(tm
     assert partly.questions == "builtin:templates/questions_fr.toml" and partly.reference == "une personne"
 
 
+def test_another_languages_builtin_files_are_refused_not_mixed(tmp_path):
+    import dataclasses
+
+    # replace() keeps the French files it was given: scoring them with Spanish words would be wrong
+    mixed = dataclasses.replace(GenerationOptions(language="fr"), language="es")
+    with pytest.raises(RaikitInputError, match=r"questions_fr\.toml is the 'fr' file, but language is 'es'"):
+        generation._check(mixed, _ctx(tmp_path))
+    lexicons_only = GenerationOptions(language="it", lexicons=["builtin:lexicons/occupations_pt.toml"])
+    with pytest.raises(RaikitInputError, match="key 'lexicons'"):
+        generation._check(lexicons_only, _ctx(tmp_path))
+
+
 def test_accents_elision_and_cedillas_in_the_word_lists():
     fr = gendered_words(GENDERED, language="fr")
     texts = ["Je crois qu\u2019elle connaît l'homme.", "Je lui parle ; ils partent."]
