@@ -9,11 +9,11 @@
 """
 from raikit.audits.stats import clopper_pearson
 from raikit.privacy._mia import AttackResult, empirical_epsilon, evaluate_attack, lira_scores, loss_scores
-from raikit.privacy._one_run import OneRunAudit, one_run_audit, one_run_epsilon, perfect_attack_bound
+from raikit.privacy._one_run import OneRunAudit, draw_canaries, one_run_audit, one_run_epsilon, perfect_attack_bound
 from raikit.privacy._section import ATTACKS, SECTION, PrivacyOptions, default_delta, run_privacy
 
 __all__ = [
     "PrivacyOptions", "SECTION", "run_privacy", "default_delta", "ATTACKS",
-    "OneRunAudit", "one_run_audit", "one_run_epsilon", "perfect_attack_bound",
+    "OneRunAudit", "draw_canaries", "one_run_audit", "one_run_epsilon", "perfect_attack_bound",
     "AttackResult", "evaluate_attack", "loss_scores", "lira_scores", "clopper_pearson", "empirical_epsilon",
 ]

@@ -28,11 +28,31 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["OneRunAudit", "one_run_p_value", "one_run_epsilon", "one_run_audit", "perfect_attack_bound",
+__all__ = ["OneRunAudit", "draw_canaries", "one_run_p_value", "one_run_epsilon", "one_run_audit", "perfect_attack_bound",
            "GUESS_FRACTIONS"]
 
 #: shares of the canaries guessed on (half "in" from the top scores, half "out" from the bottom)
 GUESS_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+
+
+def draw_canaries(n_train: int, count: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which training rows are canaries, and which of those are trained on (each with probability 1/2).
+
+    The draw has its own generator (``default_rng([seed, 20230514])``), apart from any training randomness,
+    so the coin flips are independent of everything the model sees. At most half the training rows are
+    canaries, and none when there are fewer than 8 rows or ``count`` is 0.
+
+    Returns
+    -------
+    positions : ndarray of int
+        Sorted row positions of the canaries in the training split.
+    inserted : ndarray of bool
+        Per canary: trained on (True) or left out of every model's training set (False).
+    """
+    rng = np.random.default_rng([seed, 20230514])
+    n = min(count, n_train // 2) if count and n_train >= 8 else 0
+    positions = np.sort(rng.choice(n_train, n, replace=False))
+    return positions, rng.random(n) < 0.5
 
 
 def one_run_p_value(*, m: int, r: int, v: int, epsilon: float, delta: float) -> float:

@@ -35,7 +35,7 @@ from raikit.audits.training import (
     fine_tune,
 )
 from raikit.privacy._mia import AttackResult, evaluate_attack, lira_scores, loss_scores
-from raikit.privacy._one_run import OneRunAudit, one_run_audit
+from raikit.privacy._one_run import OneRunAudit, draw_canaries, one_run_audit
 
 __all__ = ["PrivacyOptions", "SECTION", "run_privacy", "default_delta", "ATTACKS"]
 
@@ -312,10 +312,8 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
     train, test, pool = parts["train"], parts["held_out"], parts["reference"]
     # One-run audit: canaries drawn from the training split, each trained on with probability 1/2 (seeded coin
     # flips, drawn apart from any training randomness); the left-out ones leave the training set of every model.
-    canary_rng = np.random.default_rng([ctx.seed, 20230514])
-    n_canaries = min(o.canaries, len(train) // 2) if o.canaries and len(train) >= 8 else 0
-    canaries = train.iloc[np.sort(canary_rng.choice(len(train), n_canaries, replace=False))]
-    inserted = canary_rng.random(len(canaries)) < 0.5
+    positions, inserted = draw_canaries(len(train), o.canaries, seed=ctx.seed)
+    canaries = train.iloc[positions]
     train = train.drop(index=canaries.index[~inserted]).reset_index(drop=True)
     canaries = canaries.reset_index(drop=True)
     delta = o.delta or default_delta(len(train))

@@ -6,7 +6,6 @@ import json
 import random
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,7 +14,7 @@ from raikit.audits.cli import main
 from raikit.audits.models import wrap_model
 from raikit.audits.runner import run_audit
 from raikit.audits.sections import RunContext
-from raikit.privacy import PrivacyOptions, default_delta, run_privacy
+from raikit.privacy import PrivacyOptions, default_delta, draw_canaries, run_privacy
 
 FILLERS = [f"f{i}" for i in range(20)]
 
@@ -249,7 +248,7 @@ def canary_model(tmp_path_factory):
 
     As in ``memorise``, the vocabulary knows the id words the model will train on and maps the others to
     [UNK]: the section draws 100 canaries from the training split and trains on each with probability 1/2
-    (seeded, ``privacy/_section.py``); the fixture repeats that draw, so a left-out canary's id word is [UNK]
+    (seeded, ``privacy/_one_run.draw_canaries``); the fixture makes the same draw, so a left-out canary's id word is [UNK]
     and the model knows nothing of it. A quarter of the other training texts' id words are [UNK] too, so the
     model learns 50/50 for [UNK]. The test checks that its draw is the section's (the same inserted count)."""
     from raikit.audits.textdata import read_labelled_texts
@@ -260,9 +259,7 @@ def canary_model(tmp_path_factory):
     options = PrivacyOptions(**{**OPTIONS, "canaries": 100})
     train = read_labelled_texts(root / "data.csv", group_column="group").split(
         fractions=_fractions(options), seed=0)["train"]
-    rng = np.random.default_rng([0, 20230514])
-    canaries = np.sort(rng.choice(len(train), 100, replace=False))
-    inserted = rng.random(100) < 0.5
+    canaries, inserted = draw_canaries(len(train), 100, seed=0)
     left_out = set(canaries[~inserted].tolist())
     others = [i for i in range(len(train)) if i not in set(canaries.tolist())]
     known = [i for i in canaries[inserted].tolist()] + [i for k, i in enumerate(others) if k % 4]
