@@ -251,12 +251,12 @@ def _encode(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torc
 
 
 def _clp_loss(tokenizer: Any, labels: np.ndarray, texts: list[str], partner: list[str | None], *, weight: float,
-              max_length: int, aligned: bool = False) -> Any:
+              max_length: int) -> Any:
     """Cross-entropy plus ``weight`` x mean |logits(x) - logits(swap(x))| (Garg et al. 2019, eq. 2).
 
-    ``aligned`` (under DP): the swapped pass takes every row of the batch in order, a text without a partner
-    standing for itself (its pairing term is zero), so Opacus adds the swapped pass's per-example gradient to
-    its text's and a text with its copy is one DP unit. Without it only the texts with a partner are swapped."""
+    The swapped pass takes every row of the batch in order, a text without a partner standing for itself (its
+    pairing term is zero), so under DP Opacus adds the swapped pass's per-example gradient to its text's and
+    a text with its copy is one DP unit; without DP it is the same objective."""
     targets = torch.as_tensor(labels.copy())
 
     def loss(model: Any, inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
@@ -266,16 +266,11 @@ def _clp_loss(tokenizer: Any, labels: np.ndarray, texts: list[str], partner: lis
         have = [k for k, r in enumerate(index) if partner[r] is not None]
         if not have:
             return task
-        if aligned:
-            swapped = model(**_swapped_inputs(model, tokenizer, [partner[r] or texts[r] for r in index],
-                                              max_length, logits.device)).logits
-            keep = torch.zeros(len(index), device=logits.device)
-            keep[have] = 1.0
-            return task + weight * ((logits - swapped).abs().sum(dim=1) * keep).mean()
-        swapped = model(**_swapped_inputs(model, tokenizer, [partner[index[k]] for k in have],  # type: ignore[misc]
+        swapped = model(**_swapped_inputs(model, tokenizer, [partner[r] or texts[r] for r in index],
                                           max_length, logits.device)).logits
-        pairing = (logits[have] - swapped).abs().sum(dim=1).mean() * (len(have) / len(index))
-        return task + weight * pairing
+        keep = torch.zeros(len(index), device=logits.device)
+        keep[have] = 1.0
+        return task + weight * ((logits - swapped).abs().sum(dim=1) * keep).mean()
 
     return loss
 
@@ -576,8 +571,7 @@ def run_mitigation(adapter: Any, options: MitigationOptions, ctx: RunContext) ->
         if not any(p is not None for p in partner):
             raise RaikitInputError("key 'swaps': no training text mentions a term of the swap lists, so logit "
                                    "pairing has no pair", where="[mitigation]")
-        hook = _clp_loss(tokenizer, labels, texts, partner, weight=o.clp_lambda, max_length=o.max_length,
-                         aligned=o.dp)
+        hook = _clp_loss(tokenizer, labels, texts, partner, weight=o.clp_lambda, max_length=o.max_length)
         details["pairs"] = int(sum(p is not None for p in partner))
         recipe["clp_lambda"] = o.clp_lambda
     elif o.method == "adversarial":

@@ -133,7 +133,7 @@ def _dp_objective(method, planted, texts, labels, swaps, container):
 
     if method == "clp":
         partner = [(cfs[0]["counterfactual"] if cfs else None) for cfs in (counterfactuals(t, swaps) for t in texts)]
-        return _clp_loss(planted.tokenizer, labels, texts, partner, weight=1.0, max_length=16, aligned=True)
+        return _clp_loss(planted.tokenizer, labels, texts, partner, weight=1.0, max_length=16)
     group_of, names = swap_groups(texts, swaps)
     groups = np.array([names.index(g) if g in names else -1 for g in group_of])
     return _adversarial_loss(labels, groups, container.extras[0])
