@@ -25,7 +25,7 @@ from typing import Any
 from raikit.audits.gates import ci_problem
 from raikit.audits.sections import FindingKind as Kind
 from raikit.audits.sections import Rule, section_rules
-from raikit.reports._view import fmt, fmt_ci
+from raikit.reports._format import fmt, fmt_ci
 
 __all__ = ["Finding", "FindingsView", "Rule", "findings", "findings_view", "headline", "verdict_scope",
            "has_no_bias_value"]
