@@ -31,7 +31,7 @@ from raikit.audits.offline import set_offline
 from raikit.audits.models import ModelAdapter, ModelSpec, load_model, looks_like_path, resolve_device, wrap_model
 from raikit.audits.registry import Registry
 from raikit.audits.results import SCHEMA_VERSION, Metric, RetrainedModel, SectionResult
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Section, registered_sections
 
 __all__ = ["Audit", "AuditOutcome", "PlannedSection", "SectionPacer", "load_audit", "run_audit", "default_config_text",
            "DEFAULT_CONFIG_NAME"]
@@ -40,8 +40,6 @@ DEFAULT_CONFIG_NAME = "default.toml (embedded)"
 _VERSIONED = ("raikit", "torch", "transformers", "tokenizers", "evaluate", "shap", "lime", "fairlearn", "numpy",
               "pandas", "scipy", "scikit-learn")
 _ORDER = {"fairness": 0, "explain": 1, "mitigation": 1.5, "privacy": 2, "federated": 3}
-# a table whose section lives in another capability's package (bias mitigation is part of raikit.fairness)
-_SECTION_MODULES = {"mitigation": "raikit.fairness.mitigation"}
 _NOT_RUN = {
     "fairness": "No fairness probe was run: bias was not examined.",
     "explain": "No explanations were computed: decisions were not explained.",
@@ -115,20 +113,11 @@ def default_config_text() -> str:
 
 
 def _registry(capability: str, where: str) -> Registry[Section]:
-    if capability == "fairness":
-        from raikit.fairness import SECTIONS
-
-        return SECTIONS
-    # explain, privacy and federated each have one section, raikit.<capability>.SECTION
-    import importlib
-
-    section = getattr(importlib.import_module(_SECTION_MODULES.get(capability, f"raikit.{capability}")), "SECTION",
-                      None)
-    if section is None:
+    """The sections a table may name: ``SECTIONS`` of the module ``SECTION_MODULES`` maps it to."""
+    registry = registered_sections(capability)
+    if registry is None:
         raise RaikitInputError(f"[{capability}] is not available in this version of raikit",
                                where=where.split(": [")[0])
-    registry: Registry[Section] = Registry(f"{capability} section")
-    registry.register(section.name)(section)
     return registry
 
 
@@ -554,6 +543,7 @@ def _section_entry(planned: PlannedSection, result: SectionResult, seconds: floa
         "tables": tables,
         "metrics": {f"{key}.{name}": m for name, m in body["metrics"].items()},
         "metric_meanings": {name: [label, meaning] for name, label, meaning in planned.section.meanings},
+        "findings_rules": [rule.to_dict() for rule in planned.section.rules],
         **({"variant_of": planned.key[: -len(planned.table.variant) - 1]} if planned.table.variant else {}),
     }
 

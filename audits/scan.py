@@ -751,7 +751,7 @@ def scan(options: ScanOptions) -> ScanOutcome:
 def _gate_for(name: str, entry: Mapping[str, Any], sections: Mapping[str, Any]) -> dict[str, Any] | None:
     """A "no worse than now" gate on one metric, or None when the metric has no direction or no usable CI."""
     from raikit.audits.gates import ci_problem
-    from raikit.reports._findings import RULES
+    from raikit.audits.sections import section_rules
 
     ci, value = entry.get("ci95"), entry.get("value")
     if not ci or None in ci or value is None or ci_problem(value, ci, entry.get("n")):
@@ -769,7 +769,8 @@ def _gate_for(name: str, entry: Mapping[str, Any], sections: Mapping[str, Any]) 
     if rest[-1] in gap_names:
         ideal, one_sided = 0.0, True
     else:
-        rule = next((r for r in RULES.values() if not r.family and r.applies(relative)), None)
+        rule = next((r for r in section_rules(section, owner) if not r.family and r.applies(name[len(owner) + 1:])),
+                    None)
         if rule is None:
             return None
         ideal, one_sided = rule.ideal, rule.ideal == 0.0 and rule.scale == 1.0
@@ -785,8 +786,9 @@ def _gate_for(name: str, entry: Mapping[str, Any], sections: Mapping[str, Any]) 
 def gates_text(results: Mapping[str, Any]) -> str:
     """``[gates]`` at the current 95% CI bounds: "no worse than this release" for every gateable metric.
 
-    A metric is gateable when a findings rule says what "no bias" is for it (``raikit.reports.RULES``) or it is
-    a gap between groups (ideal 0), and it has a usable 95% CI. The gate bounds the CI on both sides of the
+    A metric is gateable when a findings rule of its section says what "no bias" is for it (the section's
+    ``rules`` as the results record them, :func:`raikit.audits.sections.section_rules`) or it is a gap between
+    groups (ideal 0), and it has a usable 95% CI. The gate bounds the CI on both sides of the
     ideal by the current departure (one side for rates and gaps, which cannot fall below it), so the same
     model passes and a model that departs further fails.
     """

@@ -5,20 +5,44 @@ options dataclass read from its TOML table, the model kinds it accepts, and a ``
 takes one model adapter, the options and a :class:`RunContext`, and returns a
 :class:`~raikit.audits.results.SectionResult` whose metric names are relative to the section
 (``metric_score``); the runner prefixes ``<capability>.<table name>.``.
+
+How sections are found: each section module defines one module-level ``SECTION = Section(...)``; each
+module named in :data:`SECTION_MODULES` (a capability package, or ``raikit.fairness.mitigation`` for the
+``[mitigation]`` table) builds its ``SECTIONS`` registry from those with :func:`section_registry`, and the
+runner reads a config table's sections from there (:func:`registered_sections`). Nothing registers by side
+effect into a shared registry.
+
+A section also declares how the report reads its metrics as effects (:class:`Rule`, the ``rules`` of its
+:class:`Section`); the runner records them in ``results.json`` beside the metric meanings.
 """
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import importlib
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from raikit.audits.errors import RaikitInputError
+from raikit.audits.registry import Registry
 from raikit.audits.results import SectionResult
 
-__all__ = ["Section", "RunContext", "default_data_dir", "data_key", "at_least"]
+__all__ = ["Section", "Rule", "FindingKind", "RunContext", "default_data_dir", "data_key", "at_least",
+           "SECTION_MODULES", "section_registry", "registered_sections", "declared_rules", "section_rules"]
+
+#: Each config table -> the module whose ``SECTIONS`` registry holds the sections it may name: the one place
+#: a table is mapped to code. ``[fairness.<name>]`` tables name a probe of ``raikit.fairness.SECTIONS``; each
+#: other table has one section; bias mitigation is a table of its own whose section lives in raikit.fairness.
+SECTION_MODULES: dict[str, str] = {
+    "fairness": "raikit.fairness",
+    "explain": "raikit.explain",
+    "privacy": "raikit.privacy",
+    "federated": "raikit.federated",
+    "mitigation": "raikit.fairness.mitigation",
+}
 
 
 def default_data_dir() -> Path:
@@ -108,6 +132,65 @@ def at_least(options: Any, minimum: int, *keys: str) -> None:
 
 RunFunction = Callable[[Any, Any, RunContext], SectionResult]
 
+FindingKind = Literal["gate", "group gap", "worst group", "association", "benchmark", "behaviour", "counterfactual",
+                      "hurtful completions", "privacy", "retraining cost"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How the report reads one kind of a section's metrics as an effect (a finding).
+
+    A section lists its rules in :attr:`Section.rules`; the first rule that applies to a metric reads it.
+    The runner records them in ``results["sections"][key]["findings_rules"]`` (:meth:`to_dict`), and the
+    findings of ``raikit.reports`` read them from there.
+
+    Parameters
+    ----------
+    name : str
+        The rule's name (``"crows_pairs_groups"``); the report picks the examples it shows by it.
+    patterns : tuple of str
+        Metric names relative to the section (fnmatch: ``*`` also spans dots), as in ``metrics``.
+    kind : str
+        The finding kind.
+    label : str
+        What the metric is, in words.
+    ideal : float
+        The value that means "no bias" (or "no gap").
+    scale : float
+        The largest possible departure from ``ideal``; the effect is ``|value - ideal| / scale``, at most 1.
+    family : bool
+        A per-group family (``...by_<axis>.<group>...``): one finding per family, for its worst group
+        (with an ideal) or its largest gap between groups (``ideal`` 0 on the gap).
+    better : {"higher", "lower", ""}
+        For a gap family, which end is the disadvantaged group ("" for parity quantities).
+    null : str
+        What ``ideal`` means, in the finding's text (``"no bias"``, ``"no cost"``).
+    """
+
+    name: str
+    patterns: tuple[str, ...]
+    kind: FindingKind
+    label: str
+    ideal: float
+    scale: float
+    family: bool = False
+    better: Literal["higher", "lower", ""] = ""
+    null: str = "no bias"
+
+    def applies(self, name: str) -> bool:
+        """Whether the rule reads metric ``name`` (relative to the section)."""
+        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rule as recorded in ``results.json``."""
+        return {**asdict(self), "patterns": list(self.patterns)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Rule:
+        """A rule recorded by :meth:`to_dict` (keys it does not know are ignored)."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**{**known, "patterns": tuple(known.get("patterns") or ())})
+
 
 @dataclass(frozen=True)
 class Section:
@@ -143,6 +226,10 @@ class Section:
         A human label and a one-line meaning per metric name pattern (the patterns of ``metrics``; each
         ``{}`` in the label is filled with what the matching ``*`` stood for). The runner records them
         in the results and the report shows them beside each metric.
+    rules : tuple of Rule
+        How the report reads the section's metrics as findings (effect sizes, benchmark scores, rate
+        gaps on one 0-1 scale), first that applies first; recorded in the results like ``meanings``.
+        Metrics no rule applies to are shown but are not findings.
     """
 
     name: str
@@ -155,3 +242,56 @@ class Section:
     check: Callable[[Any, RunContext], None] | None = None
     meanings: tuple[tuple[str, str, str], ...] = ()
     classes: Callable[[Any, RunContext], list[tuple[str, str]]] | None = None
+    rules: tuple[Rule, ...] = ()
+
+
+def section_registry(kind: str, *sections: Section) -> Registry[Section]:
+    """A registry of ``sections``, each under its name (a capability's ``SECTIONS``).
+
+    ``kind`` names what it holds in "unknown name" errors (``"fairness probe"``); two sections of one name
+    are refused.
+    """
+    registry: Registry[Section] = Registry(kind)
+    for section in sections:
+        registry.register(section.name)(section)
+    return registry
+
+
+def registered_sections(capability: str) -> Registry[Section] | None:
+    """The ``SECTIONS`` of the module :data:`SECTION_MODULES` names for a table (imported on first use).
+
+    None when this version of raikit has no such module or it registers no sections.
+    """
+    module = SECTION_MODULES.get(capability)
+    if module is None:
+        return None
+    registry = getattr(importlib.import_module(module), "SECTIONS", None)
+    return registry if isinstance(registry, Registry) else None
+
+
+def declared_rules(capability: str, probe: str) -> tuple[Rule, ...]:
+    """The findings rules the installed section of a table declares (none when there is no such section).
+
+    For a results file written before sections recorded their rules: the report reads it with these.
+    """
+    registry = registered_sections(capability)
+    name = probe if capability == "fairness" else capability
+    return registry.get(name).rules if registry is not None and name in registry else ()
+
+
+def section_rules(section: Mapping[str, Any], key: str) -> tuple[Rule, ...]:
+    """The findings rules of section entry ``key`` of a results dict, first that applies first.
+
+    Those the runner recorded (``findings_rules``); for an entry without them (a results file written before
+    sections recorded their rules), those the installed section of its table declares: the table's probe
+    (``probe``, else the table name in its key, or in the key of the section it re-audits) for
+    ``[fairness.<name>]``, the one section of any other table.
+    """
+    recorded = section.get("findings_rules")
+    if isinstance(recorded, list):
+        return tuple(Rule.from_dict(r) for r in recorded if isinstance(r, Mapping))
+    base = str(section.get("variant_of") or section.get("reaudit_of") or key)
+    capability = str(section.get("capability") or base.split(".")[0])
+    table = base.split(".")[1] if capability == "fairness" and "." in base else capability
+    return declared_rules(capability, str(section.get("probe") or table))
+

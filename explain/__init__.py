@@ -6,6 +6,7 @@
 >>> [e] = explain(clf, ["I love this film"], method="shap")       # doctest: +SKIP
 >>> e.words, e.scores                                             # doctest: +SKIP
 """
+from raikit.audits.sections import section_registry
 from raikit.audits.stats import bootstrap_ci
 from raikit.explain._attention import explain_attention, explain_random, explain_rollout, pooled_position, rollout
 from raikit.explain._base import EXPLAINERS, Explainer, Explanation, ExplainSettings, explain
@@ -18,8 +19,11 @@ from raikit.explain._section import DEFAULT_TEXTS, SECTION, ExplainOptions, read
 from raikit.explain._shap import TokenShap, explain_shap, shap_token_values
 from raikit.explain._words import merge_to_words, token_word_matrix, word_spans
 
+#: The ``[explain]`` table's one section, as the runner reads it (``raikit.audits.sections.SECTION_MODULES``).
+SECTIONS = section_registry("explain section", SECTION)
+
 __all__ = [
-    "Explanation", "ExplainSettings", "Explainer", "EXPLAINERS", "explain",
+    "SECTIONS", "Explanation", "ExplainSettings", "Explainer", "EXPLAINERS", "explain",
     "explain_shap", "shap_token_values", "TokenShap", "explain_lime", "explain_attention", "explain_rollout",
     "explain_random", "rollout", "pooled_position",
     "word_spans", "token_word_matrix", "merge_to_words",

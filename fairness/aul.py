@@ -26,13 +26,13 @@ from raikit.audits.errors import RaikitInputError
 from raikit.audits.models import MaskedLMAdapter, ModelAdapter
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section, at_least, data_key
-from raikit.fairness._registry import SECTIONS
 from raikit.fairness.crows_pairs import (
     CROWS_COLUMNS, DEFAULT_CROWS_PAIRS, expand_data_path, filter_bias_types, load_crows_pairs, rate_metric,
     subsample_indices,
 )
 
-__all__ = ["AUL_CITATION", "AulOptions", "AulResult", "aul", "aul_bias_score", "aul_scores", "load_aul_pairs"]
+__all__ = ["SECTION", "AUL_CITATION", "AulOptions", "AulResult", "aul", "aul_bias_score", "aul_scores",
+           "load_aul_pairs"]
 
 AUL_CITATION = (
     "Kaneko, M., & Bollegala, D. (2022). Unmasking the Mask - Evaluating Social Biases in Masked Language "
@@ -250,7 +250,7 @@ def _run(adapter: ModelAdapter, options: AulOptions, ctx: RunContext) -> Section
                seed=ctx.seed).to_section()
 
 
-SECTIONS.register("aul")(Section(
+SECTION = Section(
     name="aul",
     options=AulOptions,
     model_kinds=("masked_lm",),
@@ -267,4 +267,4 @@ SECTIONS.register("aul")(Section(
          "AUL over the pairs of one bias type; 50 is no preference."),
     ),
     check=_check,
-))
+)

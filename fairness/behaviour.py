@@ -16,14 +16,13 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Rule, Section
 from raikit.fairness._classifier_common import (
     _DEFAULT_LEXICONS, CITATIONS, _check_starter, _group_column, _need_classifier, _safe, _starter_instances,
 )
-from raikit.fairness._registry import SECTIONS
 from raikit.audits.stats import CLUSTER_PROPORTION_CI, PROPORTION_CI, proportion_ci
 
-__all__ = ["BehaviourOptions", "BehaviourResult", "behaviour_tests"]
+__all__ = ["SECTION", "BehaviourOptions", "BehaviourResult", "behaviour_tests"]
 
 
 def _label_index(adapter: Any, label: str, label_map: Mapping[str, str]) -> int:
@@ -195,7 +194,7 @@ def _run_behaviour(adapter: Any, options: BehaviourOptions, ctx: RunContext) -> 
                          details=res.to_section().details, notes=notes)
 
 
-SECTIONS.register("behaviour")(Section(
+SECTION = Section(
     name="behaviour", options=BehaviourOptions, model_kinds=("classifier",), run=_run_behaviour, check=_check_behaviour,
     classes=_behaviour_classes,
     description="CheckList behaviour tests: minimum functionality and directional expectations across groups",
@@ -210,4 +209,9 @@ SECTIONS.register("behaviour")(Section(
               ("by_group.*.failure_rate", "Failure rate, group {}", "Failure rate over this group's cases."),
               ("by_template.*.failure_rate", "Failure rate, template {}", "Failure rate over one template's cases."),
               ("group_gap", "Largest gap between groups", "Highest minus lowest per-group failure rate.")),
-))
+    rules=(
+        Rule("behaviour_gaps", ("by_group.*.failure_rate",), "group gap", "behaviour-test failure rate per group",
+             0.0, 1.0, family=True, better="lower"),
+        Rule("behaviour", ("failure_rate",), "behaviour", "behaviour-test failure rate", 0.0, 1.0),
+    ),
+)

@@ -20,15 +20,14 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.retrain_metrics import ITEMS_TABLE, metric_items
-from raikit.audits.sections import RunContext, Section, data_key
+from raikit.audits.sections import RunContext, Rule, Section, data_key
 from raikit.fairness._classifier_common import (
     _DEFAULT_LEXICONS, CITATIONS, _check_starter, _need_classifier, _starter_instances,
 )
-from raikit.fairness._registry import SECTIONS
 from raikit.audits.stats import CLUSTER_PROPORTION_CI, bootstrap_ci, proportion_ci
 from raikit.fairness.swaps import SwapList, counterfactuals, load_swaps
 
-__all__ = ["CounterfactualOptions", "CounterfactualResult", "counterfactual_invariance"]
+__all__ = ["SECTION", "CounterfactualOptions", "CounterfactualResult", "counterfactual_invariance"]
 
 
 def _read_texts(path: Path, column: str) -> list[str]:
@@ -232,7 +231,7 @@ def _run_counterfactual(adapter: Any, options: CounterfactualOptions, ctx: RunCo
     return SectionResult(metrics=sec.metrics, tables=sec.tables, details=sec.details, notes=notes + sec.notes)
 
 
-SECTIONS.register("counterfactual")(Section(
+SECTION = Section(
     name="counterfactual", options=CounterfactualOptions, model_kinds=("classifier",), run=_run_counterfactual, check=_check_counterfactual,
     description="Counterfactual invariance: prediction flips when group terms are swapped",
     citation=CITATIONS["counterfactual"],
@@ -244,4 +243,10 @@ SECTIONS.register("counterfactual")(Section(
               ("by_pair.*.flip_rate", "Flip rate, swap {}", "Flip rate over the texts changed by this term pair."),
               ("by_pair.*.mean_abs_delta", "Mean probability change, swap {}",
                "Mean absolute probability change over the texts changed by this term pair.")),
-))
+    rules=(
+        Rule("counterfactual_gaps", ("by_pair.*.flip_rate",), "group gap", "counterfactual flip rate per group swap",
+             0.0, 1.0, family=True, better="lower"),
+        Rule("counterfactual", ("flip_rate",), "counterfactual",
+             "share of counterfactual swaps that flip the prediction", 0.0, 1.0),
+    ),
+)

@@ -47,7 +47,7 @@ from scipy import special
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.sections import RunContext, Section
-from raikit.fairness._registry import SECTIONS
+from raikit.fairness.seat import ASSOCIATION_RULE
 from raikit.audits.stats import bootstrap_ci
 from raikit.fairness.templates import (
     Lexicon,
@@ -58,7 +58,8 @@ from raikit.fairness.templates import (
     pick_two_groups,
 )
 
-__all__ = ["FillMaskOptions", "FillMaskResult", "fill_mask_bias", "association_scores", "check_inputs", "CITATION"]
+__all__ = ["SECTION", "FillMaskOptions", "FillMaskResult", "fill_mask_bias", "association_scores", "check_inputs",
+           "CITATION"]
 
 CITATION = ("Kurita, K., Vyas, N., Pareek, A., Black, A. W., Tsvetkov, Y. (2019). Measuring Bias in "
             "Contextualized Word Representations. 1st Workshop on Gender Bias in NLP, ACL.")
@@ -545,7 +546,7 @@ def _run(adapter: Any, options: FillMaskOptions, ctx: RunContext) -> SectionResu
     return result.to_section()
 
 
-SECTIONS.register("fill_mask")(Section(
+SECTION = Section(
     name="fill_mask", options=FillMaskOptions, model_kinds=("masked_lm", "causal_lm"), run=_run,
     description="Fill-mask association probe: increased log probability of target words given group words",
     citation=CITATION, metrics=("bias_score", "effect_size", "p_value", "by_group.*"), check=_check,
@@ -555,4 +556,5 @@ SECTIONS.register("fill_mask")(Section(
               ("p_value", "Permutation p-value", "Chance of a gap this large if the group words were shuffled."),
               ("by_group.*", "Mean association, {}",
                "Mean increased log-probability of the target words given this group's words.")),
-))
+    rules=(ASSOCIATION_RULE,),
+)

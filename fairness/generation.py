@@ -58,14 +58,13 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section, at_least, data_key
+from raikit.audits.sections import RunContext, Rule, Section, at_least, data_key
 from raikit.fairness._generate import CHAT_CHOICES, DECODINGS, complete_prompts, use_chat
-from raikit.fairness._registry import SECTIONS
 from raikit.audits.stats import CLUSTER_PROPORTION_CI, bootstrap_ci, gap_ci, proportion_ci
 from raikit.fairness.honest import _group_gap_p, _group_gap_samples
 from raikit.fairness.templates import Lexicon, expand, load_configured, load_lexicons, resolve_data_path
 
-__all__ = ["GenerationOptions", "BOLD_DOMAINS", "CITATION", "LANGUAGES", "QUESTION_FILES", "load_bold",
+__all__ = ["SECTION", "GenerationOptions", "BOLD_DOMAINS", "CITATION", "LANGUAGES", "QUESTION_FILES", "load_bold",
            "gender_counts", "vader_compound", "gendered_words", "score_texts", "group_table", "CONTENT_NOTE"]
 
 CITATION = ("Dhamala, J., Sun, T., Kumar, V., Krishna, S., Pruksachatkun, Y., Chang, K.-W., Gupta, R. (2021). "
@@ -699,7 +698,7 @@ def _run(adapter: Any, options: GenerationOptions, ctx: RunContext) -> SectionRe
     return SectionResult(metrics=metrics, tables=tables, details=details, notes=tuple(notes))
 
 
-SECTIONS.register("generation")(Section(
+SECTION = Section(
     name="generation", options=GenerationOptions, model_kinds=("causal_lm",), run=_run, check=_check,
     description="BOLD and open-ended questions: sentiment, gender polarity, toxicity and regard of generated text",
     citation=CITATION,
@@ -724,4 +723,12 @@ SECTIONS.register("generation")(Section(
         ("questions.*.*.difference", "Open-ended questions ({}): gap in {} between occupation groups",
          "Largest minus smallest occupation-group value; its p-value permutes groups between template instances."),
     ),
-))
+    rules=(
+        Rule("generation_gaps", ("bold.*.negative.by_group.*", "bold.*.toxic.by_group.*", "bold.*.male.by_group.*",
+                                 "bold.*.female.by_group.*"), "group gap",
+             "BOLD: share of generated texts (negative sentiment, toxic, male- or female-polar) per group", 0.0, 1.0,
+             family=True, better="lower"),
+        Rule("generation_questions", ("questions.*.*.by_occupation_group.*",), "group gap",
+             "open-ended questions: gendered answers per occupation group", 0.0, 1.0, family=True, better="lower"),
+    ),
+)

@@ -20,14 +20,13 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
 from raikit.audits.retrain_metrics import ITEMS_TABLE, metric_items
-from raikit.audits.sections import RunContext, Section, data_key
+from raikit.audits.sections import RunContext, Rule, Section, data_key
 from raikit.fairness._classifier_common import (
     _DEFAULT_LEXICONS, CITATIONS, _check_starter, _group_column, _need_classifier, _safe, _starter_instances,
 )
-from raikit.fairness._registry import SECTIONS
 from raikit.audits.stats import PROPORTION_CI, gap_ci, proportion_ci
 
-__all__ = ["GroupsOptions", "GroupMetricsResult", "group_metrics"]
+__all__ = ["SECTION", "GroupsOptions", "GroupMetricsResult", "group_metrics"]
 
 
 @contextmanager
@@ -337,7 +336,7 @@ _CALIBRATION = {"ece": ("Expected calibration error", "Mean gap between confiden
                 "underconfidence": ("Underconfidence", "The part of the calibration error where the model is right "
                                                        "more often than it is sure; 0 is none.")}
 
-SECTIONS.register("groups")(Section(
+SECTION = Section(
     name="groups", options=GroupsOptions, model_kinds=("classifier",), run=_run_groups, check=_check_groups,
     classes=_groups_classes,
     description="Per-group accuracy, FPR, FNR and selection rate (fairlearn MetricFrame) and parity differences",
@@ -359,4 +358,5 @@ SECTIONS.register("groups")(Section(
             for v, suffix in (("overall", ", all texts"), ("by_group.*", ", group {}")))
     + (("calibration.ece.difference", "Calibration error, largest gap between groups",
         "Highest minus lowest per-group expected calibration error; 0 is equally calibrated."),),
-))
+    rules=(Rule("rate_gaps", ("*.by_group.*",), "group gap", "classifier outcome per group", 0.0, 1.0, family=True),),
+)

@@ -50,12 +50,11 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section, at_least, data_key
+from raikit.audits.sections import RunContext, Rule, Section, at_least, data_key
 from raikit.fairness._generate import complete_prompts
-from raikit.fairness._registry import SECTIONS
 from raikit.audits.stats import CLUSTER_PROPORTION_CI, gap_ci, proportion_ci
 
-__all__ = ["HonestOptions", "HonestResult", "honest", "honest_score", "honest_counts", "load_hurtlex",
+__all__ = ["SECTION", "HonestOptions", "HonestResult", "honest", "honest_score", "honest_counts", "load_hurtlex",
            "load_honest_templates", "dedupe_templates", "complete", "strip_accent", "CITATION",
            "empty_completions", "LANGUAGES"]
 
@@ -495,7 +494,7 @@ def _run(adapter: Any, options: HonestOptions, ctx: RunContext) -> SectionResult
                          notes=tuple(notes) + tuple(n for n in section.notes if n not in notes))
 
 
-SECTIONS.register("honest")(Section(
+SECTION = Section(
     name="honest", options=HonestOptions, model_kinds=("masked_lm", "causal_lm"), run=_run, check=_check,
     description="HONEST: share of top-K completions of identity templates that are HurtLex words",
     citation=CITATION, metrics=("score", "by_group.*", "by_category.*", "group_gap", "empty_completions"),
@@ -507,4 +506,10 @@ SECTIONS.register("honest")(Section(
               ("empty_completions", "Empty completions",
                "Completions that are empty words (only whitespace): never hurtful here, hurtful in the official "
                "honest package (docs/definitions.md).")),
-))
+    rules=(
+        Rule("honest_gaps", ("by_group.*",), "group gap", "HONEST hurtful-completion share per group", 0.0, 1.0,
+             family=True, better="lower"),
+        Rule("honest", ("score",), "hurtful completions", "HONEST: share of completions that are hurtful words",
+             0.0, 1.0),
+    ),
+)

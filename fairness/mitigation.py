@@ -58,13 +58,13 @@ import torch
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_change, paired_difference
-from raikit.audits.sections import RunContext, Section, data_key
+from raikit.audits.sections import RunContext, Section, data_key, section_registry
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
 from raikit.audits.training import (ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune, forward_inputs,
                                     unwrap)
 from raikit.fairness.swaps import SwapList, counterfactuals, load_swaps
 
-__all__ = ["MitigationOptions", "SECTION", "run_mitigation", "METHODS", "augment", "swap_groups",
+__all__ = ["MitigationOptions", "SECTION", "SECTIONS", "run_mitigation", "METHODS", "augment", "swap_groups",
            "GradientReversal"]
 
 METHODS: dict[str, tuple[str, ...]] = {  # method -> model kinds it applies to
@@ -729,3 +729,5 @@ SECTION = Section(
     ),
     check=check,
 )
+#: The ``[mitigation]`` table's one section (``raikit.audits.sections.SECTION_MODULES`` maps the table here).
+SECTIONS = section_registry("mitigation section", SECTION)

@@ -39,11 +39,10 @@ import pandas as pd
 
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, SectionResult
-from raikit.audits.sections import RunContext, Section, data_key
-from raikit.fairness._registry import SECTIONS
+from raikit.audits.sections import RunContext, Rule, Section, data_key
 
 __all__ = ["SeatOptions", "SeatTest", "SeatResult", "WeatResult", "load_seat_test", "weat_effect_size", "weat_p_value",
-           "weat", "seat", "CITATION"]
+           "weat", "seat", "CITATION", "SECTION", "ASSOCIATION_RULE"]
 
 CITATION = ("May, C., Wang, A., Bordia, S., Bowman, S. R., Rudinger, R. (2019). On Measuring Social Biases in "
             "Sentence Encoders. NAACL 2019. Caliskan, A., Bryson, J. J., Narayanan, A. (2017). Semantics derived "
@@ -347,7 +346,13 @@ def _run(adapter: Any, options: SeatOptions, ctx: RunContext) -> SectionResult:
                 seed=ctx.seed).to_section()
 
 
-SECTIONS.register("seat")(Section(
+#: How the report reads an association effect size (Cohen's d over its maximum of 2) as a finding; SEAT/WEAT,
+#: templated SEAT and the fill-mask probe declare it for their ``effect_size`` metrics.
+ASSOCIATION_RULE = Rule("associations", ("effect_size", "*.effect_size"), "association",
+                        "association effect size (Cohen's d, at most 2)", 0.0, 2.0)
+
+
+SECTION = Section(
     name="seat", options=SeatOptions, model_kinds=("masked_lm", "causal_lm", "encoder", "classifier"), run=_run,
     description="SEAT/WEAT: effect size and permutation p-value of associations in sentence embeddings",
     citation=CITATION, metrics=("*.effect_size", "*.p_value"), check=_check,
@@ -355,4 +360,5 @@ SECTIONS.register("seat")(Section(
                "Cohen's d of target-attribute association in sentence embeddings; 0 is none, |d| > 0.8 is large."),
               ("*.p_value", "Permutation p-value, test {}",
                "Chance of an association at least this strong if the target labels were random.")),
-))
+    rules=(ASSOCIATION_RULE,),
+)

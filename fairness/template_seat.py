@@ -25,11 +25,10 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import SectionResult
 from raikit.audits.sections import RunContext, Section
-from raikit.fairness._registry import SECTIONS
-from raikit.fairness.seat import SeatResult, SeatTest, seat
+from raikit.fairness.seat import ASSOCIATION_RULE, SeatResult, SeatTest, seat
 from raikit.fairness.templates import Lexicon, Template, expand, load_configured, pick_two_groups
 
-__all__ = ["TemplateTest", "TemplateSeatOptions", "build_seat_tests", "template_seat", "CITATION"]
+__all__ = ["SECTION", "TemplateTest", "TemplateSeatOptions", "build_seat_tests", "template_seat", "CITATION"]
 
 CITATION = ("May, C., Wang, A., Bordia, S., Bowman, S. R., Rudinger, R. (2019). On Measuring Social Biases in "
             "Sentence Encoders. NAACL 2019. Ribeiro, M. T., Wu, T., Guestrin, C., Singh, S. (2020). Beyond "
@@ -214,7 +213,7 @@ def _run(adapter: Any, options: TemplateSeatOptions, ctx: RunContext) -> Section
     return result.to_section()
 
 
-SECTIONS.register("template_seat")(Section(
+SECTION = Section(
     name="template_seat", options=TemplateSeatOptions,
     model_kinds=("masked_lm", "causal_lm", "encoder", "classifier"), run=_run,
     description="Templated SEAT: embedding association of lexicon groups filled into bleached templates",
@@ -223,4 +222,5 @@ SECTIONS.register("template_seat")(Section(
                "Cohen's d of lexicon groups filled into bleached templates; 0 is none, |d| > 0.8 is large."),
               ("*.p_value", "Permutation p-value, {}",
                "Chance of an association at least this strong if the group words were shuffled.")),
-))
+    rules=(ASSOCIATION_RULE,),
+)

@@ -32,7 +32,7 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError, RunFailedError
 from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Rule, Section
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
 from raikit.audits.training import (
     TRAIN_SCOPES, DPSettings, TrainSettings, accountant_problem, epsilon_problem, fine_tune,
@@ -773,4 +773,6 @@ SECTION = Section(
         ("central_dp.noise_multiplier", "Server-side noise multiplier", "Noise added to the aggregated update."),
     ),
     check=check,
+    rules=(Rule("federated_cost", ("accuracy_gap",), "retraining cost",
+                "accuracy lost to federated training (centralized minus federated)", 0.0, 1.0, null="no cost"),),
 )

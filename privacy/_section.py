@@ -28,7 +28,7 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
-from raikit.audits.sections import RunContext, Section
+from raikit.audits.sections import RunContext, Rule, Section
 from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
 from raikit.audits.training import (
     GRAD_SAMPLE_MODES, TRAIN_SCOPES, DPSettings, TrainedModel, TrainSettings, accountant_problem, epsilon_problem,
@@ -523,4 +523,10 @@ SECTION = Section(
          "How well an attacker tells training texts from unseen ones; AUC 0.5 is chance."),
     ),
     check=check,
+    rules=(
+        Rule("membership_inference", ("mia.*.auc",), "privacy", "membership-inference attack AUC", 0.5, 0.5,
+             null="chance"),
+        Rule("dp_cost", ("dp.accuracy_cost",), "retraining cost",
+             "accuracy lost to differential privacy (baseline minus DP model)", 0.0, 1.0, null="no cost"),
+    ),
 )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
+from raikit.reports._findings import findings
+
 __all__ = ["Clause", "ClauseEvidence", "Evidence", "Status", "STATUSES", "clauses", "compliance_mapping",
            "clauses_for_metric"]
 
@@ -262,8 +264,6 @@ def _evaluate(clause: Clause, results: Mapping[str, Any], metrics: list[str], se
 
 
 def _clear_findings(results: Mapping[str, Any]) -> list[Any]:
-    from raikit.reports._findings import findings  # _findings reads the view helpers, which read this module
-
     return [f for f in findings(results) if f.clear and f.kind != "gate"]
 
 

@@ -6,119 +6,30 @@ run recorded them (failing behaviour-test texts, flipped counterfactuals, hurtfu
 sets of an association test) and the anchor of its section in the HTML report.
 
 Effects of different kinds are put on one scale by the share of their range by which they depart from
-"no bias" (:data:`RULES`): a Cohen's d over its maximum of 2, a benchmark percentage's distance from 50
-over 50, a rate gap as it is. Findings whose 95% CI excludes "no bias" rank above those whose CI does
+"no bias", as each section's findings rules say (:class:`raikit.audits.sections.Rule`, recorded in
+``results["sections"][key]["findings_rules"]``): a Cohen's d over its maximum of 2, a benchmark
+percentage's distance from 50 over 50, a rate gap as it is. A results file written before sections recorded
+their rules (no ``findings_rules`` in a section) is read with the rules the installed section of its table
+declares (:func:`raikit.audits.sections.section_rules`). Findings whose 95% CI excludes "no bias" rank above those whose CI does
 not (or that have no usable CI), and failed gates rank first. The same finding on a retrained copy of a
 model (the runner's re-audit) is folded into one line that names the other models.
 """
 from __future__ import annotations
 
-import fnmatch
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 from raikit.audits.gates import ci_problem
-from raikit.reports._view import fmt, fmt_ci
+from raikit.audits.sections import FindingKind as Kind
+from raikit.audits.sections import Rule, section_rules
+from raikit.reports._format import fmt, fmt_ci
 
-__all__ = ["Finding", "FindingsView", "Rule", "RULES", "findings", "findings_view", "headline", "verdict_scope",
+__all__ = ["Finding", "FindingsView", "Rule", "findings", "findings_view", "headline", "verdict_scope",
            "has_no_bias_value"]
 
-Kind = Literal["gate", "group gap", "worst group", "association", "benchmark", "behaviour", "counterfactual",
-               "hurtful completions", "privacy", "retraining cost"]
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How to read one kind of metric as an effect.
-
-    Parameters
-    ----------
-    patterns : tuple of str
-        Metric names (relative to the original section, fnmatch) the rule applies to.
-    kind : str
-        The finding kind.
-    label : str
-        What the metric is, in words.
-    ideal : float
-        The value that means "no bias" (or "no gap").
-    scale : float
-        The largest possible departure from ``ideal``; the effect is ``|value - ideal| / scale``, at most 1.
-    family : bool
-        A per-group family (``...by_<axis>.<group>...``): one finding per family, for its worst group
-        (with an ideal) or its largest gap between groups (``ideal`` 0 on the gap).
-    better : {"higher", "lower", ""}
-        For a gap family, which end is the disadvantaged group ("" for parity quantities).
-    null : str
-        What ``ideal`` means, in the finding's text (``"no bias"``, ``"no cost"``).
-    """
-
-    patterns: tuple[str, ...]
-    kind: Kind
-    label: str
-    ideal: float
-    scale: float
-    family: bool = False
-    better: Literal["higher", "lower", ""] = ""
-    null: str = "no bias"
-
-    def applies(self, name: str) -> bool:
-        """Whether the rule reads metric ``name``."""
-        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
-
-
-#: The registry of rules, keyed by name; the first rule that applies to a metric reads it.
-RULES: dict[str, Rule] = {
-    "crows_pairs_groups": Rule(("fairness.crows_pairs.by_bias_type.*",), "worst group",
-                               "CrowS-Pairs: % of pairs where the stereotyping sentence is preferred", 50.0, 50.0,
-                               family=True),
-    "stereoset_groups": Rule(("fairness.stereoset.by_bias_type.*.ss",), "worst group",
-                             "StereoSet stereotype score (%)", 50.0, 50.0, family=True),
-    "bbq_dis_groups": Rule(("fairness.bbq.by_category.*.s_dis",), "worst group",
-                           "BBQ bias score in disambiguated contexts (s_DIS; +1: always the stereotyped answer)",
-                           0.0, 1.0, family=True),
-    "bbq_amb_groups": Rule(("fairness.bbq.by_category.*.s_amb",), "worst group",
-                           "BBQ bias score in ambiguous contexts (s_AMB; +1: always the stereotyped answer)",
-                           0.0, 1.0, family=True),
-    "rate_gaps": Rule(("fairness.groups.*.by_group.*",), "group gap", "classifier outcome per group", 0.0, 1.0,
-                      family=True),
-    "behaviour_gaps": Rule(("fairness.behaviour.by_group.*.failure_rate",), "group gap",
-                           "behaviour-test failure rate per group", 0.0, 1.0, family=True, better="lower"),
-    "counterfactual_gaps": Rule(("fairness.counterfactual.by_pair.*.flip_rate",), "group gap",
-                                "counterfactual flip rate per group swap", 0.0, 1.0, family=True, better="lower"),
-    "honest_gaps": Rule(("fairness.honest.by_group.*",), "group gap", "HONEST hurtful-completion share per group",
-                        0.0, 1.0, family=True, better="lower"),
-    "generation_gaps": Rule(("fairness.generation.bold.*.negative.by_group.*", "fairness.generation.bold.*.toxic.by_group.*",
-                             "fairness.generation.bold.*.male.by_group.*", "fairness.generation.bold.*.female.by_group.*"),
-                            "group gap", "BOLD: share of generated texts (negative sentiment, toxic, male- or "
-                            "female-polar) per group", 0.0, 1.0, family=True, better="lower"),
-    "generation_questions": Rule(("fairness.generation.questions.*.*.by_occupation_group.*",), "group gap",
-                                 "open-ended questions: gendered answers per occupation group", 0.0, 1.0,
-                                 family=True, better="lower"),
-    "crows_pairs": Rule(("fairness.crows_pairs.metric_score",), "benchmark",
-                        "CrowS-Pairs: % of pairs where the stereotyping sentence is preferred", 50.0, 50.0),
-    "stereoset": Rule(("fairness.stereoset.ss",), "benchmark", "StereoSet stereotype score (%)", 50.0, 50.0),
-    "bbq_dis": Rule(("fairness.bbq.s_dis",), "benchmark",
-                    "BBQ bias score in disambiguated contexts (s_DIS; +1: always the stereotyped answer)", 0.0, 1.0),
-    "bbq_amb": Rule(("fairness.bbq.s_amb",), "benchmark",
-                    "BBQ bias score in ambiguous contexts (s_AMB; +1: always the stereotyped answer)", 0.0, 1.0),
-    "associations": Rule(("fairness.*.effect_size",), "association",
-                         "association effect size (Cohen's d, at most 2)", 0.0, 2.0),
-    "behaviour": Rule(("fairness.behaviour.failure_rate",), "behaviour", "behaviour-test failure rate", 0.0, 1.0),
-    "counterfactual": Rule(("fairness.counterfactual.flip_rate",), "counterfactual",
-                           "share of counterfactual swaps that flip the prediction", 0.0, 1.0),
-    "honest": Rule(("fairness.honest.score",), "hurtful completions",
-                   "HONEST: share of completions that are hurtful words", 0.0, 1.0),
-    "membership_inference": Rule(("privacy.mia.*.auc",), "privacy", "membership-inference attack AUC", 0.5, 0.5,
-                                 null="chance"),
-    "dp_cost": Rule(("privacy.dp.accuracy_cost",), "retraining cost",
-                    "accuracy lost to differential privacy (baseline minus DP model)", 0.0, 1.0, null="no cost"),
-    "federated_cost": Rule(("federated.accuracy_gap",), "retraining cost",
-                           "accuracy lost to federated training (centralized minus federated)", 0.0, 1.0,
-                           null="no cost"),
-}
 
 _FAMILY = re.compile(r"^(?P<head>.+?)\.(?P<axis>by_[A-Za-z0-9_]+)\.(?P<group>[^.]+)(?:\.(?P<tail>.+))?$")
 _HIGHER_IS_BETTER = ("accuracy", "true_positive_rate", "true_negative_rate", "precision", "recall")
@@ -226,13 +137,14 @@ def _judge(value: float, ci: tuple[float, float] | None, n: int | None, ideal: f
 
 @dataclass(frozen=True)
 class _Source:
-    """One section of the run: its key, the original section it re-audits, its model and details."""
+    """One section of the run: its key, the original section it re-audits, its model, details and rules."""
 
     key: str
     base: str
     model: str
     model_id: str
     details: Mapping[str, Any]
+    rules: tuple[Rule, ...] = ()
 
 
 def _sources(results: Mapping[str, Any]) -> list[_Source]:
@@ -246,7 +158,7 @@ def _sources(results: Mapping[str, Any]) -> list[_Source]:
         details = section.get("details") if isinstance(section.get("details"), Mapping) else {}
         # a table run on a list of models (fairness.seat.<model>) reads as the table itself
         out.append(_Source(key=key, base=str(section.get("variant_of") or section.get("reaudit_of") or key), model=model,
-                           model_id=str(entry.get("id") or model), details=details))
+                           model_id=str(entry.get("id") or model), details=details, rules=section_rules(section, key)))
     # longest key first, so privacy.dp.fairness.groups owns its metrics rather than privacy
     return sorted(out, key=lambda s: -len(s.key))
 
@@ -255,8 +167,10 @@ def _owner(name: str, sources: Sequence[_Source]) -> _Source | None:
     return next((s for s in sources if name == s.key or name.startswith(s.key + ".")), None)
 
 
-def _rule(relative: str) -> tuple[str, Rule] | None:
-    return next(((k, r) for k, r in RULES.items() if r.applies(relative)), None)
+def _rule(name: str, source: _Source) -> Rule | None:
+    """The first of the source's rules that applies to metric ``name`` (named relative to the section)."""
+    relative = name[len(source.key) + 1:]
+    return next((r for r in source.rules if r.applies(relative)), None)
 
 
 def _clip(text: Any, limit: int = 160) -> str:
@@ -428,29 +342,28 @@ def findings(results: Mapping[str, Any], *, merge: bool = True) -> list[Finding]
     metrics = results.get("metrics") or {}
     sources = _sources(results)
     found: list[tuple[str, Finding]] = []
-    families: dict[tuple[str, str, str, str], list[tuple[str, str, Mapping[str, Any]]]] = {}
+    families: dict[tuple[str, str, str, str], tuple[Rule, list[tuple[str, str, Mapping[str, Any]]]]] = {}
     for name, entry in metrics.items():
         source = _owner(name, sources)
         if source is None or not isinstance(entry, Mapping):
             continue
         relative = source.base + name[len(source.key):]
-        matched = _rule(relative)
-        if matched is None:
+        rule = _rule(name, source)
+        if rule is None:
             continue
-        rule_key, rule = matched
         if rule.family:
             m = _FAMILY.match(name)
             if m:
-                families.setdefault((source.key, rule_key, m["head"], m["tail"] or ""), []).append(
+                families.setdefault((source.key, rule.name, m["head"], m["tail"] or ""), (rule, []))[1].append(
                     (m["group"], name, entry))
             continue
-        one = _single(rule_key, rule, name, entry, source, metrics)
+        one = _single(rule.name, rule, name, entry, source, metrics)
         if one:
             found.append((relative, one))
     by_key = {s.key: s for s in sources}
-    for (key, rule_key, head, tail), members in families.items():
+    for (key, rule_key, head, tail), (rule, members) in families.items():
         source = by_key[key]
-        one = _family(rule_key, RULES[rule_key], members, source, metrics, head, tail)
+        one = _family(rule_key, rule, members, source, metrics, head, tail)
         if one:
             relative = source.base + head[len(source.key):] + (f".{tail}" if tail else "") + ".groups"
             found.append((relative, one))
@@ -477,9 +390,9 @@ def findings(results: Mapping[str, Any], *, merge: bool = True) -> list[Finding]
 
 
 def has_no_bias_value(results: Mapping[str, Any], name: str) -> bool:
-    """Whether a findings rule judges metric ``name`` against a no-bias value (:data:`RULES`)."""
+    """Whether a findings rule of its section judges metric ``name`` against a no-bias value."""
     source = _owner(name, _sources(results))
-    return source is not None and _rule(source.base + name[len(source.key):]) is not None
+    return source is not None and _rule(name, source) is not None
 
 
 def headline(all_findings: Sequence[Finding], *, n: int = 8) -> list[Finding]:

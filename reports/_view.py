@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from raikit.reports._compliance import clauses_for_metric
 from raikit.audits.gates import ci_problem
+from raikit.reports._compliance import clauses_for_metric
+from raikit.reports._findings import findings
+from raikit.reports._format import fmt, fmt_ci
 from raikit.reports._load import ci_of, finite
 
 __all__ = ["fmt", "fmt_ci", "GateRow", "MetricRow", "gate_rows", "metric_rows", "section_keys", "forest_families",
@@ -29,23 +31,6 @@ NOT_RUN = {
 _KEYWORDS = {"fairness": ("bias", "fairness"), "explain": ("explanation", "explain"),
              "privacy": ("privacy", "membership"), "federated": ("federated",)}
 _FAMILY = re.compile(r"^(?P<head>.+?)\.(?P<axis>by_[A-Za-z0-9_]+)\.(?P<group>[^.]+)(?:\.(?P<tail>.+))?$")
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number with ``digits`` significant digits; ``-`` for missing, not finite or not a number."""
-    x = finite(value)
-    if x is None:
-        return "-"
-    if x == int(x) and abs(x) < 1e9:
-        return str(int(x))
-    return f"{x:.{digits}g}"
-
-
-def fmt_ci(ci: Sequence[Any] | None) -> str:
-    """``[lo, hi]`` or ``-``."""
-    if not ci or len(ci) != 2 or finite(ci[0]) is None or finite(ci[1]) is None:
-        return "-"
-    return f"[{fmt(ci[0])}, {fmt(ci[1])}]"
 
 
 def threshold_text(gate: Mapping[str, Any]) -> str:
@@ -156,8 +141,6 @@ def verdict(results: Mapping[str, Any]) -> str:
 
 def ungated_findings(results: Mapping[str, Any]) -> list[Any]:
     """Findings whose 95% CI excludes no bias on metrics that no gate of the run judges."""
-    from raikit.reports._findings import findings  # _findings reads this module's helpers
-
     gated = {str(g.get("metric")) for g in results.get("gates") or [] if isinstance(g, Mapping)}
     return [f for f in findings(results) if f.clear and f.kind != "gate" and f.metric not in gated]
 
