@@ -294,7 +294,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_federated(args: argparse.Namespace) -> int:
-    from raikit.federated._cli import join, serve
+    from raikit.audits.federated_cli import join, serve
 
     return serve(args) if args.role == "serve" else join(args)
 
