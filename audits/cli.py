@@ -294,14 +294,13 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_federated(args: argparse.Namespace) -> int:
-    from raikit.federated._cli import join, serve
+    from raikit.audits.federated_cli import join, serve
 
     return serve(args) if args.role == "serve" else join(args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from raikit.reports import load_results, write_reports
-    from raikit.reports._write import report_paths
+    from raikit.reports import load_results, report_paths, write_reports
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats:

@@ -14,8 +14,8 @@
   folder (initial weights, server plan), build a Flower App from it and submit it with ``flwr run`` to the
   SuperLink, wait for the ServerApp to write its log and the final weights back, read them.
 - ``server_app`` / ``client_app``: the module-level apps the SuperLink and SuperNodes load. The ServerApp
-  reads its job folder; each ClientApp builds its partition from the audit config and the partition id
-  its SuperNode was started with (``raikit federated join --config ... --partition N``).
+  reads its job folder; each ClientApp reads the model and the partition its SuperNode's ``raikit federated
+  join`` wrote to the node folder (:func:`raikit.federated._nodes.write_partition`).
 
 Flower does the networking; raikit writes none of its own.
 """
@@ -359,8 +359,8 @@ def start_superlink(*, host: str = "127.0.0.1", port: int = 9093, certs: dict[st
 def start_supernode(*, superlink: str, node: Path, partition: int, root_certificates: Path | None,
                     insecure: bool = False, auth_key: Path | None = None, port: int | None = None, workdir: Path,
                     log: Path | None = None, max_wait: float = 600.0, new_session: bool = True) -> subprocess.Popen:
-    """Start ``flower-supernode`` serving the partition :func:`prepare_node` wrote to ``node``, authenticating
-    with the private key ``auth_key`` when given."""
+    """Start ``flower-supernode`` serving the partition :func:`raikit.federated._nodes.write_partition` wrote
+    to ``node``, authenticating with the private key ``auth_key`` when given."""
     node_config = f'raikit-node="{Path(node).resolve()}" partition-id={int(partition)}'
     cmd = [_exe("flower-supernode"), "--superlink", superlink, "--node-config", node_config,
            "--host", "127.0.0.1", "--port", str(port or free_port()), "--max-wait-time", str(max_wait)]
@@ -528,43 +528,6 @@ raikit-job = ""
 """
 _APP_MODULE = ("import raikit.federated._deploy as _raikit\n\n"
                "server_app = _raikit.server_app\nclient_app = _raikit.client_app\n")
-
-def prepare_node(config: Path, partition: int, seed: int | None, folder: Path) -> dict[str, Any]:
-    """What ``raikit federated join`` does once, before its SuperNode starts: validate the audit config, load
-    the model, build this partition (seeded, as in the simulation) and write them to ``folder``
-    (:func:`raikit.federated._task.save_task` with this partition only), so that each ClientApp process
-    (Flower starts one per message) only reads a model folder and two small JSON files.
-
-    Raises
-    ------
-    RaikitInputError
-        Bad config, model or data (the same one-line errors as ``raikit audit``), or a partition out of range.
-    """
-    from raikit.audits.models import load_model
-    from raikit.audits.runner import _data_dir, _local_spec, load_audit
-    from raikit.audits.sections import RunContext
-    from raikit.federated._section import _align_labels, _read, build_clients, make_task
-    from raikit.federated._task import save_task
-
-    audit = load_audit(config, seed=seed)
-    planned = next((p for p in audit.plan if p.table.capability == "federated"), None)
-    if planned is None:
-        raise RaikitInputError("the config has no [federated] table", where=str(config))
-    o = planned.options
-    ctx = RunContext(seed=audit.config.run.seed, base_dir=audit.config.base_dir, data_dir=_data_dir(audit.config),
-                     progress=False)
-    adapter = load_model(_local_spec(audit.config.models[planned.table.model], audit.config.base_dir), device="cpu",
-                         offline=True, progress=False)  # a model folder beside the config, wherever join runs
-    data = _align_labels(_read(o, ctx), adapter, o)
-    clients = build_clients(data, o, ctx.seed)
-    if not 0 <= partition < len(clients):
-        raise RaikitInputError(f"must be between 0 and {len(clients) - 1} ({len(clients)} clients), got {partition}",
-                               where="--partition")
-    task = make_task(adapter.model, adapter.tokenizer, data.label_names, clients, o, ctx.seed,
-                     max_length=adapter.max_length, batch_size=adapter.batch_size)
-    mine = clients[partition]
-    save_task(task, folder, clients=[mine])
-    return {"client": mine.client, "train": len(mine.train), "test": len(mine.test), "seed": ctx.seed}
 
 
 def _client_task(context: Any) -> Any:

@@ -11,10 +11,11 @@ from raikit.reports._findings import Finding, findings
 from raikit.reports._html import CSP, render_html
 from raikit.reports._load import load_results, results_schema
 from raikit.reports._text import render_junit, render_markdown, render_model_card, render_model_cards
-from raikit.reports._write import REPORT_FILES, write_reports
+from raikit.reports._write import REPORT_FILES, report_paths, write_reports
 
 __all__ = [
     "CSP", "Clause", "ClauseEvidence", "DiffRow", "Finding", "REPORT_FILES", "ResultsDiff", "clauses",
     "clauses_for_metric", "compliance_mapping", "diff_results", "findings", "load_results", "render_html",
-    "render_junit", "render_markdown", "render_model_card", "render_model_cards", "results_schema", "write_reports",
+    "render_junit", "render_markdown", "render_model_card", "render_model_cards", "report_paths", "results_schema",
+    "write_reports",
 ]

@@ -322,7 +322,7 @@ def test_federated_join_takes_the_config_as_an_argument_like_serve(tmp_path, cap
 def test_serve_on_every_interface_certifies_and_advertises_a_name_other_machines_can_use():
     import socket
 
-    from raikit.federated._cli import advertised
+    from raikit.federated import advertised
 
     names, address = advertised("127.0.0.1", 9093, [])
     assert names == ["127.0.0.1", "localhost"] and address == "127.0.0.1:9093"
