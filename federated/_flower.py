@@ -22,8 +22,10 @@ Gaussian noise, the accountant's release).
 """
 from __future__ import annotations
 
+import contextlib
+import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +36,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, 
 
 from raikit.federated._task import ClientData, Task, local_evaluate, local_train
 
-__all__ = ["ServerPlan", "RoundLog", "RunningMean", "StreamingFedAvg", "StreamingFedProx", "StreamingServerSideDP",
+__all__ = ["ServerPlan", "RoundLog", "client_round_seed", "sampling_fraction", "seeded_sampling", "RunningMean", "StreamingFedAvg", "StreamingFedProx", "StreamingServerSideDP",
            "build_apps", "run_server"]
 
 QUERY_TIMEOUT = 600.0
@@ -113,6 +115,33 @@ class RoundLog:
         log = cls(**{k: v for k, v in data.items() if k != "node_to_client"})
         log.node_to_client = {int(k): v for k, v in data.get("node_to_client", {}).items()}
         return log
+
+
+def client_round_seed(seed: int, server_round: int, client: int) -> int:
+    """The training seed of one client in one round: distinct for every (run seed, round, client) triple.
+
+    (A linear mix such as ``seed * 1000 + round * 97 + client`` gives client k + 97 in round r the seed of
+    client k in round r + 1 once there are 97 clients.)"""
+    return int(np.random.SeedSequence([seed, server_round, client]).generate_state(1, dtype=np.uint32)[0])
+
+
+def sampling_fraction(wanted: int, available: int) -> float:
+    """The ``fraction_train`` / ``fraction_evaluate`` that makes Flower sample exactly ``wanted`` of ``available``
+    nodes: it samples ``int(available * fraction)``, and ``wanted / available`` can fall a hair short
+    (3 of 47 gives 2); half a node more cannot reach the next integer."""
+    return min(1.0, (wanted + 0.5) / available)
+
+
+@contextlib.contextmanager
+def seeded_sampling(seed: int) -> Iterator[None]:
+    """Flower samples each round's nodes with the global ``random.sample``: seed it for the run (clients in
+    :meth:`_RecordingGrid.get_node_ids` order), and give the caller's random state back afterwards."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def array_bytes(content: RecordDict) -> int:
@@ -289,6 +318,15 @@ class _RecordingGrid:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
 
+    def get_node_ids(self) -> list[int]:
+        """The connected SuperNodes in the order of their clients (partitions), not of their random node ids,
+        so a seeded sample of them picks the same clients in every run."""
+        def order(node: int) -> tuple[int, str, int]:
+            client = self._log.node_to_client.get(node, "")
+            return (0, f"{int(client):012d}", node) if client.isdigit() else (1, client, node)
+
+        return sorted(self._grid.get_node_ids(), key=order)
+
     def _client(self, node: int) -> str:
         return self._log.node_to_client.get(node, f"node-{node}")
 
@@ -458,7 +496,7 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
     # Central DP needs equal client weights (each client's clipped update counts once); otherwise FedAvg
     # weights clients by their number of training examples.
     common: dict[str, Any] = dict(
-        fraction_train=min(1.0, per_round / n_nodes), fraction_evaluate=min(1.0, evaluated / n_nodes),
+        fraction_train=sampling_fraction(per_round, n_nodes), fraction_evaluate=sampling_fraction(evaluated, n_nodes),
         min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=min(plan.min_clients, evaluated),
         min_available_nodes=plan.min_clients,
         weighted_by_key="unit-weight" if plan.central_dp or plan.client_dp else "num-examples")
@@ -493,8 +531,9 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
     recorder.joined = list(nodes)
     train_config = ConfigRecord({**({"seed": plan.seed} if plan.send_seed else {}),
                                  "proximal-mu": float(plan.proximal_mu)})
-    result = strategy.start(grid=recorder, initial_arrays=_state_to_record(task_state), num_rounds=plan.rounds,
-                            timeout=plan.round_timeout, train_config=train_config)
+    with seeded_sampling(plan.seed):
+        result = strategy.start(grid=recorder, initial_arrays=_state_to_record(task_state), num_rounds=plan.rounds,
+                                timeout=plan.round_timeout, train_config=train_config)
     log.final_state = {k: v.clone() for k, v in result.arrays.to_torch_state_dict().items()}
     if plan.central_dp:
         log.central_dp = {"noise_multiplier": plan.central_noise_multiplier,
@@ -578,7 +617,7 @@ def build_apps(server_task: Callable[[Any], tuple[dict[str, torch.Tensor], Serve
         config = msg.content["config"]
         rnd = int(config["server-round"])
         state = msg.content["arrays"].to_torch_state_dict()
-        seed = int(config.get("seed", 0)) * 1000 + rnd * 97 + data.index
+        seed = client_round_seed(int(config.get("seed", 0)), rnd, data.index)
         new_state, facts = local_train(task, data, state, server_round=rnd, seed=seed,
                                        proximal_mu=float(config.get("proximal-mu", 0.0)),
                                        dp_state=_load_dp_state(context))

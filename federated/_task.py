@@ -234,9 +234,16 @@ def local_train(task: Task, client: ClientData, state: dict[str, torch.Tensor], 
             dp_state["noise_multiplier"] = dp_noise_multiplier(task.dp, examples=len(client.train),
                                                                settings=task.settings, repeats=task.dp_rounds)
         kwargs.update(noise_multiplier=dp_state["noise_multiplier"], dp_history=dp_state.get("history", []))
-    trained = fine_tune(start, task.tokenizer, list(client.train["text"]), client.train["label"].to_numpy(),
-                        settings=settings, dp=task.dp, device=task.device, progress=False,
-                        desc=f"federated: client {client.client} round {server_round}", in_place=True, **kwargs)
+    try:
+        trained = fine_tune(start, task.tokenizer, list(client.train["text"]), client.train["label"].to_numpy(),
+                            settings=settings, dp=task.dp, device=task.device, progress=False,
+                            desc=f"federated: client {client.client} round {server_round}", in_place=True, **kwargs)
+    except BaseException:
+        # the model was trained in place: a failure can leave LoRA layers injected or Opacus hooks on it, so
+        # the process's next message loads the model afresh instead of reusing this one
+        for key in [k for k, loaded in _LOADED.items() if loaded is task]:
+            del _LOADED[key]
+        raise
     task.model = trained.model  # the same model, or for LoRA the plain model the adapters were merged into
     new_state = trained.model.state_dict()
     out = {k: new_state[k].detach().cpu().clone() for k in task.keys}  # not views of the reused model

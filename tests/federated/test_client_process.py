@@ -27,13 +27,13 @@ from raikit.federated import _task
 from raikit.federated._section import build_clients, make_task, server_plan
 
 
-def _task_of(n_clients: int, n_rows: int, hidden: int = 32):
+def _task_of(n_clients: int, n_rows: int, hidden: int = 32, **options):
     tok = tiny.word_tokenizer(synth.VOCAB)
     model = tiny.tiny_classifier(tok, hidden_size=hidden, intermediate_size=2 * hidden)
     frame = synth.texts(n_rows, seed=2).assign(label=lambda f: (f["label"] == "positive").astype(int))
     data = LabelledTexts(frame=frame[["text", "label"]], label_names=("negative", "positive"), source="synthetic",
                          sha256="")
-    o = FederatedOptions(clients=n_clients, rounds=1, max_length=16, batch_size=8, physical_batch_size=8)
+    o = FederatedOptions(clients=n_clients, rounds=1, max_length=16, batch_size=8, physical_batch_size=8, **options)
     clients = build_clients(data, o, 0)
     return make_task(model, tok, data.label_names, clients, o, 0, max_length=16, batch_size=8), o, clients
 
@@ -154,3 +154,74 @@ def test_lora_exchanges_only_the_weights_its_merged_adapters_and_head_change():
                         settings=settings, progress=False).model.state_dict()
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, trained[k])}
     assert changed and changed <= set(keys), sorted(changed - set(keys))
+
+
+def test_a_failed_local_training_leaves_no_half_trained_model_for_the_next_message(tmp_path, monkeypatch):
+    """The process model is trained in place; a failure mid-training (here the first optimizer step) must not
+    leave its injected LoRA layers for the next message, which then loads the model afresh and trains as a
+    fresh process would."""
+    task, _, clients = _task_of(2, 60, scope="lora", lora_rank=2)
+    folder = _task.save_task(task, tmp_path / "task", clients=clients)
+    start = task.initial_state()
+    monkeypatch.setattr(_task, "_LOADED", {})
+    fresh, mine = _task.client_from_folder(str(folder), _context(0))
+    expected, _ = _task.local_train(fresh, mine, start, server_round=1, seed=3)
+
+    monkeypatch.setattr(_task, "_LOADED", {})
+    worker, mine = _task.client_from_folder(str(folder), _context(0))
+    real_step = torch.optim.AdamW.step
+
+    def fail_once(self, *args, **kwargs):
+        monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+        raise RuntimeError("a transient failure")
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", fail_once)
+    with pytest.raises(RuntimeError, match="transient"):
+        _task.local_train(worker, mine, start, server_round=1, seed=3)
+    again, mine = _task.client_from_folder(str(folder), _context(0))
+    assert again is not worker
+    new_state, _ = _task.local_train(again, mine, start, server_round=1, seed=3)
+    for k, v in new_state.items():
+        torch.testing.assert_close(v, expected[k], rtol=0, atol=0)
+
+
+def test_every_client_round_and_run_seed_trains_with_its_own_seed():
+    from raikit.federated._flower import client_round_seed
+
+    seeds = {(s, r, c): client_round_seed(s, r, c) for s in (0, 1) for r in range(1, 4) for c in range(1000)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert client_round_seed(0, 1, 0) == client_round_seed(0, 1, 0)
+
+
+def test_flower_samples_exactly_the_clients_asked_for():
+    from raikit.federated._flower import sampling_fraction
+
+    for available in range(1, 1001):
+        for wanted in range(1, available + 1):
+            assert int(available * sampling_fraction(wanted, available)) == wanted, (wanted, available)
+
+
+def test_which_clients_a_round_samples_is_the_same_in_every_run_with_the_seed():
+    """Flower's sample_nodes draws from the global random over the grid's node ids, which are random per run:
+    the recorder lists them in client order and the run seeds the draw, so the clients are the seed's."""
+    import random
+
+    from flwr.serverapp.strategy.strategy_utils import sample_nodes
+
+    from raikit.federated._flower import RoundLog, _RecordingGrid, seeded_sampling
+
+    def clients_sampled(node_ids, seed):
+        log = RoundLog()
+        log.node_to_client.update({node: str(client) for client, node in enumerate(node_ids)})
+        shuffled = list(node_ids)
+        random.Random(len(node_ids) + seed).shuffle(shuffled)  # the Grid's own order
+        grid = _RecordingGrid(SimpleNamespace(get_node_ids=lambda: shuffled), log, plan=None)
+        with seeded_sampling(seed):
+            return [sorted(log.node_to_client[n] for n in sample_nodes(grid, 2, 5)[0]) for _ in range(3)]
+
+    before = random.getstate()
+    run_1 = clients_sampled([random.getrandbits(63) for _ in range(20)], seed=4)
+    run_2 = clients_sampled([random.getrandbits(63) for _ in range(20)], seed=4)
+    assert run_1 == run_2 and run_1[0] != run_1[1]
+    assert clients_sampled(list(range(100, 120)), seed=5) != run_1
+    random.setstate(before)
