@@ -377,7 +377,7 @@ def epsilon_coverage(o: FederatedOptions) -> dict[str, str]:
 def server_plan(o: FederatedOptions, n_clients: int, seed: int, client_names: tuple[str, ...] = ()) -> Any:
     from raikit.federated._flower import ServerPlan
 
-    # the keys of the same name (strategy, rounds, min_clients, the timeouts, central_dp, ...) as they are
+    # ServerPlan's fields named as the table's keys (strategy, rounds, min_clients, the timeouts, ...) as given
     same = {f.name: getattr(o, f.name) for f in dataclasses.fields(ServerPlan) if hasattr(o, f.name)}
     return ServerPlan(**{**same, "clients": n_clients, "seed": seed, "client_names": tuple(client_names),
                          "proximal_mu": o.proximal_mu if o.strategy == "fedprox" else 0.0,

@@ -139,7 +139,7 @@ class PrivacyOptions(RetrainingOptions):
     """
 
     epochs: int = 3
-    batch_size: int = 64
+    batch_size: int = 64  # the data, training and DP keys: RetrainingOptions, with this table's defaults
     grad_sample_mode: str = "hooks"
     poisson_sampling: bool = True
     baseline: bool = True
