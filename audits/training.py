@@ -336,17 +336,23 @@ def _quiet_opacus() -> Iterator[None]:
         yield
 
 
-def _strip_opacus(model: torch.nn.Module) -> None:
-    """Drop what Opacus leaves on modules and parameters once its hooks are removed (captured activations, the
-    batch length, per-sample gradients), so the returned model holds no training state: the extras' too."""
-    for module in model.modules():
+def _release_opacus(work: Any) -> Any:
+    """The plain model back from Opacus's wrapper, holding no training state (the extras' neither).
+
+    ``to_standard_module`` removes the hooks and every per-parameter attribute Opacus lists
+    (``grad_sample``, ``_norm_sample``, ...); what it leaves is dropped here: the captured activations and
+    batch length on each module and the optimizer's ``summed_grad`` on each parameter.
+    """
+    if hasattr(work, "to_standard_module"):
+        work = work.to_standard_module()
+    for module in work.modules():
         for name in ("activations", "max_batch_len"):
             if name in module.__dict__:
                 delattr(module, name)
-    for p in model.parameters():
-        for name in ("grad_sample", "_forward_counter", "summed_grad", "_current_grad_sample"):
-            if name in p.__dict__:
-                delattr(p, name)
+    for p in work.parameters():
+        if "summed_grad" in p.__dict__:
+            delattr(p, "summed_grad")
+    return unwrap(work)
 
 
 def _empty_noise_step(optimizer: Any, grad_sample_mode: str) -> None:
@@ -466,6 +472,15 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     if len(texts) != len(labels) or not len(texts):
         raise RaikitInputError(f"training needs texts and labels of equal, non-zero length "
                                f"(got {len(texts)} and {len(labels)})")
+    if dp is not None:  # every input check before the model is touched (it may be trained in place)
+        for problem, key in ((accountant_problem(dp.accountant), "accountant"), (epsilon_problem(dp.epsilon), "epsilon")):
+            if problem:
+                raise RaikitInputError(f"key {key!r}: {problem}")
+        if batch_loss is not None and dp.grad_sample_mode == "ghost":
+            raise RaikitInputError("key 'grad_sample_mode': a custom training objective needs grad_sample_mode = "
+                                   "\"hooks\"")
+        if proximal_mu:
+            raise RaikitInputError("key 'proximal_mu': the FedProx term is not available with DP training")
     torch.manual_seed(settings.seed)
     device = torch.device(device)
     work = (model if in_place else copy.deepcopy(model)).to(device=device, dtype=torch.float32)
@@ -477,9 +492,6 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     generator = torch.Generator().manual_seed(settings.seed)
     seed_noise = 0
     if dp is not None:
-        for problem, key in ((accountant_problem(dp.accountant), "accountant"), (epsilon_problem(dp.epsilon), "epsilon")):
-            if problem:
-                raise RaikitInputError(f"key {key!r}: {problem}")
         # The noise and the batch sampling draw from generators seeded by noise_seed: fresh OS entropy that is
         # never recorded, unless reproducible_noise asks for the run seed (Opacus's secure_mode needs torchcsprng).
         seed_noise = noise_seed(dp, settings.seed)
@@ -491,12 +503,7 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     extra = [p for module in extra_modules for p in module.to(device).train().parameters() if p.requires_grad]
     if extra and dp is not None:
         work = _WithExtras(work, extra_modules)
-    if batch_loss is not None and dp is not None and dp.grad_sample_mode == "ghost":
-        raise RaikitInputError("key 'grad_sample_mode': a custom training objective needs grad_sample_mode = "
-                               "\"hooks\"")
     optimizer = torch.optim.AdamW(trainable + extra, lr=settings.learning_rate, weight_decay=0.0)
-    if proximal_mu and dp is not None:
-        raise RaikitInputError("key 'proximal_mu': the FedProx term is not available with DP training")
     anchors = [p.detach().clone() for p in trainable] if proximal_mu else []
     criterion: Any = torch.nn.CrossEntropyLoss()
     engine = None
@@ -521,81 +528,81 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
             work, optimizer, criterion, loader = made
         else:
             work, optimizer, loader = made
-    planned = settings.epochs * len(loader)
-    bar = progress_bar(total=planned, desc=desc, unit="step", disable=not progress)
-    steps = 0
-    last_losses: list[float] = []
-    started = time.perf_counter()
-    with _quiet_opacus():
-        for epoch in range(settings.epochs):
-            last_losses = []
-            if dp is not None:
-                from opacus.utils.batch_memory_manager import BatchMemoryManager
+    try:
+        planned = settings.epochs * len(loader)
+        bar = progress_bar(total=planned, desc=desc, unit="step", disable=not progress)
+        steps = 0
+        last_losses: list[float] = []
+        started = time.perf_counter()
+        with _quiet_opacus():
+            for epoch in range(settings.epochs):
+                last_losses = []
+                if dp is not None:
+                    from opacus.utils.batch_memory_manager import BatchMemoryManager
 
-                with BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical,
-                                        optimizer=optimizer) as batches:
-                    for ids, mask, y in batches:
-                        if len(y) == 0:  # an empty Poisson batch is still a step: the noise alone is the update
-                            _empty_noise_step(optimizer, dp.grad_sample_mode)
+                    with BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical,
+                                            optimizer=optimizer) as batches:
+                        for ids, mask, y in batches:
+                            if len(y) == 0:  # an empty Poisson batch is still a step: the noise alone is the update
+                                _empty_noise_step(optimizer, dp.grad_sample_mode)
+                                if not optimizer._is_last_step_skipped:
+                                    steps += 1
+                                    bar.update(1)
+                                continue
+                            ids, mask, y = ids.to(device), mask.to(device), y.to(device)
+                            loss = (criterion(work(**forward_inputs(work, ids, mask)).logits, y) if batch_loss is None
+                                    else batch_loss(work, forward_inputs(work, ids, mask), y))
+                            loss.backward()
+                            optimizer.step()
+                            optimizer.zero_grad()
+                            last_losses.append(float(loss.detach()))
                             if not optimizer._is_last_step_skipped:
                                 steps += 1
                                 bar.update(1)
-                            continue
-                        ids, mask, y = ids.to(device), mask.to(device), y.to(device)
-                        loss = (criterion(work(**forward_inputs(work, ids, mask)).logits, y) if batch_loss is None
-                                else batch_loss(work, forward_inputs(work, ids, mask), y))
-                        loss.backward()
+                else:
+                    for ids, mask, y in loader:
+                        for start in range(0, len(y), physical):
+                            part = slice(start, start + physical)
+                            pi, pm, py = ids[part].to(device), mask[part].to(device), y[part].to(device)
+                            loss = (criterion(work(**forward_inputs(work, pi, pm)).logits, py) if batch_loss is None
+                                    else batch_loss(work, forward_inputs(work, pi, pm), py)) * (len(py) / len(y))
+                            if anchors:  # FedProx proximal term, split across the physical batches like the loss
+                                loss = loss + (proximal_mu / 2) * (len(py) / len(y)) * sum(
+                                    (p - a).pow(2).sum() for p, a in zip(trainable, anchors))
+                            loss.backward()
+                            last_losses.append(float(loss.detach()) * len(y) / len(py))
                         optimizer.step()
                         optimizer.zero_grad()
-                        last_losses.append(float(loss.detach()))
-                        if not optimizer._is_last_step_skipped:
-                            steps += 1
-                            bar.update(1)
-            else:
-                for ids, mask, y in loader:
-                    for start in range(0, len(y), physical):
-                        part = slice(start, start + physical)
-                        pi, pm, py = ids[part].to(device), mask[part].to(device), y[part].to(device)
-                        loss = (criterion(work(**forward_inputs(work, pi, pm)).logits, py) if batch_loss is None
-                                else batch_loss(work, forward_inputs(work, pi, pm), py)) * (len(py) / len(y))
-                        if anchors:  # FedProx proximal term, split across the physical batches like the loss
-                            loss = loss + (proximal_mu / 2) * (len(py) / len(y)) * sum(
-                                (p - a).pow(2).sum() for p, a in zip(trainable, anchors))
-                        loss.backward()
-                        last_losses.append(float(loss.detach()) * len(y) / len(py))
-                    optimizer.step()
-                    optimizer.zero_grad()
-                    steps += 1
-                    bar.update(1)
-        seconds = time.perf_counter() - started
-        bar.close()
-    facts: dict[str, Any] = {}
-    if engine is not None:
-        with _quiet_opacus():
-            spent = float(engine.get_epsilon(dp.delta))
-        history = engine.accountant.history
-        facts = {
-            "epsilon": spent, "target_epsilon": dp.epsilon, "delta": dp.delta,
-            "noise_multiplier": float(optimizer.noise_multiplier), "sample_rate": float(history[-1][1]),
-            "steps": int(sum(h[2] for h in history)), "accountant": engine.accountant.mechanism(),
-            "max_grad_norm": dp.max_grad_norm, "grad_sample_mode": dp.grad_sample_mode,
-            "poisson_sampling": dp.poisson_sampling, "planned_steps": int(planned), "secure_mode": False,
-            "reproducible_noise": dp.reproducible_noise,
-            "noise_seed": ("the run seed (reproducible_noise = true): the epsilon does not hold against anyone "
-                           "who knows it" if dp.reproducible_noise else
-                           "fresh 63-bit seed from the OS entropy, not recorded anywhere"),
-            # (the accountant merges a step into the last history row when noise and rate are unchanged)
-            "steps_this_call": int(sum(h[2] for h in history) - sum(int(h[2]) for h in dp_history)),
-            "history": [[float(nm), float(q), int(n)] for nm, q, n in history],
-            "noise": "fixed" if noise_multiplier is not None else "calibrated to the target for this call",
-        }
-        if spent > dp.epsilon * (1 + 1e-9):
-            raise RunFailedError(f"DP training spent epsilon {spent:.4f}, above the target {dp.epsilon}; the model "
-                                 "is discarded")
-        if hasattr(work, "remove_hooks"):
-            work.remove_hooks()
-        _strip_opacus(work)
-        work = unwrap(work)
+                        steps += 1
+                        bar.update(1)
+            seconds = time.perf_counter() - started
+            bar.close()
+        facts: dict[str, Any] = {}
+        if engine is not None:
+            with _quiet_opacus():
+                spent = float(engine.get_epsilon(dp.delta))
+            history = engine.accountant.history
+            facts = {
+                "epsilon": spent, "target_epsilon": dp.epsilon, "delta": dp.delta,
+                "noise_multiplier": float(optimizer.noise_multiplier), "sample_rate": float(history[-1][1]),
+                "steps": int(sum(h[2] for h in history)), "accountant": engine.accountant.mechanism(),
+                "max_grad_norm": dp.max_grad_norm, "grad_sample_mode": dp.grad_sample_mode,
+                "poisson_sampling": dp.poisson_sampling, "planned_steps": int(planned), "secure_mode": False,
+                "reproducible_noise": dp.reproducible_noise,
+                "noise_seed": ("the run seed (reproducible_noise = true): the epsilon does not hold against anyone "
+                               "who knows it" if dp.reproducible_noise else
+                               "fresh 63-bit seed from the OS entropy, not recorded anywhere"),
+                # (the accountant merges a step into the last history row when noise and rate are unchanged)
+                "steps_this_call": int(sum(h[2] for h in history) - sum(int(h[2]) for h in dp_history)),
+                "history": [[float(nm), float(q), int(n)] for nm, q, n in history],
+                "noise": "fixed" if noise_multiplier is not None else "calibrated to the target for this call",
+            }
+            if spent > dp.epsilon * (1 + 1e-9):
+                raise RunFailedError(f"DP training spent epsilon {spent:.4f}, above the target {dp.epsilon}; the model "
+                                     "is discarded")
+    finally:
+        if engine is not None:  # also when training fails: an in-place model must not keep the hooks
+            work = _release_opacus(work)
     if hasattr(work, "merge_and_unload"):  # LoRA: fold the adapters into a plain model
         work = work.merge_and_unload()
     for p in work.parameters():

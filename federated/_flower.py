@@ -16,7 +16,7 @@ Aggregation streams: the proxy pushes a round's messages and pulls the replies a
 training reply into a running weighted sum (:class:`RunningMean`; under central DP after clipping it
 against the global model sent, as Flower's wrapper does) and keeps only the reply's metrics. The server
 then holds one running sum and one set of global parameters, never a round's replies; the strategies'
-``aggregate_train`` read the running sum (:class:`StreamingFedAvg`, :class:`StreamingFedProx`,
+``aggregate_train`` read the running sum (:class:`StreamingFedAvg`, for FedAvg and FedProx alike,
 :class:`StreamingServerSideDP`, the last doing what Flower's wrapper does after its clipping: reply checks,
 Gaussian noise, the accountant's release).
 """
@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, Message, RecordDict
-from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
 
 from raikit.federated._task import ClientData, Task, local_evaluate, local_train
 
-__all__ = ["ServerPlan", "RoundLog", "client_round_seed", "sampling_fraction", "seeded_sampling", "RunningMean", "StreamingFedAvg", "StreamingFedProx", "StreamingServerSideDP",
+__all__ = ["ServerPlan", "RoundLog", "client_round_seed", "sampling_fraction", "seeded_sampling", "RunningMean", "StreamingFedAvg", "StreamingServerSideDP",
            "build_apps", "run_server"]
 
 QUERY_TIMEOUT = 600.0
@@ -226,11 +226,17 @@ class RunningMean:
         return ArrayRecord(out)
 
 
-class _StreamingAggregate:
-    """``aggregate_train`` from the running mean the recording grid folded the round's replies into (the
-    replies it hands back carry only their metrics)."""
+class StreamingFedAvg(FedAvg):
+    """Flower's FedAvg whose aggregate is folded in as each reply arrives (:class:`RunningMean`).
 
-    stream: RunningMean
+    ``aggregate_train`` reads the running mean the recording grid folded the round's replies into (the replies
+    it hands back carry only their metrics). It serves FedProx too: Flower's FedProx differs from FedAvg on
+    the server only by putting ``proximal-mu`` in the training config, which :func:`run_server` sends itself.
+    """
+
+    def __init__(self, *, stream: RunningMean, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stream = stream
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[Any, Any]:
         valid, _ = self._check_and_log_replies(replies, is_train=True, validate=False)  # type: ignore[attr-defined]
@@ -240,30 +246,14 @@ class _StreamingAggregate:
         return self.stream.mean(), metrics
 
 
-class StreamingFedAvg(_StreamingAggregate, FedAvg):
-    """Flower's FedAvg whose aggregate is folded in as each reply arrives (:class:`RunningMean`)."""
-
-    def __init__(self, *, stream: RunningMean, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.stream = stream
-
-
-class StreamingFedProx(_StreamingAggregate, FedProx):
-    """Flower's FedProx whose aggregate is folded in as each reply arrives (:class:`RunningMean`)."""
-
-    def __init__(self, *, stream: RunningMean, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.stream = stream
-
-
 class StreamingServerSideDP(DifferentialPrivacyServerSideFixedClipping):
     """Flower's server-side fixed-clipping DP wrapper over a running mean of clipped replies.
 
     The recording grid clips each reply as it arrives (:class:`RunningMean` with ``clipping_norm``) and folds
     it in; ``aggregate_train`` then does what Flower's ``aggregate_train`` does after its own clipping loop,
     with Flower's code: the reply checks (``validate_replies``, equal weights under the accountant), the
-    Gaussian noise on the aggregate, the accountant's release. The inner strategy (plain FedAvg or FedProx)
-    configures the rounds and aggregates the metrics.
+    Gaussian noise on the aggregate, the accountant's release. The inner strategy (plain FedAvg) configures the
+    rounds and aggregates the metrics.
     """
 
     def __init__(self, strategy: Any, noise_multiplier: float, clipping_norm: float, num_sampled_clients: int, *,
@@ -500,14 +490,11 @@ def run_server(grid: Any, task_state: dict[str, torch.Tensor], plan: ServerPlan,
         min_train_nodes=min(plan.min_clients, per_round), min_evaluate_nodes=min(plan.min_clients, evaluated),
         min_available_nodes=plan.min_clients,
         weighted_by_key="unit-weight" if plan.central_dp or plan.client_dp else "num-examples")
-    if plan.strategy == "fedprox":
-        common["proximal_mu"] = plan.proximal_mu
     stream = RunningMean(common["weighted_by_key"],
                          clipping_norm=plan.central_clipping_norm if plan.central_dp else None)
+    # FedProx is FedAvg on the server plus "proximal-mu" in the training config, sent below for both
     if plan.central_dp:  # the wrapper aggregates the stream; the inner strategy only configures the rounds
-        strategy: Any = strategies.FedProx(**common) if plan.strategy == "fedprox" else strategies.FedAvg(**common)
-    elif plan.strategy == "fedprox":
-        strategy = StreamingFedProx(**common, stream=stream)
+        strategy: Any = strategies.FedAvg(**common)
     else:
         strategy = StreamingFedAvg(**common, stream=stream)
     accountant = None

@@ -429,6 +429,7 @@ def run_simulation(task: Any, plan: Any, *, client_cpus: float = 1.0) -> tuple[A
     started = time.perf_counter()
     try:
         server_app, client_app, box = simulation_apps(task, plan, Path(ray_dir) / "task",
+                                                      # rounded down: actors * threads stays within the cores
                                                       torch_threads=max(1, int(client_cpus)))
     except BaseException:
         shutil.rmtree(ray_dir, ignore_errors=True)
@@ -486,14 +487,11 @@ def _stop_ray() -> None:
     try:
         import psutil
 
+        from raikit.federated._deploy import _terminate_all
+
         ours = [p for p in psutil.Process().children(recursive=True)
                 if any(mark in " ".join(p.cmdline()) for mark in ("/ray/", "raylet", "gcs_server", "default_worker"))]
-        for p in ours:
-            p.terminate()
-        _, alive = psutil.wait_procs(ours, timeout=5)
-        for p in alive:
-            p.kill()
-        psutil.wait_procs(alive, timeout=5)
+        _terminate_all(ours, 5)
     except Exception:  # noqa: BLE001
         pass
     for proc in popens:  # Ray's own Popen objects: wait so that none is collected still "running"

@@ -167,3 +167,17 @@ def test_evaluation_samples_clients_and_the_round_log_counts_bytes(tmp_path):
         assert 2 * size <= r["bytes_from_clients"] < 2 * size + 2 * 300 * len(keys), (r, size)
     assert result.metrics["clients_lost"].value == 0
     assert json.dumps(result.details["round_log"])  # plain numbers
+
+
+def test_the_flower_internals_the_streaming_strategies_reuse_are_there():
+    """StreamingFedAvg and StreamingServerSideDP call these Flower methods and functions (not public API,
+    hence the pin to one minor release in pyproject.toml): an upgrade that moves them fails here, not in the
+    first aggregation of a user's run."""
+    from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
+    from flwr.serverapp.strategy.dp_fixed_clipping import validate_replies  # noqa: F401
+    from flwr.supercore.differential_privacy import compute_clip_model_update  # noqa: F401
+
+    assert callable(getattr(FedAvg, "_check_and_log_replies", None))
+    for name in ("_pop_pending_event", "_validate_uniform_weights", "_add_noise_to_aggregated_arrays",
+                 "_compose_release"):
+        assert callable(getattr(DifferentialPrivacyServerSideFixedClipping, name, None)), name
