@@ -177,7 +177,9 @@ def load_task(folder: str | Path) -> Task:
         spec = json.loads((Path(key) / _TASK_FILE).read_text(encoding="utf-8"))
         if spec.get("torch_threads"):
             torch.set_num_threads(int(spec["torch_threads"]))
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(Path(key) / "model").eval()
+        # the folder save_task wrote (safetensors): a task folder, not a model a user named (load_model's job)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(Path(key) / "model",
+                                                                                use_safetensors=True).eval()
         tokenizer = transformers.AutoTokenizer.from_pretrained(Path(key) / "model")
         _LOADED[key] = Task(model=model, tokenizer=tokenizer, label_names=tuple(spec["label_names"]), clients=[],
                             settings=TrainSettings(**spec["settings"]),
