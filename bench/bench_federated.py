@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -235,13 +234,14 @@ def scale(counts: list[int], *, per_client: int, per_round: int, rounds: int, sa
     """Each count of clients in a fresh child process, its process tree's memory sampled; prints the figures."""
     import datetime as dt
 
-    print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
-          f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    from bench.__main__ import load_average, machine
+
+    print(f"machine: {machine()}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
     rows = []
     for n in counts:
         with tempfile.TemporaryDirectory(prefix=f"bench-fed-{n}-") as tmp:
             out = Path(tmp) / "result.json"
-            before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+            before = load_average()
             child = subprocess.Popen([sys.executable, "-m", "bench.bench_federated", "--scale-one", str(n),
                                       "--out", str(out), "--per-client", str(per_client), "--per-round",
                                       str(per_round), "--rounds", str(rounds)],
@@ -260,11 +260,11 @@ def scale(counts: list[int], *, per_client: int, per_round: int, rounds: int, sa
             code = child.wait()
             stop.set()
             thread.join()
-            after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+            after = load_average()
             if code != 0 or not out.exists():
                 raise SystemExit(f"the {n}-client run failed (exit {code})")
             res = json.loads(out.read_text())
-        res.update(uptime_before=before, uptime_after=after)
+        res.update(load_before=before, load_after=after)
         by_round: dict[int, list[float]] = {}
         for m in res["marks"]:
             span = by_round.setdefault(m["round"], [m["start"], m["end"]])
@@ -291,14 +291,14 @@ def scale(counts: list[int], *, per_client: int, per_round: int, rounds: int, sa
                   f"{r['peak_pss'] / mb:,.0f} | {r['processes']} | {r['bytes_to_clients'] / mb:.1f} | "
                   f"{r['bytes_from_clients'] / mb:.1f} | {r['clients_ok']} / {r.get('clients_evaluated', 0)} |")
     print("\n| clients | section s | simulation s | start-up and opening query s | whole-run peak RSS / PSS (MB) | "
-          "accuracy (original) | lost | uptime before -> after |")
+          "accuracy (original) | lost | load average before -> after |")
     print("|---|---|---|---|---|---|---|---|")
     for res in rows:
         startup = res["simulation_seconds"] - sum(r["round_seconds"] for r in res["round_log"])
         print(f"| {res['clients']} | {res['section_seconds']:.0f} | {res['simulation_seconds']:.0f} | {startup:.0f} | "
               f"{res['peak_rss'] / mb:,.0f} / {res['peak_pss'] / mb:,.0f} | {res['accuracy']:.3f} "
               f"({res['original_accuracy']:.3f}) | {res['clients_lost']:.0f} | "
-              f"{res['uptime_before'].split('load average: ')[-1]} -> {res['uptime_after'].split('load average: ')[-1]} |")
+              f"{res['load_before']} -> {res['load_after']} |")
     first = rows[0]
     print(f"\nexchanged parameters: {first['exchanged_parameters']:,} of {first['model_parameters']:,} "
           f"({first['exchanged_parameters'] * 4 / mb:.1f} MB as float32 per message)")
