@@ -399,6 +399,102 @@ def dp_epsilon(history: Sequence[Sequence[float]], *, delta: float, accountant: 
         return float(acc.get_epsilon(delta))
 
 
+@dataclass
+class _Step:
+    """The training loop's running state: the objective, the optimizer steps taken, this epoch's losses."""
+
+    objective: Callable[[Any, dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+    bar: Any
+    count: int = 0
+    losses: list[float] = field(default_factory=list)
+
+    def taken(self) -> None:
+        self.count += 1
+        self.bar.update(1)
+
+
+def _objective(criterion: Any, batch_loss: Any) -> Callable[[Any, dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+    """``loss(model, inputs, labels)``: the custom objective, else the criterion on the logits."""
+    if batch_loss is not None:
+        return batch_loss
+    return lambda model, inputs, y: criterion(model(**inputs).logits, y)
+
+
+def _proximal_term(trainable: list[torch.nn.Parameter], anchors: list[torch.Tensor],
+                   mu: float) -> Callable[[], Any] | None:
+    """FedProx's ``mu / 2 * ||w - w_global||^2`` over the trained parameters, or None without an anchor."""
+    if not anchors:
+        return None
+    return lambda: (mu / 2) * sum((p - a).pow(2).sum() for p, a in zip(trainable, anchors))
+
+
+def _dp_epoch(work: Any, optimizer: Any, loader: Any, step: _Step, *, physical: int, device: torch.device,
+              grad_sample_mode: str) -> None:
+    """One epoch under Opacus: logical batches split into physical ones by ``BatchMemoryManager``; an empty
+    Poisson batch is still a step (the noise alone is the update)."""
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+    with BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical, optimizer=optimizer) as batches:
+        for ids, mask, y in batches:
+            if len(y) == 0:
+                _empty_noise_step(optimizer, grad_sample_mode)
+            else:
+                ids, mask, y = ids.to(device), mask.to(device), y.to(device)
+                loss = step.objective(work, forward_inputs(work, ids, mask), y)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                step.losses.append(float(loss.detach()))
+            if not optimizer._is_last_step_skipped:
+                step.taken()
+
+
+def _plain_epoch(work: Any, optimizer: Any, loader: Any, step: _Step, *, physical: int, device: torch.device,
+                 proximal: Callable[[], Any] | None) -> None:
+    """One epoch without DP: each logical batch's gradient accumulated over its physical parts, each part's
+    loss (and FedProx term) weighted by its share of the batch."""
+    for ids, mask, y in loader:
+        for start in range(0, len(y), physical):
+            part = slice(start, start + physical)
+            pi, pm, py = ids[part].to(device), mask[part].to(device), y[part].to(device)
+            share = len(py) / len(y)
+            loss = step.objective(work, forward_inputs(work, pi, pm), py) * share
+            if proximal is not None:
+                loss = loss + proximal() * share
+            loss.backward()
+            step.losses.append(float(loss.detach()) / share)
+        optimizer.step()
+        optimizer.zero_grad()
+        step.taken()
+
+
+def _dp_facts(engine: Any, optimizer: Any, dp: DPSettings, *, planned: int, dp_history: Sequence[Sequence[float]],
+              fixed_noise: bool) -> dict[str, Any]:
+    """What the accountant says the training spent (raising if above the target), for ``TrainedModel.dp``."""
+    with _quiet_opacus():
+        spent = float(engine.get_epsilon(dp.delta))
+    history = engine.accountant.history
+    facts = {
+        "epsilon": spent, "target_epsilon": dp.epsilon, "delta": dp.delta,
+        "noise_multiplier": float(optimizer.noise_multiplier), "sample_rate": float(history[-1][1]),
+        "steps": int(sum(h[2] for h in history)), "accountant": engine.accountant.mechanism(),
+        "max_grad_norm": dp.max_grad_norm, "grad_sample_mode": dp.grad_sample_mode,
+        "poisson_sampling": dp.poisson_sampling, "planned_steps": int(planned), "secure_mode": False,
+        "reproducible_noise": dp.reproducible_noise,
+        "noise_seed": ("the run seed (reproducible_noise = true): the epsilon does not hold against anyone "
+                       "who knows it" if dp.reproducible_noise else
+                       "fresh 63-bit seed from the OS entropy, not recorded anywhere"),
+        # (the accountant merges a step into the last history row when noise and rate are unchanged)
+        "steps_this_call": int(sum(h[2] for h in history) - sum(int(h[2]) for h in dp_history)),
+        "history": [[float(nm), float(q), int(n)] for nm, q, n in history],
+        "noise": "fixed" if fixed_noise else "calibrated to the target for this call",
+    }
+    if spent > dp.epsilon * (1 + 1e-9):
+        raise RunFailedError(f"DP training spent epsilon {spent:.4f}, above the target {dp.epsilon}; the model "
+                             "is discarded")
+    return facts
+
+
 def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int], *,
               settings: TrainSettings, dp: DPSettings | None = None, device: str | torch.device = "cpu",
               progress: bool = True, desc: str = "training", proximal_mu: float = 0.0,
@@ -531,75 +627,23 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     try:
         planned = settings.epochs * len(loader)
         bar = progress_bar(total=planned, desc=desc, unit="step", disable=not progress)
-        steps = 0
-        last_losses: list[float] = []
+        step = _Step(objective=_objective(criterion, batch_loss), bar=bar)
         started = time.perf_counter()
         with _quiet_opacus():
-            for epoch in range(settings.epochs):
-                last_losses = []
+            for _ in range(settings.epochs):
+                step.losses = []
                 if dp is not None:
-                    from opacus.utils.batch_memory_manager import BatchMemoryManager
-
-                    with BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical,
-                                            optimizer=optimizer) as batches:
-                        for ids, mask, y in batches:
-                            if len(y) == 0:  # an empty Poisson batch is still a step: the noise alone is the update
-                                _empty_noise_step(optimizer, dp.grad_sample_mode)
-                                if not optimizer._is_last_step_skipped:
-                                    steps += 1
-                                    bar.update(1)
-                                continue
-                            ids, mask, y = ids.to(device), mask.to(device), y.to(device)
-                            loss = (criterion(work(**forward_inputs(work, ids, mask)).logits, y) if batch_loss is None
-                                    else batch_loss(work, forward_inputs(work, ids, mask), y))
-                            loss.backward()
-                            optimizer.step()
-                            optimizer.zero_grad()
-                            last_losses.append(float(loss.detach()))
-                            if not optimizer._is_last_step_skipped:
-                                steps += 1
-                                bar.update(1)
+                    _dp_epoch(work, optimizer, loader, step, physical=physical, device=device,
+                              grad_sample_mode=dp.grad_sample_mode)
                 else:
-                    for ids, mask, y in loader:
-                        for start in range(0, len(y), physical):
-                            part = slice(start, start + physical)
-                            pi, pm, py = ids[part].to(device), mask[part].to(device), y[part].to(device)
-                            loss = (criterion(work(**forward_inputs(work, pi, pm)).logits, py) if batch_loss is None
-                                    else batch_loss(work, forward_inputs(work, pi, pm), py)) * (len(py) / len(y))
-                            if anchors:  # FedProx proximal term, split across the physical batches like the loss
-                                loss = loss + (proximal_mu / 2) * (len(py) / len(y)) * sum(
-                                    (p - a).pow(2).sum() for p, a in zip(trainable, anchors))
-                            loss.backward()
-                            last_losses.append(float(loss.detach()) * len(y) / len(py))
-                        optimizer.step()
-                        optimizer.zero_grad()
-                        steps += 1
-                        bar.update(1)
+                    proximal = _proximal_term(trainable, anchors, proximal_mu)
+                    _plain_epoch(work, optimizer, loader, step, physical=physical, device=device, proximal=proximal)
             seconds = time.perf_counter() - started
             bar.close()
         facts: dict[str, Any] = {}
         if engine is not None:
-            with _quiet_opacus():
-                spent = float(engine.get_epsilon(dp.delta))
-            history = engine.accountant.history
-            facts = {
-                "epsilon": spent, "target_epsilon": dp.epsilon, "delta": dp.delta,
-                "noise_multiplier": float(optimizer.noise_multiplier), "sample_rate": float(history[-1][1]),
-                "steps": int(sum(h[2] for h in history)), "accountant": engine.accountant.mechanism(),
-                "max_grad_norm": dp.max_grad_norm, "grad_sample_mode": dp.grad_sample_mode,
-                "poisson_sampling": dp.poisson_sampling, "planned_steps": int(planned), "secure_mode": False,
-                "reproducible_noise": dp.reproducible_noise,
-                "noise_seed": ("the run seed (reproducible_noise = true): the epsilon does not hold against anyone "
-                               "who knows it" if dp.reproducible_noise else
-                               "fresh 63-bit seed from the OS entropy, not recorded anywhere"),
-                # (the accountant merges a step into the last history row when noise and rate are unchanged)
-                "steps_this_call": int(sum(h[2] for h in history) - sum(int(h[2]) for h in dp_history)),
-                "history": [[float(nm), float(q), int(n)] for nm, q, n in history],
-                "noise": "fixed" if noise_multiplier is not None else "calibrated to the target for this call",
-            }
-            if spent > dp.epsilon * (1 + 1e-9):
-                raise RunFailedError(f"DP training spent epsilon {spent:.4f}, above the target {dp.epsilon}; the model "
-                                     "is discarded")
+            facts = _dp_facts(engine, optimizer, dp, planned=planned, dp_history=dp_history,
+                              fixed_noise=noise_multiplier is not None)
     finally:
         if engine is not None:  # also when training fails: an in-place model must not keep the hooks
             work = _release_opacus(work)
@@ -608,7 +652,7 @@ def fine_tune(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence
     for p in work.parameters():
         p.requires_grad_(False)
     work = work.to("cpu").eval()
-    return TrainedModel(model=work, tokenizer=tokenizer, steps=steps, seconds=seconds,
-                        seconds_per_step=seconds / max(steps, 1), examples=len(data),
-                        final_loss=float(np.mean(last_losses)) if last_losses else math.nan,
+    return TrainedModel(model=work, tokenizer=tokenizer, steps=step.count, seconds=seconds,
+                        seconds_per_step=seconds / max(step.count, 1), examples=len(data),
+                        final_loss=float(np.mean(step.losses)) if step.losses else math.nan,
                         trainable_parameters=n_trainable, dp=facts)
