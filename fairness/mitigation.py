@@ -62,7 +62,8 @@ from raikit.audits.retraining import (RetrainingOptions, align_labels, dp_settin
                                       train_settings)
 from raikit.audits.sections import RunContext, Section, data_key, section_registry
 from raikit.audits.textdata import BUILTIN_TEXTS
-from raikit.audits.training import ACCOUNTANTS, TRAIN_SCOPES, fine_tune, forward_inputs, unwrap
+from raikit.audits.training import (TRAIN_SCOPES, accountant_problem, epsilon_problem, fine_tune, forward_inputs,
+                                    unwrap)
 from raikit.fairness.swaps import SwapList, counterfactuals, load_swaps
 
 __all__ = ["MitigationOptions", "SECTION", "SECTIONS", "run_mitigation", "METHODS", "augment", "swap_groups",
@@ -157,8 +158,9 @@ class MitigationOptions(RetrainingOptions):
         DP: target delta; 0 means 1/(10 N) rounded down to one significant digit (N = training rows).
     max_grad_norm : float
         DP: per-example gradient clipping norm, > 0.
-    accountant : {"prv", "rdp", "gdp"}
-        DP: Opacus accountant.
+    accountant : {"prv", "rdp"}
+        DP: the Opacus accountant that calibrates the noise and reports the epsilon (``gdp`` is refused: it
+        under-reports epsilon).
     """
 
     method: str = "cda"  # the data, training and DP keys: RetrainingOptions, with this table's defaults
@@ -336,7 +338,10 @@ def check(options: MitigationOptions, ctx: RunContext) -> None:
 
     if o.method not in METHODS:
         bad("method", f"must be one of {', '.join(METHODS)}")
-    for key in ("learning_rate", "epsilon", "max_grad_norm", "adversary_weight"):
+    for key, problem in (("epsilon", epsilon_problem(o.epsilon)), ("accountant", accountant_problem(o.accountant))):
+        if problem:  # the messages [privacy] and [federated] give
+            problems.append(f"key {key!r}: {problem}")
+    for key in ("learning_rate", "max_grad_norm", "adversary_weight"):
         value = getattr(o, key)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             bad(key, "must be a finite number > 0")
@@ -355,9 +360,8 @@ def check(options: MitigationOptions, ctx: RunContext) -> None:
             bad(key, "must be >= 1")
     if o.max_examples < 0:
         bad("max_examples", "must be >= 0")
-    for key, allowed in (("scope", TRAIN_SCOPES), ("accountant", ACCOUNTANTS)):
-        if getattr(o, key) not in allowed:
-            bad(key, f"must be one of {', '.join(allowed)}")
+    if o.scope not in TRAIN_SCOPES:
+        bad("scope", f"must be one of {', '.join(TRAIN_SCOPES)}")
     if problems:
         raise RaikitInputError("; ".join(problems))
     path = ctx.existing_path(o.swaps, where="key 'swaps'")

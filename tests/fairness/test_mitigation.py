@@ -217,6 +217,9 @@ def test_clp_and_adversarial_train_under_dp_within_the_target_epsilon(files, met
     ({"method": "debias"}, "key 'method': must be one of cda, clp, adversarial, dropout"),
     ({"clp_lambda": -1.0}, "key 'clp_lambda'"),
     ({"hidden_dropout": 1.0}, "key 'hidden_dropout'"),
+    # the DP keys are checked as [privacy] checks them, before any model loads
+    ({"epsilon": 1000.0}, "key 'epsilon': must be at most 100"),
+    ({"accountant": "gdp"}, "key 'accountant': 'gdp' is refused for a reported epsilon"),
 ])
 def test_bad_options_are_named(files, change, message):
     options = MitigationOptions(data=str(files / "biased.csv"), swaps=str(files / "swaps.json"), **change)
