@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import json
 import os
 import signal
 import sys
@@ -367,20 +366,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value))
-
-
 def _cmd_probes(args: argparse.Namespace) -> int:
     from raikit.audits.runner import available_sections
 
@@ -411,22 +396,24 @@ def _cmd_probes(args: argparse.Namespace) -> int:
     print('# a list (model = ["a", "b"]) runs the table on each model, metrics named '
           f'{table}.<model key>.<metric>')
     print('model = "<key of a [models.<key>] table>"')
-    from raikit.audits.config import option_docs
+    from raikit.audits.config import option_docs, toml_value
 
     for doc in option_docs(section.options):
         about = f"{doc.name} ({doc.type})" + (f": {_option_text(doc)}" if doc.description or doc.choices else "")
         print()
         print("\n".join(textwrap.wrap(about, width=110, initial_indent="# ", subsequent_indent="#   ", break_on_hyphens=False)))
         print(f"# {doc.name} = ...   (not set by default)" if doc.default is None else
-              f"{doc.name} = {_toml_value(doc.default)}")
+              f"{doc.name} = {toml_value(doc.default)}")
     return 0
 
 
 def _option_text(doc: Any) -> str:
     """One option's description as ``raikit probes`` and docs/options.md show it, allowed values last."""
+    from raikit.audits.config import toml_value
+
     text = doc.description.replace("``", "`")
     if doc.choices:
-        text += f" Allowed: {', '.join(_toml_value(c) for c in doc.choices)}."
+        text += f" Allowed: {', '.join(toml_value(c) for c in doc.choices)}."
     return text
 
 
@@ -438,7 +425,7 @@ def options_markdown(sections: Any) -> str:
     sections : mapping
         :func:`raikit.audits.runner.available_sections`.
     """
-    from raikit.audits.config import option_docs
+    from raikit.audits.config import option_docs, toml_value
 
     lines = ["# Options of every section", "",
              "Generated from the options classes' docstrings by `raikit probes --markdown` (a test checks that this",
@@ -446,7 +433,7 @@ def options_markdown(sections: Any) -> str:
     for name, (table, section) in sections.items():
         lines += [f"## `[{table}]` ({name})", "", section.description, ""]
         for doc in option_docs(section.options):
-            default = "not set" if doc.default is None else f"`{_toml_value(doc.default)}`"
+            default = "not set" if doc.default is None else f"`{toml_value(doc.default)}`"
             lines.append(f"- `{doc.name}` ({doc.type}; default {default}): {_option_text(doc)}")
         lines.append("")
     return "\n".join(lines)

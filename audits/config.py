@@ -22,6 +22,7 @@ import difflib
 import hashlib
 import math
 import re
+import json
 import tomllib
 import types
 import typing
@@ -36,6 +37,7 @@ from raikit.audits.io import is_safe_name
 from raikit.audits.models import MODEL_KINDS, ModelSpec
 
 __all__ = [
+    "toml_value",
     "AuditConfig",
     "ConfigError",
     "RunOptions",
@@ -563,3 +565,18 @@ def parse_config(raw: Mapping[str, Any], *, source: str, sha256: str, base_dir: 
         raise ConfigError(problems)
     return AuditConfig(source=source, raw=raw, sha256=sha256, run=run or RunOptions(), models=models,
                        sections=tuple(sections), gates=gates, report=report or ReportOptions(), base_dir=base_dir)
+
+
+def toml_value(value: Any) -> str:
+    """``value`` written as a TOML value (strings JSON-quoted, lists and inline tables nested)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))

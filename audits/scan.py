@@ -369,19 +369,19 @@ def _candidates(kinds: Mapping[str, str], overrides: Mapping[str, Mapping[str, A
 def _config_text(*, title: str, models: Mapping[str, Mapping[str, Any]], candidates: Sequence[_Candidate],
                  seed: int, device: str, skipped: Sequence[Mapping[str, Any]], documented: bool) -> str:
     """The audit TOML of a scan; ``documented`` adds every option with its description as a comment."""
-    from raikit.audits.cli import _toml_value
+    from raikit.audits.config import toml_value
     from raikit.audits.config import option_docs
 
     lines = [f"# {title}", f"# Written by raikit scan on {datetime.now(timezone.utc).isoformat(timespec='seconds')}; "
              "run it again with `raikit audit <this file>`.", "[run]", f"seed = {seed}", f"device = {json.dumps(device)}",
              ""]
     for key, spec in models.items():
-        lines += [f"[models.{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in spec.items()] + [""]
+        lines += [f"[models.{key}]"] + [f"{k} = {toml_value(v)}" for k, v in spec.items()] + [""]
     for cand in candidates:
         section = cand.section
         lines.append(f"# -- {section.description}")
         lines.append(f"[{cand.table}]")
-        lines.append(f"model = {_toml_value(cand.models if len(cand.models) > 1 else cand.models[0])}")
+        lines.append(f"model = {toml_value(cand.models if len(cand.models) > 1 else cand.models[0])}")
         defaults = section.options()
         docs = {d.name: d for d in option_docs(section.options)}
         for f in dataclasses.fields(section.options):
@@ -391,7 +391,7 @@ def _config_text(*, title: str, models: Mapping[str, Mapping[str, Any]], candida
                 lines.append(f"# {f.name} ({doc.type}): {' '.join(doc.description.replace('``', '`').split())}")
             if f.name in cand.options or documented:
                 lines.append(f"# {f.name} = ...   (not set: the default)" if value is None else
-                             f"{f.name} = {_toml_value(value)}")
+                             f"{f.name} = {toml_value(value)}")
         lines.append("")
     for item in skipped:
         lines.append(f"# skipped: {item['section']}: {item.get('reason') or item.get('command')}")
@@ -792,7 +792,7 @@ def gates_text(results: Mapping[str, Any]) -> str:
     ideal by the current departure (one side for rates and gaps, which cannot fall below it), so the same
     model passes and a model that departs further fails.
     """
-    from raikit.audits.cli import _toml_value
+    from raikit.audits.config import toml_value
 
     sections = results.get("sections") or {}
     run = results.get("run") or {}
@@ -802,7 +802,7 @@ def gates_text(results: Mapping[str, Any]) -> str:
     for name, entry in sorted((results.get("metrics") or {}).items()):
         gate = _gate_for(name, entry, sections) if isinstance(entry, Mapping) else None
         if gate is not None:
-            lines.append(f"{json.dumps(name)} = {_toml_value(gate)}   # now {entry['value']:.4g}, 95% CI "
+            lines.append(f"{json.dumps(name)} = {toml_value(gate)}   # now {entry['value']:.4g}, 95% CI "
                          f"[{entry['ci95'][0]:.4g}, {entry['ci95'][1]:.4g}], n = {entry.get('n')}")
     return "\n".join(lines) + "\n"
 
